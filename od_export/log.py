@@ -7,9 +7,12 @@ because ``TF_CPP_MIN_LOG_LEVEL`` is read at import time.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import re
 import sys
+import threading
 import warnings
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -56,3 +59,41 @@ def warn(message: str) -> None:
 def debug(message: str) -> None:
     if _state["verbosity"] >= VERBOSE:
         print(f"od-export: {message}", file=sys.stderr, flush=True)
+
+
+_NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]"  # absl C++ LOG lines
+    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\]"  # tsl logging lines
+    rb"|WARNING: All log messages before absl::InitializeLog\(\))"
+)
+
+
+def filter_native_stderr() -> None:
+    """Drop TensorFlow's C++ log lines from file descriptor 2 for the rest of the process.
+
+    Those lines bypass ``TF_CPP_MIN_LOG_LEVEL`` (grappler logs through absl before it
+    is initialised).  Only the console entry point calls this: it re-routes fd 2
+    through a pipe, which would confuse in-process callers such as test runners.
+    """
+    if _state["verbosity"] >= VERBOSE:
+        return
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if not _NATIVE_LOG_LINE.match(line):
+                    os.write(original, line)
+
+    thread = threading.Thread(target=pump, name="od-export-stderr", daemon=True)
+    thread.start()
+
+    def drain() -> None:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end, so pump() ends
+        thread.join(timeout=5)
+
+    atexit.register(drain)

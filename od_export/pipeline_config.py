@@ -18,6 +18,7 @@ def describe_parse_error(source: str, error: Exception) -> str:
     if not match:
         return f"{source}: {text}"
     line, column, detail = match.groups()
+    detail = detail.rstrip(".")
     return f"{source} line {line} column {column}: {detail}"
 
 

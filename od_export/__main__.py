@@ -1,0 +1,3 @@
+from od_export.cli import console_main
+
+console_main()

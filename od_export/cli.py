@@ -1,0 +1,168 @@
+"""``od-export`` command line: parse into a typed request, make one library call.
+
+TensorFlow is imported only inside the handlers, so ``od-export --help`` and
+argument errors answer instantly.  Every :class:`OdExportError` becomes one line on
+stderr and its exit code (2 for bad input), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from od_export import __version__, log
+from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
+from od_export.options import FROZEN_FORMATS, INPUT_TYPES, SIGNATURE_KEYS, ExportOptions, parse_side_inputs
+
+PROG = "od-export"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT_CODE)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_const", dest="verbosity", const=log.QUIET, help="print only errors and warnings")
+    group.add_argument("-v", "--verbose", action="store_const", dest="verbosity", const=log.VERBOSE, help="show TensorFlow's own log output and tracebacks")
+    parser.add_argument("--json", action="store_true", help="print one JSON document describing the result on stdout")
+    parser.set_defaults(verbosity=log.NORMAL)
+
+
+def _add_export(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="checkpoint → SavedModel (+ frozen graph) for one or more input types",
+        description="Export an OD API training run. Also accepts exporter_main_v2.py's flag spellings.",
+    )
+    parser.add_argument("--pipeline-config", "--pipeline_config_path", dest="pipeline_config", required=True, metavar="PATH", help="the run's pipeline.config")
+    parser.add_argument("--checkpoint-dir", "--trained_checkpoint_dir", dest="checkpoint_dir", required=True, metavar="DIR", help="directory with ckpt-N files (or a checkpoint prefix)")
+    parser.add_argument("--output-dir", "--output_directory", dest="output_dir", required=True, metavar="DIR", help="where to write the export (must not exist unless --overwrite)")
+    parser.add_argument("--input-type", "--input_type", dest="input_types", action="append", metavar="TYPE", help=f"repeatable; one of {', '.join(INPUT_TYPES)} (default image_tensor)")
+    parser.add_argument("--checkpoint", default="latest", help="ckpt-N, N, a prefix path, or latest (default)")
+    parser.add_argument("--config-override", "--config_override", dest="config_overrides", action="append", default=[], metavar="TEXT_PROTO", help="text proto merged into the config (repeatable)")
+    parser.add_argument("--config-override-file", dest="config_override_files", action="append", default=[], metavar="PATH", help="file holding a text-proto override (repeatable)")
+    parser.add_argument("--use-side-inputs", "--use_side_inputs", dest="use_side_inputs", action="store_true", help="add side inputs to the image_tensor signature")
+    parser.add_argument("--side-input-shapes", "--side_input_shapes", dest="side_input_shapes", default="", help="e.g. 1,-1,4/1,-1 (as exporter_main_v2)")
+    parser.add_argument("--side-input-types", "--side_input_types", dest="side_input_types", default="", help="e.g. float32,int32")
+    parser.add_argument("--side-input-names", "--side_input_names", dest="side_input_names", default="", help="e.g. boxes,classes")
+    parser.add_argument("--signature-key", default="serving_default", help=f"signature the frozen graph is made from ({', '.join(SIGNATURE_KEYS)})")
+    parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="skip the frozen graph")
+    parser.add_argument("--frozen-format", default="pb", help=f"one of {', '.join(FROZEN_FORMATS)} (default pb)")
+    parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
+    _add_common(parser)
+    parser.set_defaults(handler=_run_export)
+
+
+def _add_demo_checkpoint(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo-checkpoint",
+        help="create a seeded random checkpoint from a pipeline.config (for demos and tests)",
+        description="Build the model a pipeline.config describes, give it seeded random weights, and save "
+        "a training-style checkpoint directory (ckpt-N, checkpoint, pipeline.config).",
+    )
+    parser.add_argument("--pipeline-config", required=True, metavar="PATH")
+    parser.add_argument("--output-dir", required=True, metavar="DIR")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true")
+    _add_common(parser)
+    parser.set_defaults(handler=_run_demo_checkpoint)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog=PROG, description="Turn a TF2 Object Detection API training run into deployable artifacts.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    subparsers.required = True
+    _add_export(subparsers)
+    _add_demo_checkpoint(subparsers)
+    return parser
+
+
+def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
+    from od_export.pipeline_config import read_text
+
+    overrides = list(args.config_overrides)
+    overrides += [read_text(path, "config override file") for path in args.config_override_files]
+    side_inputs = ()
+    if args.use_side_inputs:
+        side_inputs = parse_side_inputs(args.side_input_shapes, args.side_input_types, args.side_input_names)
+    return ExportOptions(
+        pipeline_config=Path(args.pipeline_config),
+        checkpoint_dir=Path(args.checkpoint_dir),
+        output_dir=Path(args.output_dir),
+        input_types=tuple(args.input_types or ("image_tensor",)),
+        checkpoint=args.checkpoint,
+        config_overrides=tuple(overrides),
+        side_inputs=side_inputs,
+        signature_key=args.signature_key,
+        freeze=args.freeze,
+        frozen_format=args.frozen_format,
+        full_object_graph=args.full_object_graph,
+        overwrite=args.overwrite,
+    )
+
+
+def _run_export(args: argparse.Namespace) -> dict[str, Any]:
+    from od_export.export import export
+
+    result = export(export_options_from_args(args))
+    if not args.json:
+        for artifact in result.artifacts:
+            print(f"{artifact.input_type}: {artifact.directory}")
+    return result.to_dict()
+
+
+def _run_demo_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    from od_export.demo import DemoCheckpointOptions, create_demo_checkpoint
+
+    result = create_demo_checkpoint(
+        DemoCheckpointOptions(Path(args.pipeline_config), Path(args.output_dir), args.seed, overwrite=args.overwrite)
+    )
+    if not args.json:
+        print(result.output_dir)
+    return {"output_dir": str(result.output_dir), "checkpoint": str(result.checkpoint_prefix), "pipeline_config": str(result.pipeline_config), "variables": result.variables}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log.configure(args.verbosity)
+    handler: Callable[[argparse.Namespace], dict[str, Any]] = args.handler
+    try:
+        document = handler(args)
+    except OdExportError as exc:
+        if args.verbosity >= log.VERBOSE:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected TensorFlow/OD API failure: still one line
+        if args.verbosity >= log.VERBOSE:
+            traceback.print_exc()
+        print(f"{PROG}: error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} (rerun with -v for details)", file=sys.stderr)
+        return FAILURE_EXIT_CODE
+    if args.json:
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 0 if document.get("ok", True) else FAILURE_EXIT_CODE
+
+
+def console_main() -> None:
+    """The ``od-export`` console script: :func:`main` plus filtering of TF's native logs."""
+    argv = sys.argv[1:]
+    if not ({"-v", "--verbose", "-h", "--help", "--version"} & set(argv)):
+        log.configure(log.NORMAL)
+        log.filter_native_stderr()
+    sys.exit(main(argv))

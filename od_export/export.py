@@ -1,0 +1,179 @@
+"""pipeline.config + checkpoint → SavedModel and frozen graph for each input type.
+
+One process, one model build and one checkpoint restore for all input types; each
+serving function is traced once and used for both the SavedModel and the frozen
+graph.  Everything is written into a staging directory and checked (the SavedModel
+is loaded from disk and run, the frozen graph is run, and both must give the same
+detections) before it is moved into place.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export import atomic, checkpoints, compat, freeze, log, samples
+from od_export.compare import OutputDifference, compare_outputs
+from od_export.errors import ExportFailed
+from od_export.model import build_model, restore_checked
+from od_export.options import ExportOptions
+from od_export.pipeline_config import load_pipeline_config, meta_architecture
+from od_export.saved_model import CHECKPOINT_DIR, SAVED_MODEL_DIR, copy_checkpoint, write_checkpoint, write_saved_model
+from od_export.tracing import TracedFunction, detection_module, signature_description, trace
+
+
+@dataclass
+class InputTypeResult:
+    input_type: str
+    directory: Path
+    signature: dict[str, Any]
+    autograph: bool
+    frozen_files: list[Path] = field(default_factory=list)
+    check: tuple[OutputDifference, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_type": self.input_type,
+            "directory": str(self.directory),
+            "saved_model": str(self.directory / SAVED_MODEL_DIR),
+            "checkpoint": str(self.directory / CHECKPOINT_DIR / "ckpt-0"),
+            "pipeline_config": str(self.directory / "pipeline.config"),
+            "frozen_graph": [str(p) for p in self.frozen_files],
+            "signature": self.signature,
+            "traced_with_autograph": self.autograph,
+            "check": {d.key: {"max_abs_diff": d.max_abs_diff, "ok": d.ok} for d in self.check},
+        }
+
+
+@dataclass
+class ExportResult:
+    output_dir: Path
+    checkpoint: Path
+    architecture: str
+    signature_key: str
+    artifacts: list[InputTypeResult]
+    notes: list[str]
+    timings: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output_dir": str(self.output_dir),
+            "checkpoint": str(self.checkpoint),
+            "architecture": self.architecture,
+            "signature_key": self.signature_key,
+            "input_types": [a.to_dict() for a in self.artifacts],
+            "notes": self.notes,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
+def export(options: ExportOptions) -> ExportResult:
+    """Run the whole export; raises an :class:`OdExportError` subclass on any problem."""
+    options.check()
+    atomic.check_target(Path(options.output_dir), options.overwrite)
+    resolved = checkpoints.resolve_checkpoint(options.checkpoint_dir, options.checkpoint)
+    notes = [resolved.note] if resolved.note else []
+    for note in notes:
+        log.warn(note)
+    clock = _Stopwatch()
+    config = load_pipeline_config(options.pipeline_config, options.config_overrides)
+    od = compat.import_object_detection()
+    clock.lap("import_and_config")
+
+    architecture = meta_architecture(config)
+    log.info(f"building {architecture} model, checkpoint {resolved.prefix}")
+    model = build_model(config)
+    traced = [_trace(model, options.input_types[0], architecture, options)]
+    clock.lap("build_and_trace")
+    restore_checked(model, resolved.prefix)  # the first trace created the variables
+    clock.lap("restore")
+    traced += [_trace(model, t, architecture, options) for t in options.input_types[1:]]
+    clock.lap("build_and_trace")
+
+    final_dir = Path(options.output_dir).absolute()
+    single = len(traced) == 1
+    results = []
+    with atomic.staged_directory(final_dir, options.overwrite) as staging:
+        first_checkpoint = None
+        for item in traced:
+            relative = Path() if single else Path(item.input_type)
+            directory = staging / relative
+            directory.mkdir(parents=True, exist_ok=True)
+            if first_checkpoint is None:
+                write_checkpoint(model, directory / CHECKPOINT_DIR)
+                first_checkpoint = directory / CHECKPOINT_DIR
+            else:
+                copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)
+            od.config_util.save_pipeline_config(config, str(directory))
+            log.info(f"{item.input_type}: writing SavedModel")
+            write_saved_model(model, item, directory / SAVED_MODEL_DIR, options.full_object_graph)
+            clock.lap("save")
+            result = InputTypeResult(item.input_type, final_dir / relative, signature_description(item.concrete), item.autograph)
+            frozen = None
+            if options.freeze:
+                frozen = freeze.freeze_function(item.concrete, options.signature_key)
+                written = freeze.write_frozen_graph(frozen, directory / "frozen_graph", options.frozen_format)
+                result.frozen_files = [final_dir / relative / "frozen_graph" / p.name for p in written]
+                clock.lap("freeze")
+            result.check = _check_artifacts(item, directory, frozen, options.signature_key)
+            clock.lap("check")
+            results.append(result)
+    log.info(f"wrote {final_dir}")
+    return ExportResult(final_dir, resolved.prefix, architecture, options.signature_key, results, notes, clock.timings)
+
+
+def _trace(model: Any, input_type: str, architecture: str, options: ExportOptions) -> TracedFunction:
+    log.info(f"{input_type}: tracing the serving function")
+    module = detection_module(model, input_type, options.side_inputs)
+    return trace(module, input_type, architecture)
+
+
+def sample_feeds(signature_inputs: dict[str, Any], input_type: str) -> dict[str, np.ndarray]:
+    """Sample values for every signature input: the image, and zeros for side inputs."""
+    feeds = {}
+    for name, spec in signature_inputs.items():
+        if name == "input_tensor":
+            feeds[name] = samples.input_batch(input_type, samples.sample_image())
+        else:
+            shape = [1 if d is None else d for d in (spec["shape"] or [1])]
+            feeds[name] = np.zeros(shape, dtype=np.dtype(spec["dtype"]) if spec["dtype"] != "string" else object)
+    return feeds
+
+
+def _check_artifacts(item: TracedFunction, directory: Path, frozen: freeze.FrozenGraph | None, signature_key: str) -> tuple[OutputDifference, ...]:
+    """Load the written SavedModel and run it; run the frozen graph; require equal detections."""
+    feeds = sample_feeds(signature_description(item.concrete)["inputs"], item.input_type)
+    try:
+        reference = samples.run_saved_model(directory / SAVED_MODEL_DIR, feeds, signature_key)
+    except Exception as exc:  # any failure here means the artifact is unusable
+        raise ExportFailed(f"{item.input_type}: the written SavedModel does not load and run: {exc}") from exc
+    if frozen is None:
+        return ()
+    spec = frozen.io_spec
+    candidate = samples.run_frozen_graph(
+        frozen.graph_def,
+        {spec["inputs"][name]["tensor"]: value for name, value in feeds.items()},
+        {key: entry["tensor"] for key, entry in spec["outputs"].items()},
+    )
+    differences = compare_outputs(reference, candidate)
+    bad = [d for d in differences if not d.ok]
+    if bad:
+        raise ExportFailed(
+            f"{item.input_type}: the frozen graph disagrees with the SavedModel on "
+            + ", ".join(f"{d.key} (max |diff| {d.max_abs_diff:.3g})" for d in bad)
+        )
+    return differences

@@ -1,0 +1,115 @@
+"""Serving function → frozen GraphDef whose inputs and outputs are easy to address.
+
+``convert_variables_to_constants_v2`` folds the weights into constants, but leaves the
+outputs named ``Identity``, ``Identity_1``, … (alphabetical by output key, so the
+same key has different names for different architectures) and leaves dozens of
+``unused_control_flow_input_N`` placeholders that tools treating every placeholder
+as an input trip over.  Here every output also gets a node named by its signature
+key (``detection_boxes:0``), the graph is pruned to what those outputs need, and
+any placeholder that is not a signature input is an error rather than a surprise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from od_export import compat
+from od_export.errors import ExportFailed
+from od_export.tracing import tensor_spec_description
+
+FROZEN_GRAPH_NAME = "frozen_inference_graph"
+IO_SPEC_NAME = "io_spec.json"
+
+
+@dataclass
+class FrozenGraph:
+    graph_def: Any
+    io_spec: dict[str, Any]
+
+
+def _output_node_name(key: str, taken: set[str]) -> str:
+    if key not in taken:
+        return key
+    return f"outputs/{key}"  # a graph node already uses the key itself
+
+
+def freeze_function(concrete: Any, signature_key: str = "serving_default") -> FrozenGraph:
+    """Freeze ``concrete`` in memory (no SavedModel round trip) and describe its I/O."""
+    tf = compat.import_tensorflow()
+    from tensorflow.python.framework import convert_to_constants
+
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    graph_def = frozen.graph.as_graph_def()
+    taken = {node.name for node in graph_def.node}
+
+    outputs = concrete.structured_outputs
+    keys = sorted(outputs)  # tf.nest order of a dict: sorted keys, as in frozen.outputs
+    frozen_outputs = frozen.outputs
+    output_entries = {}
+    for key, tensor in zip(keys, frozen_outputs):
+        node_name = _output_node_name(key, taken)
+        node = graph_def.node.add()
+        node.op = "Identity"
+        node.name = node_name
+        node.input.append(tensor.name[:-2] if tensor.name.endswith(":0") else tensor.name)
+        node.attr["T"].type = tensor.dtype.as_datatype_enum
+        output_entries[key] = {
+            "tensor": f"{node_name}:0",
+            "alias": tensor.name,
+            **tensor_spec_description(outputs[key]),
+        }
+
+    input_entries = _input_entries(concrete, frozen)
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(
+        graph_def, [entry["tensor"][:-2] for entry in output_entries.values()] + [a["alias"].split(":")[0] for a in output_entries.values()]
+    )
+    _check_placeholders(graph_def, {entry["tensor"].split(":")[0] for entry in input_entries.values()})
+    io_spec = {
+        "signature_key": signature_key,
+        "inputs": input_entries,
+        "outputs": output_entries,
+        "node_count": len(graph_def.node),
+    }
+    return FrozenGraph(graph_def, io_spec)
+
+
+def _input_entries(concrete: Any, frozen: Any) -> dict[str, Any]:
+    args, kwargs = concrete.structured_input_signature
+    specs = list(args) + list(kwargs.values())
+    placeholders = [t for t in frozen.inputs if t.dtype != compat.import_tensorflow().resource]
+    entries = {}
+    for spec, placeholder in zip(specs, placeholders):
+        entries[spec.name] = {"tensor": placeholder.name, **tensor_spec_description(spec)}
+    return entries
+
+
+def _check_placeholders(graph_def: Any, inputs: set[str]) -> None:
+    extra = sorted(n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderWithDefault") and n.name not in inputs)
+    if extra:
+        raise ExportFailed(
+            f"the frozen graph still has placeholders that are not signature inputs ({', '.join(extra[:5])}); "
+            "please report this with your pipeline.config"
+        )
+
+
+def write_frozen_graph(frozen: FrozenGraph, directory: Path, fmt: str) -> list[Path]:
+    """Write ``frozen_inference_graph.pb`` and/or ``.pbtxt`` plus the I/O description."""
+    import json
+
+    from google.protobuf import text_format
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    if fmt in ("pb", "both"):
+        path = directory / f"{FROZEN_GRAPH_NAME}.pb"
+        path.write_bytes(frozen.graph_def.SerializeToString())
+        written.append(path)
+    if fmt in ("pbtxt", "both"):
+        path = directory / f"{FROZEN_GRAPH_NAME}.pbtxt"
+        path.write_text(text_format.MessageToString(frozen.graph_def), encoding="utf-8")
+        written.append(path)
+    spec_path = directory / IO_SPEC_NAME
+    spec_path.write_text(json.dumps(frozen.io_spec, indent=2) + "\n", encoding="utf-8")
+    written.append(spec_path)
+    return written

@@ -1,0 +1,133 @@
+"""Build the inference model from the config and restore it from the checkpoint, safely.
+
+exporter_main_v2 restores *before* the model's variables exist, so a checkpoint of
+another shape silently becomes the variable's initial value and the SavedModel it
+writes cannot be loaded.  Here the variables are created first (by tracing), the
+checkpoint's object graph is compared with the live model variable by variable, and
+only a checkpoint that fits is restored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from od_export import compat
+from od_export.errors import CheckpointError, ConfigError
+
+_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
+
+
+@dataclass(frozen=True)
+class ShapeMismatch:
+    path: str
+    checkpoint_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        return f"{self.path}: checkpoint {self.checkpoint_shape} vs model {self.model_shape}"
+
+
+@dataclass(frozen=True)
+class CheckpointComparison:
+    """How a checkpoint's ``model`` subtree lines up with the live model's variables."""
+
+    matched: int
+    mismatched: tuple[ShapeMismatch, ...]
+    missing: tuple[str, ...]  # model variables the checkpoint has no value for
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched and not self.missing
+
+
+def build_model(config: Any) -> Any:
+    """``model_builder.build(config.model, is_training=False)`` with build errors as ConfigError."""
+    od = compat.import_object_detection()
+    try:
+        return od.model_builder.build(config.model, is_training=False)
+    except (ValueError, KeyError, TypeError, NotImplementedError, AttributeError) as exc:
+        raise ConfigError(f"cannot build the model from pipeline config: {exc}") from exc
+
+
+def _reader(prefix: Path) -> Any:
+    tf = compat.import_tensorflow()
+    try:
+        return tf.train.load_checkpoint(str(prefix))
+    except (tf.errors.OpError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {prefix}: {exc}") from exc
+
+
+def compare_with_checkpoint(model: Any, prefix: Path) -> CheckpointComparison:
+    """Walk the checkpoint's object graph and the live ``Checkpoint(model=model)`` in step."""
+    tf = compat.import_tensorflow()
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = _reader(prefix)
+    if not reader.has_tensor(_OBJECT_GRAPH_KEY):
+        raise CheckpointError(f"{prefix} is a TF1 (name-based) checkpoint; od-export needs a TF2 object-based checkpoint")
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    shapes = reader.get_variable_to_shape_map()
+
+    matched, mismatched, missing, seen = 0, [], [], set()
+    root = tf.train.Checkpoint(model=model)
+    pending: list[tuple[Any, int | None, str]] = [(root, 0, "")]
+    while pending:
+        obj, node_id, path = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, tf.Variable):
+            key = _variable_key(graph, node_id)
+            if key is None:
+                missing.append(path)
+            elif tuple(shapes[key]) != tuple(obj.shape.as_list()):
+                mismatched.append(ShapeMismatch(path, tuple(shapes[key]), tuple(obj.shape.as_list())))
+            else:
+                matched += 1
+            continue
+        saved_children = {} if node_id is None else {c.local_name: c.node_id for c in graph.nodes[node_id].children}
+        for name, child in tf.train.TrackableView(obj).children(obj).items():
+            pending.append((child, saved_children.get(name), f"{path}/{name}" if path else name))
+    return CheckpointComparison(matched, tuple(sorted(mismatched, key=lambda m: m.path)), tuple(sorted(missing)))
+
+
+def _variable_key(graph: Any, node_id: int | None) -> str | None:
+    if node_id is None:
+        return None
+    for attribute in graph.nodes[node_id].attributes:
+        if attribute.name == _VARIABLE_ATTRIBUTE:
+            return str(attribute.checkpoint_key)
+    return None
+
+
+def describe_comparison(comparison: CheckpointComparison, prefix: Path, limit: int = 3) -> str:
+    parts = []
+    if comparison.mismatched:
+        shown = "; ".join(m.describe() for m in comparison.mismatched[:limit])
+        more = len(comparison.mismatched) - limit
+        parts.append(f"{len(comparison.mismatched)} shape mismatch(es): {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    if comparison.missing:
+        shown = ", ".join(comparison.missing[:limit])
+        more = len(comparison.missing) - limit
+        parts.append(f"{len(comparison.missing)} model variable(s) missing from it: {shown}" + (f" (+{more} more)" if more > 0 else ""))
+    return (
+        f"checkpoint {prefix} does not match the model built from the pipeline config: {'; '.join(parts)}; "
+        "use the pipeline.config the checkpoint was trained with (num_classes, feature extractor)"
+    )
+
+
+def restore_checked(model: Any, prefix: Path) -> CheckpointComparison:
+    """Refuse a checkpoint that does not fit, then restore it into the (already built) model."""
+    tf = compat.import_tensorflow()
+    comparison = compare_with_checkpoint(model, prefix)
+    if not comparison.ok:
+        raise CheckpointError(describe_comparison(comparison, prefix))
+    status = tf.train.Checkpoint(model=model).restore(str(prefix)).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as exc:
+        raise CheckpointError(f"checkpoint {prefix} did not restore every model object: {exc}") from exc
+    return comparison

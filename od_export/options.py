@@ -1,0 +1,104 @@
+"""The typed request for one export.  The CLI and YAML batches both build this.
+
+Validation here is pure Python (no TensorFlow import), so bad values fail in
+milliseconds with a message that lists the valid choices.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from od_export.errors import InputError
+
+INPUT_TYPES: tuple[str, ...] = (
+    "image_tensor",
+    "float_image_tensor",
+    "encoded_image_string_tensor",
+    "tf_example",
+)
+#: Accepted when the installed OD API has it (mask models with predict_masks_from_boxes).
+OPTIONAL_INPUT_TYPES: tuple[str, ...] = ("image_and_boxes_tensor",)
+SIGNATURE_KEYS: tuple[str, ...] = ("serving_default",)
+FROZEN_FORMATS: tuple[str, ...] = ("pb", "pbtxt", "both")
+SIDE_INPUT_DTYPES: tuple[str, ...] = ("float32", "float16", "int32", "int64", "uint8", "string", "bool")
+
+
+@dataclass(frozen=True)
+class SideInput:
+    """One extra ``image_tensor`` signature input (exporter_main_v2's --side_input_*)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    pipeline_config: Path
+    checkpoint_dir: Path
+    output_dir: Path
+    input_types: tuple[str, ...] = ("image_tensor",)
+    checkpoint: str = "latest"
+    config_overrides: tuple[str, ...] = ()
+    side_inputs: tuple[SideInput, ...] = ()
+    signature_key: str = "serving_default"
+    freeze: bool = True
+    frozen_format: str = "pb"
+    full_object_graph: bool = False
+    overwrite: bool = False
+    validate: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`InputError` for any value that cannot work, before any heavy work."""
+        check_input_types(self.input_types)
+        if self.signature_key not in SIGNATURE_KEYS:
+            raise InputError(
+                f"unknown signature key {self.signature_key!r}; an export has: {', '.join(SIGNATURE_KEYS)}"
+            )
+        if self.frozen_format not in FROZEN_FORMATS:
+            raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")
+        if self.side_inputs and self.input_types != ("image_tensor",):
+            raise InputError("side inputs work with --input-type image_tensor only (as in exporter_main_v2)")
+
+
+def check_input_types(input_types: tuple[str, ...]) -> None:
+    if not input_types:
+        raise InputError(f"no input type given; choose from: {', '.join(INPUT_TYPES)}")
+    for input_type in input_types:
+        if input_type not in INPUT_TYPES + OPTIONAL_INPUT_TYPES:
+            raise InputError(f"unknown input type {input_type!r}; choose from: {', '.join(INPUT_TYPES)}")
+    duplicates = sorted({t for t in input_types if input_types.count(t) > 1})
+    if duplicates:
+        raise InputError(f"input type {duplicates[0]} is given twice; give each input type once")
+
+
+def parse_side_inputs(shapes: str, dtypes: str, names: str) -> tuple[SideInput, ...]:
+    """Parse exporter_main_v2's side-input flags, without its ``eval``.
+
+    ``shapes`` is ``/``-separated lists of comma-separated dims (``-1`` or ``None`` for
+    unknown), ``dtypes`` comma-separated (``tf.float32`` or ``float32``), ``names``
+    comma-separated.  All three must list the same number of inputs.
+    """
+    shape_list = [s for s in shapes.split("/")] if shapes else []
+    dtype_list = [d.strip() for d in dtypes.split(",")] if dtypes else []
+    name_list = [n.strip() for n in names.split(",")] if names else []
+    if not (len(shape_list) == len(dtype_list) == len(name_list)) or not name_list:
+        raise InputError(
+            "side inputs need as many shapes (/-separated), types and names (comma-separated); "
+            f"got {len(shape_list)}, {len(dtype_list)} and {len(name_list)}"
+        )
+    result = []
+    for raw_shape, raw_dtype, name in zip(shape_list, dtype_list, name_list):
+        dtype = re.sub(r"^(tf\.)", "", raw_dtype)
+        if dtype not in SIDE_INPUT_DTYPES:
+            raise InputError(f"side input {name!r} has unknown type {raw_dtype!r}; use one of: {', '.join(SIDE_INPUT_DTYPES)}")
+        try:
+            dims = ast.literal_eval("[" + raw_shape.replace("None", "-1") + "]")
+        except (ValueError, SyntaxError) as exc:
+            raise InputError(f"side input {name!r} has a malformed shape {raw_shape!r}; write it like 1,-1,4") from exc
+        if not all(isinstance(d, int) for d in dims):
+            raise InputError(f"side input {name!r} has a malformed shape {raw_shape!r}; write it like 1,-1,4")
+        result.append(SideInput(name, dtype, tuple(None if d < 0 else d for d in dims)))
+    return tuple(result)

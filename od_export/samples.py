@@ -1,0 +1,90 @@
+"""Deterministic sample inputs per input type, and runners for each artifact kind.
+
+The same pixels feed every artifact: a uint8 batch for ``image_tensor``, the same
+values as float32 for ``float_image_tensor``, their PNG encoding (lossless, so it
+decodes to the same pixels) for ``encoded_image_string_tensor`` and a serialized
+``tf.train.Example`` holding that PNG for ``tf_example``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export import compat
+
+
+def sample_image(height: int = 150, width: int = 170, seed: int = 0) -> np.ndarray:
+    """A smooth random image (not constant, not pure noise) of shape [H, W, 3], uint8."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(height // 10 + 2, width // 10 + 2, 3)).astype(np.float32)
+    rows = np.linspace(0, coarse.shape[0] - 1.001, height)
+    cols = np.linspace(0, coarse.shape[1] - 1.001, width)
+    image = coarse[rows.astype(int)][:, cols.astype(int)]
+    noise = rng.normal(0, 12, size=image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    tf = compat.import_tensorflow()
+    return bytes(tf.io.encode_png(image).numpy())
+
+
+def tf_example_bytes(image: np.ndarray) -> bytes:
+    tf = compat.import_tensorflow()
+    encoded = encode_png(image)
+    feature = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"png"])),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[image.shape[0]])),
+        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[image.shape[1]])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def input_batch(input_type: str, image: np.ndarray) -> np.ndarray:
+    """The ``input_tensor`` value for ``input_type`` holding ``image`` (batch of one)."""
+    if input_type == "image_tensor":
+        return image[np.newaxis]
+    if input_type == "float_image_tensor":
+        return image[np.newaxis].astype(np.float32)
+    if input_type == "encoded_image_string_tensor":
+        return np.array([encode_png(image)], dtype=object)
+    if input_type == "tf_example":
+        return np.array([tf_example_bytes(image)], dtype=object)
+    raise ValueError(f"no sample input for input type {input_type}")
+
+
+def run_saved_model(directory: Path, inputs: dict[str, np.ndarray], signature_key: str = "serving_default") -> dict[str, np.ndarray]:
+    tf = compat.import_tensorflow()
+    loaded = tf.saved_model.load(str(directory))
+    function = loaded.signatures[signature_key]
+    outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def run_frozen_graph(graph_def: Any, feeds: dict[str, np.ndarray], fetches: dict[str, str]) -> dict[str, np.ndarray]:
+    """Run a GraphDef in a TF1 session: ``feeds`` and ``fetches`` are tensor names."""
+    tf = compat.import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        results = session.run(
+            {key: graph.get_tensor_by_name(name) for key, name in fetches.items()},
+            feed_dict={graph.get_tensor_by_name(name): value for name, value in feeds.items()},
+        )
+    return dict(results)
+
+
+def load_graph_def(path: Path) -> Any:
+    tf = compat.import_tensorflow()
+    from google.protobuf import text_format
+
+    graph_def = tf.compat.v1.GraphDef()
+    if path.suffix == ".pbtxt":
+        text_format.Merge(path.read_text(encoding="utf-8"), graph_def)
+    else:
+        graph_def.ParseFromString(path.read_bytes())
+    return graph_def

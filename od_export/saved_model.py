@@ -1,0 +1,50 @@
+"""Traced serving function → SavedModel directory (plus the exporter's checkpoint copy).
+
+The exporter saves its whole detection module, which makes ``tf.saved_model.save``
+serialise every Keras layer of the model (most of its save time).  The default here
+is a *lean* SavedModel: a module holding only the model's variables and the traced
+serving function.  It has the same ``serving_default`` signature, loads with
+``tf.saved_model.load`` into an object callable as ``detect_fn(input_tensor)``, and
+works with ``saved_model_cli`` and TF Serving.  ``--full-object-graph`` saves the
+exporter's module instead, for users who restore Keras layers from the SavedModel.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from od_export import compat
+from od_export.tracing import TracedFunction
+
+SAVED_MODEL_DIR = "saved_model"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def write_checkpoint(model: Any, directory: Path) -> Path:
+    """``checkpoint/ckpt-0`` exactly as exporter_lib_v2 writes it (model only)."""
+    tf = compat.import_tensorflow()
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory), max_to_keep=1)
+    return Path(manager.save(checkpoint_number=0))
+
+
+def copy_checkpoint(source: Path, destination: Path) -> None:
+    """Reuse one written checkpoint for every input type: the files are identical."""
+    shutil.copytree(source, destination)
+
+
+def lean_module(model: Any, traced: TracedFunction) -> Any:
+    """A ``tf.Module`` with the model's variables and the serving function as ``__call__``."""
+    tf = compat.import_tensorflow()
+    module = tf.Module(name="detection_module")
+    module.model_variables = list(model.variables)
+    module.__call__ = traced.function
+    return module
+
+
+def write_saved_model(model: Any, traced: TracedFunction, directory: Path, full_object_graph: bool) -> None:
+    tf = compat.import_tensorflow()
+    root = traced.module if full_object_graph else lean_module(model, traced)
+    if full_object_graph and not traced.autograph:
+        root.__call__ = traced.function  # keep the exact function that was traced and checked
+    tf.saved_model.save(root, str(directory), signatures=traced.concrete)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Demo on a fresh machine: set up, make a seeded demo checkpoint from the SSD sample,
+# export it with all four input types, and print what was written.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+VENV="${OD_EXPORT_VENV:-.venv}"
+OD_EXPORT="$VENV/bin/od-export"
+SAMPLE="${1:-pipeline_samples/ssd_mobilenet_v2.config}"
+OUT="${OD_EXPORT_DEMO_DIR:-demo_output}"
+
+"$OD_EXPORT" demo-checkpoint --pipeline-config "$SAMPLE" --output-dir "$OUT/training_run" --overwrite
+"$OD_EXPORT" export \
+    --pipeline-config "$OUT/training_run/pipeline.config" \
+    --checkpoint-dir "$OUT/training_run" \
+    --output-dir "$OUT/exported" \
+    --input-type image_tensor --input-type float_image_tensor \
+    --input-type encoded_image_string_tensor --input-type tf_example \
+    --overwrite --json > "$OUT/export.json"
+
+"$VENV/bin/python" - "$OUT/export.json" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))
+print(f"\nexported {result['architecture']} from {result['checkpoint']} in {sum(result['timings_s'].values()):.1f} s")
+for artifact in result["input_types"]:
+    signature = artifact["signature"]
+    inputs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in signature["inputs"].items())
+    print(f"\n{artifact['input_type']}: {artifact['directory']}")
+    print(f"  SavedModel  {artifact['saved_model']}  (input {inputs})")
+    for path in artifact["frozen_graph"]:
+        print(f"  frozen      {path}")
+    checked = all(c["ok"] for c in artifact["check"].values())
+    print(f"  outputs     {', '.join(signature['outputs'])}")
+    print(f"  check       frozen graph == SavedModel on a sample image: {'yes' if checked else 'NO'}")
+PY

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project virtualenv and install od-export with the pinned stack.
+# Needs only Python 3.10+ and PyPI.  Re-running is a no-op unless the pins changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${OD_EXPORT_VENV:-.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+ODAPI="tf-models-research-object-detection==2.8.0.post1"
+STAMP="$VENV/.od-export-setup-$(cat constraints.txt setup.cfg | sha256sum | cut -c1-16)"
+
+if [ -f "$STAMP" ]; then
+    exit 0
+fi
+echo "setup: installing into $VENV (a few minutes on a fresh machine)" >&2
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip wheel setuptools
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]'
+# The OD API's own requirements (pyparsing==2.4.7, tensorflow_io, keras) would break
+# TensorFlow 2.20: install it without them; constraints.txt holds what it really imports.
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps "$ODAPI"
+TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" - <<'PY'
+from od_export import compat
+compat.import_object_detection()
+PY
+rm -f "$VENV"/.od-export-setup-*
+touch "$STAMP"
+echo "setup: done" >&2
