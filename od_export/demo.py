@@ -3,8 +3,9 @@
 It lets ``od-export export`` (and the tests) run on a fresh machine with nothing
 downloaded.  A freshly built OD API model scores every anchor ≈ 0.00995, which
 would make any parity check pass trivially, so the weights are re-initialised with
-a seed: He-normal kernels and perturbed biases and batch-norm statistics.  That
-gives varied scores with several detections above typical thresholds.
+a seed (He-normal kernels, perturbed biases and batch-norm scales), then the
+batch-norm statistics are recalibrated on sample images.  That gives varied scores
+with several detections above typical thresholds.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from od_export import atomic, compat, log
+from od_export import atomic, compat, log, samples
 from od_export.pipeline_config import load_pipeline_config, meta_architecture, num_classes
+
+
+_CALIBRATION_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,51 @@ def reinitialize_weights(variables: list[Any], seed: int) -> None:
         variable.assign(value.astype(variable.dtype.as_numpy_dtype))
 
 
+def _calibration_images(config: Any, seed: int) -> Any:
+    tf = compat.import_tensorflow()
+    height, width = model_input_size(config)
+    # Faster R-CNN in training mode samples proposals per image and fails on a batch of two.
+    batch = 1 if meta_architecture(config) == "faster_rcnn" else _CALIBRATION_BATCH
+    images = [samples.sample_image(height, width, seed=seed + i) for i in range(batch)]
+    return tf.constant(np.stack(images).astype(np.float32))
+
+
+def _predict(model: Any, config: Any, images: Any) -> None:
+    tf = compat.import_tensorflow()
+    preprocessed, true_shapes = model.preprocess(images)
+    if meta_architecture(config) == "faster_rcnn":
+        batch = int(images.shape[0])
+        model.provide_groundtruth(
+            groundtruth_boxes_list=[tf.constant([[0.1, 0.1, 0.6, 0.6]], tf.float32)] * batch,
+            groundtruth_classes_list=[tf.one_hot([0], num_classes(config), dtype=tf.float32)] * batch,
+        )
+    model.predict(preprocessed, true_shapes)
+
+
+def recalibrate_batch_norm(model: Any, config: Any, seed: int) -> None:
+    """Set every BN layer's moving statistics to those of real activations.
+
+    With random kernels the stored statistics normalise nothing, so activations grow
+    or shrink geometrically with depth and every score saturates at 0 or 1.  One
+    forward pass in training mode with momentum 0 stores each layer's batch
+    statistics (each layer already sees normalised inputs), keeping inference
+    activations of order one through the whole network.
+    """
+    import tf_keras
+
+    # Duck-typed: the OD API's FreezableBatchNorm and Keras' own BN come from two class trees.
+    layers = [m for m in model.submodules if hasattr(m, "moving_mean") and hasattr(m, "momentum")]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        with tf_keras.backend.learning_phase_scope(1):
+            _predict(model, config, _calibration_images(config, seed))
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
 def build_trained_like_model(config: Any, seed: int) -> Any:
     """Build the training-mode model, create its variables, then re-initialise them."""
     od = compat.import_object_detection()
@@ -82,14 +131,9 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     tf.keras.utils.set_random_seed(seed)
     model = od.model_builder.build(config.model, is_training=True)
     height, width = model_input_size(config)
-    images, true_shapes = model.preprocess(tf.zeros([1, height, width, 3], tf.float32))
-    if meta_architecture(config) == "faster_rcnn":
-        model.provide_groundtruth(
-            groundtruth_boxes_list=[tf.constant([[0.1, 0.1, 0.6, 0.6]], tf.float32)],
-            groundtruth_classes_list=[tf.one_hot([0], num_classes(config), dtype=tf.float32)],
-        )
-    model.predict(images, true_shapes)
+    _predict(model, config, tf.zeros([1, height, width, 3], tf.float32))
     reinitialize_weights(model.variables, seed)
+    recalibrate_batch_norm(model, config, seed)
     return model
 
 
