@@ -10,6 +10,7 @@ with several detections above typical thresholds.
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,10 @@ def recalibrate_batch_norm(model: Any, config: Any, seed: int) -> None:
     for layer in layers:
         layer.momentum = 0.0
     try:
-        with tf_keras.backend.learning_phase_scope(1):
-            _predict(model, config, _calibration_images(config, seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # learning_phase_scope is deprecated, yet the only switch
+            with tf_keras.backend.learning_phase_scope(1):
+                _predict(model, config, _calibration_images(config, seed))
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum

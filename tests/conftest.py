@@ -1,0 +1,69 @@
+"""Shared fixtures: demo checkpoints and exports are built once per session.
+
+Integration tests run the real TensorFlow and OD API on the small models in
+``pipeline_samples/``; checkpoints come from ``od-export demo-checkpoint`` (seeded,
+with batch-norm statistics recalibrated so that detections are not degenerate).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "pipeline_samples"
+ARCHITECTURES = (
+    "ssd_mobilenet_v2",
+    "ssd_mobilenet_v2_fpnlite",
+    "efficientdet_d0",
+    "centernet_mobilenet_v2_fpn",
+    "faster_rcnn_resnet50",
+)
+ALL_INPUT_TYPES = ("image_tensor", "float_image_tensor", "encoded_image_string_tensor", "tf_example")
+
+
+def sample_config(name: str) -> Path:
+    return SAMPLES / f"{name}.config"
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("od_export")
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(workspace: Path):
+    """``demo_checkpoint(name)`` → a training-style run directory, created once per name."""
+    from od_export.demo import DemoCheckpointOptions, create_demo_checkpoint
+
+    cache: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in cache:
+            result = create_demo_checkpoint(DemoCheckpointOptions(sample_config(name), workspace / "runs" / name))
+            cache[name] = result.output_dir
+        return cache[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def exported(workspace: Path, demo_checkpoint):
+    """``exported(name, input_types)`` → ExportResult, exported once per (name, types)."""
+    from od_export.export import export
+    from od_export.options import ExportOptions
+
+    cache: dict[tuple[str, tuple[str, ...]], object] = {}
+
+    def make(name: str, input_types: tuple[str, ...]):
+        key = (name, input_types)
+        if key not in cache:
+            run = demo_checkpoint(name)
+            out = workspace / "exports" / f"{name}-{'-'.join(input_types)}"
+            cache[key] = export(ExportOptions(run / "pipeline.config", run, out, input_types=input_types))
+        return cache[key]
+
+    return make

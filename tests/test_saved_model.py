@@ -1,0 +1,67 @@
+"""The lean SavedModel is a drop-in: detect_fn(input_tensor), saved_model_cli, full object graph."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from od_export import compat, samples
+from od_export.compare import compare_outputs
+from tests.conftest import ALL_INPUT_TYPES
+from tests.helpers import sample_input
+
+pytestmark = pytest.mark.integration
+SAVED_MODEL_CLI = Path(sys.executable).with_name("saved_model_cli")
+
+
+def test_loaded_model_is_callable_like_the_inference_tutorial(exported):
+    tf = compat.import_tensorflow()
+    artifact = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).artifacts[0]
+    detect_fn = tf.saved_model.load(str(artifact.directory / "saved_model"))
+    detections = detect_fn(tf.convert_to_tensor(sample_input("image_tensor")))
+    reference = samples.run_saved_model(artifact.directory / "saved_model", {"input_tensor": sample_input("image_tensor")})
+    assert not [d for d in compare_outputs(reference, {k: v.numpy() for k, v in detections.items()}) if not d.ok]
+
+
+def saved_model_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1"}
+    return subprocess.run([str(SAVED_MODEL_CLI), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.skipif(not SAVED_MODEL_CLI.exists(), reason="saved_model_cli is not installed next to this Python")
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    artifact = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).artifacts[0]
+    directory = str(artifact.directory / "saved_model")
+    show = saved_model_cli("show", "--dir", directory, "--all")
+    assert show.returncode == 0, show.stderr
+    assert "signature_def['serving_default']" in show.stdout and "detection_boxes" in show.stdout
+    np.save(tmp_path / "image.npy", sample_input("image_tensor"))
+    run = saved_model_cli(
+        "run", "--dir", directory, "--tag_set", "serve", "--signature_def", "serving_default",
+        "--inputs", f"input_tensor={tmp_path / 'image.npy'}", "--outdir", str(tmp_path / "out"),
+    )
+    assert run.returncode == 0, run.stderr
+    boxes = np.load(tmp_path / "out" / "detection_boxes.npy")
+    reference = samples.run_saved_model(artifact.directory / "saved_model", {"input_tensor": sample_input("image_tensor")})
+    np.testing.assert_allclose(boxes, reference["detection_boxes"], atol=1e-5)
+
+
+def test_full_object_graph_option(exported, demo_checkpoint, workspace):
+    from od_export.export import export
+    from od_export.options import ExportOptions
+
+    run = demo_checkpoint("ssd_mobilenet_v2")
+    result = export(ExportOptions(run / "pipeline.config", run, workspace / "full", full_object_graph=True, freeze=False))
+    full = result.artifacts[0].directory / "saved_model"
+    lean = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).artifacts[0].directory / "saved_model"
+    value = sample_input("image_tensor")
+    full_outputs = samples.run_saved_model(full, {"input_tensor": value})
+    lean_outputs = samples.run_saved_model(lean, {"input_tensor": value})
+    assert not [d for d in compare_outputs(lean_outputs, full_outputs) if not d.ok]
+    loaded = compat.import_tensorflow().saved_model.load(str(full))
+    assert hasattr(loaded, "_model")  # the exporter's module, Keras model inside
+    assert not hasattr(compat.import_tensorflow().saved_model.load(str(lean)), "_model")
