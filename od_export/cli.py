@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -160,9 +161,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    """The ``od-export`` console script: :func:`main` plus filtering of TF's native logs."""
+    """The ``od-export`` console script: :func:`main`, TF's native logs filtered, fast exit.
+
+    Once TensorFlow is loaded, interpreter teardown takes about 1.5 s (measured on
+    the SSD sample) and does nothing a finished command needs: every file is
+    written and closed by then.  So the script flushes its streams and leaves with
+    ``os._exit``.
+    """
     argv = sys.argv[1:]
     if not ({"-v", "--verbose", "-h", "--help", "--version"} & set(argv)):
         log.configure(log.NORMAL)
         log.filter_native_stderr()
-    sys.exit(main(argv))
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's --help/--version and usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else USAGE_EXIT_CODE)
+    log.flush_all()
+    os._exit(code)

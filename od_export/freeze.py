@@ -37,17 +37,13 @@ def _output_node_name(key: str, taken: set[str]) -> str:
 def freeze_function(concrete: Any, signature_key: str = "serving_default") -> FrozenGraph:
     """Freeze ``concrete`` in memory (no SavedModel round trip) and describe its I/O."""
     tf = compat.import_tensorflow()
-    from tensorflow.python.framework import convert_to_constants
-
-    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
-    graph_def = frozen.graph.as_graph_def()
+    graph_def, input_names, output_tensors = _variables_to_constants(concrete)
     taken = {node.name for node in graph_def.node}
 
     outputs = concrete.structured_outputs
-    keys = sorted(outputs)  # tf.nest order of a dict: sorted keys, as in frozen.outputs
-    frozen_outputs = frozen.outputs
+    keys = sorted(outputs)  # tf.nest order of a dict: sorted keys, as in concrete.outputs
     output_entries = {}
-    for key, tensor in zip(keys, frozen_outputs):
+    for key, tensor in zip(keys, output_tensors):
         node_name = _output_node_name(key, taken)
         node = graph_def.node.add()
         node.op = "Identity"
@@ -60,7 +56,7 @@ def freeze_function(concrete: Any, signature_key: str = "serving_default") -> Fr
             **tensor_spec_description(outputs[key]),
         }
 
-    input_entries = _input_entries(concrete, frozen)
+    input_entries = _input_entries(concrete, input_names)
     graph_def = tf.compat.v1.graph_util.extract_sub_graph(
         graph_def, [entry["tensor"][:-2] for entry in output_entries.values()] + [a["alias"].split(":")[0] for a in output_entries.values()]
     )
@@ -74,14 +70,34 @@ def freeze_function(concrete: Any, signature_key: str = "serving_default") -> Fr
     return FrozenGraph(graph_def, io_spec)
 
 
-def _input_entries(concrete: Any, frozen: Any) -> dict[str, Any]:
+def _variables_to_constants(concrete: Any) -> tuple[Any, list[str], list[Any]]:
+    """GraphDef with variables folded in, its input tensor names, and the output tensors.
+
+    ``convert_variables_to_constants_v2`` spends most of its time wrapping the GraphDef
+    back into a ConcreteFunction that we would only turn into a GraphDef again; its
+    first two steps give the GraphDef directly.  Should those private helpers move in
+    a later TensorFlow, the public function is used instead.
+    """
+    tf = compat.import_tensorflow()
+    from tensorflow.python.framework import convert_to_constants
+
+    user_inputs = [t for t in concrete.inputs if t.dtype != tf.resource]
+    try:
+        data = convert_to_constants._FunctionConverterDataInEager(
+            func=concrete, lower_control_flow=True, aggressive_inlining=False
+        )
+        graph_def, _ = convert_to_constants._replace_variables_by_constants(converter_data=data)
+        return graph_def, [t.name for t in user_inputs], list(concrete.outputs)
+    except AttributeError:
+        frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+        inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+        return frozen.graph.as_graph_def(), inputs, list(frozen.outputs)
+
+
+def _input_entries(concrete: Any, input_names: list[str]) -> dict[str, Any]:
     args, kwargs = concrete.structured_input_signature
     specs = list(args) + list(kwargs.values())
-    placeholders = [t for t in frozen.inputs if t.dtype != compat.import_tensorflow().resource]
-    entries = {}
-    for spec, placeholder in zip(specs, placeholders):
-        entries[spec.name] = {"tensor": placeholder.name, **tensor_spec_description(spec)}
-    return entries
+    return {spec.name: {"tensor": name, **tensor_spec_description(spec)} for spec, name in zip(specs, input_names)}
 
 
 def _check_placeholders(graph_def: Any, inputs: set[str]) -> None:

@@ -16,7 +16,7 @@ import threading
 import warnings
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
-_state = {"verbosity": NORMAL}
+_state: dict = {"verbosity": NORMAL}
 
 
 def configure(verbosity: int) -> None:
@@ -62,7 +62,7 @@ def debug(message: str) -> None:
 
 
 _NATIVE_LOG_LINE = re.compile(
-    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]"  # absl C++ LOG lines
+    rb"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # absl C++ LOG lines
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\]"  # tsl logging lines
     rb"|WARNING: All log messages before absl::InitializeLog\(\))"
 )
@@ -96,4 +96,14 @@ def filter_native_stderr() -> None:
         os.dup2(original, 2)  # closes the pipe's last write end, so pump() ends
         thread.join(timeout=5)
 
+    _state["drain"] = drain
     atexit.register(drain)
+
+
+def flush_all() -> None:
+    """Flush Python's streams and the native-log filter (before ``os._exit``)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    drain = _state.pop("drain", None)
+    if drain is not None:
+        drain()

@@ -64,13 +64,24 @@ def run_saved_model(directory: Path, inputs: dict[str, np.ndarray], signature_ke
     return {key: value.numpy() for key, value in outputs.items()}
 
 
+def _plain_session_config() -> Any:
+    """A session without grappler: it would spend a second rewriting a graph we run once."""
+    tf = compat.import_tensorflow()
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    config.graph_options.rewrite_options.constant_folding = rewriter_config_pb2.RewriterConfig.OFF
+    return config
+
+
 def run_frozen_graph(graph_def: Any, feeds: dict[str, np.ndarray], fetches: dict[str, str]) -> dict[str, np.ndarray]:
     """Run a GraphDef in a TF1 session: ``feeds`` and ``fetches`` are tensor names."""
     tf = compat.import_tensorflow()
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
+    with tf.compat.v1.Session(graph=graph, config=_plain_session_config()) as session:
         results = session.run(
             {key: graph.get_tensor_by_name(name) for key, name in fetches.items()},
             feed_dict={graph.get_tensor_by_name(name): value for name, value in feeds.items()},

@@ -38,7 +38,7 @@ def lean_module(model: Any, traced: TracedFunction) -> Any:
     tf = compat.import_tensorflow()
     module = tf.Module(name="detection_module")
     module.model_variables = list(model.variables)
-    module.__call__ = traced.function
+    module.__call__ = traced.concrete  # a tf.function here would be traced again by save()
     return module
 
 
