@@ -27,21 +27,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ARCHITECTURES = (
-    "ssd_mobilenet_v2",
-    "ssd_mobilenet_v2_fpnlite",
-    "efficientdet_d0",
-    "centernet_mobilenet_v2_fpn",
-    "faster_rcnn_resnet50",
-)
-INPUT_TYPES = ("image_tensor", "float_image_tensor", "encoded_image_string_tensor", "tf_example")
+sys.path.insert(0, str(REPO))
+from od_export.options import INPUT_TYPES  # noqa: E402  (light: no TensorFlow import)
+
+ARCHITECTURES = tuple(sorted(p.stem for p in (REPO / "pipeline_samples").glob("*.config")))
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1"}
+os.environ.update(TF_CPP_MIN_LOG_LEVEL="3")  # the latency step imports TensorFlow here too
 
 
 # ----------------------------------------------------------------- child modes
 def child_exporter_main_v2(argv: list[str]) -> None:
     """Run the OD API's exporter_main_v2 unchanged, after od-export's import fixes."""
-    sys.path.insert(0, str(REPO))
     from od_export import compat
 
     compat.import_object_detection()
@@ -51,7 +47,6 @@ def child_exporter_main_v2(argv: list[str]) -> None:
 
 def child_freeze(saved_model: str, output_dir: str) -> None:
     """The freezing script users write today (the recipe od-export replaces)."""
-    sys.path.insert(0, str(REPO))
     from od_export import compat
 
     tf = compat.import_tensorflow()
@@ -125,7 +120,6 @@ def export_time(run: Path, input_types: tuple[str, ...], repetitions: int, scrat
 
 def inference_latency(export_dir: Path, runs: int) -> dict:
     """Median ms per image, SavedModel vs frozen graph, alternating, same image, CPU."""
-    sys.path.insert(0, str(REPO))
     from od_export import compat, samples
 
     tf = compat.import_tensorflow()
@@ -166,7 +160,7 @@ def make_checkpoint(architecture: str, directory: Path) -> Path:
     subprocess.run(
         [str(Path(sys.executable).with_name("od-export")), "demo-checkpoint", "-q",
          "--pipeline-config", str(REPO / "pipeline_samples" / f"{architecture}.config"), "--output-dir", str(directory)],
-        env=CHILD_ENV, check=True,
+        env=CHILD_ENV, check=True, stdout=subprocess.DEVNULL,
     )
     return directory
 

@@ -11,18 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from od_export.options import INPUT_TYPES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "pipeline_samples"
-ARCHITECTURES = (
-    "ssd_mobilenet_v2",
-    "ssd_mobilenet_v2_fpnlite",
-    "efficientdet_d0",
-    "centernet_mobilenet_v2_fpn",
-    "faster_rcnn_resnet50",
-)
-ALL_INPUT_TYPES = ("image_tensor", "float_image_tensor", "encoded_image_string_tensor", "tf_example")
+#: Every sample config is tested; adding one to pipeline_samples/ adds it here.
+ARCHITECTURES = tuple(sorted(p.stem for p in SAMPLES.glob("*.config")))
+ALL_INPUT_TYPES = INPUT_TYPES
 
 
 def sample_config(name: str) -> Path:

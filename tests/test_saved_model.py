@@ -65,3 +65,17 @@ def test_full_object_graph_option(exported, demo_checkpoint, workspace):
     loaded = compat.import_tensorflow().saved_model.load(str(full))
     assert hasattr(loaded, "_model")  # the exporter's module, Keras model inside
     assert not hasattr(compat.import_tensorflow().saved_model.load(str(lean)), "_model")
+
+
+def test_loads_through_the_tf1_loader_like_tf_serving(exported):
+    """TF Serving loads a SavedModel by tag and SignatureDef in a session, not via tf.function."""
+    tf = compat.import_tensorflow()
+    artifact = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).artifacts[1]  # float_image_tensor
+    value = sample_input(artifact.input_type)
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(artifact.directory / "saved_model"))
+        signature = meta_graph.signature_def["serving_default"]
+        outputs = session.run({k: v.name for k, v in signature.outputs.items()}, {signature.inputs["input_tensor"].name: value})
+    reference = samples.run_saved_model(artifact.directory / "saved_model", {"input_tensor": value})
+    assert not [d for d in compare_outputs(reference, outputs) if not d.ok]

@@ -1,0 +1,93 @@
+"""od-export validate passes on good exports and fails (exit 1) on a tampered frozen graph."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from od_export.cli import main
+from tests.conftest import ALL_INPUT_TYPES
+
+pytestmark = pytest.mark.integration
+
+
+def validate_json(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["validate", *args, "--json"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out) if captured.out.strip() else {}
+
+
+def test_good_export_passes(exported, capsys):
+    code, report = validate_json(capsys, str(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir))
+    assert code == 0 and report["ok"] is True and report["images"] == 2
+    assert sorted(c["unit"] for c in report["checks"]) == sorted(ALL_INPUT_TYPES)
+    assert {c["unit"]: c["input_type"] for c in report["checks"]} == {t: t for t in ALL_INPUT_TYPES}
+    for check in report["checks"]:
+        assert check["outputs"]["num_detections"] == {"max_abs_diff": 0.0, "ok": True}
+
+
+def tamper_with_weights(frozen_pb):
+    """Scale the largest float constant (a conv kernel) of a frozen graph by 1.5."""
+    from od_export import compat, samples
+
+    tf = compat.import_tensorflow()
+    graph_def = samples.load_graph_def(frozen_pb)
+    consts = [n for n in graph_def.node if n.op == "Const" and n.attr["dtype"].type == tf.float32.as_datatype_enum]
+    largest = max(consts, key=lambda n: len(n.attr["value"].tensor.tensor_content))
+    values = tf.make_ndarray(largest.attr["value"].tensor)
+    largest.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(values * 1.5))
+    frozen_pb.write_bytes(graph_def.SerializeToString())
+    return largest.name
+
+
+def test_tampered_frozen_graph_fails_with_exit_1(exported, tmp_path, capsys):
+    copy = tmp_path / "tampered"
+    shutil.copytree(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir / "image_tensor", copy)
+    tamper_with_weights(copy / "frozen_graph" / "frozen_inference_graph.pb")
+    code, report = validate_json(capsys, str(copy))
+    assert code == 1 and report["ok"] is False
+    [check] = report["checks"]
+    assert check["ok"] is False
+    assert check["outputs"]["raw_detection_scores"]["ok"] is False
+    assert main(["validate", str(copy)]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_frozen_graph_without_io_spec_and_image_folder(exported, tmp_path, capsys):
+    """An exporter_main_v2 + freezing-script export: outputs only as Identity_N."""
+    from od_export import samples
+
+    copy = tmp_path / "exporter_style"
+    shutil.copytree(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir / "encoded_image_string_tensor", copy)
+    (copy / "frozen_graph" / "io_spec.json").unlink()
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(3):
+        (images / f"{seed}.png").write_bytes(samples.encode_png(samples.sample_image(90 + seed * 20, 110, seed=seed)))
+    code, report = validate_json(capsys, str(copy), "--images", str(images))
+    assert code == 0, report
+    assert report["images"] == 3 and report["checks"][0]["input_type"] == "encoded_image_string_tensor"
+
+
+def test_bad_input_exit_2(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", str(tmp_path / "empty")]) == 2
+    assert "no SavedModel found" in capsys.readouterr().err
+
+
+def test_export_with_validate_records_results_in_manifest(demo_checkpoint, workspace, capsys):
+    run = demo_checkpoint("centernet_mobilenet_v2_fpn")
+    out = workspace / "validated"
+    code = main(["export", "--pipeline-config", str(run / "pipeline.config"), "--checkpoint-dir", str(run),
+                 "--output-dir", str(out), "--input-type", "tf_example", "--validate", "--json", "-q"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document = json.loads(captured.out)
+    assert document["validation"]["ok"] is True
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"]["ok"] is True
+    assert manifest["validation"]["checks"][0]["input_type"] == "tf_example"
+    assert np.isfinite(manifest["validation"]["checks"][0]["outputs"]["detection_boxes"]["max_abs_diff"])
