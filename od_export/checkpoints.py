@@ -44,7 +44,7 @@ def available_checkpoints(directory: Path) -> tuple[str, ...]:
     return tuple(sorted(names, key=_number))
 
 
-def _prefix_exists(prefix: Path) -> bool:
+def prefix_exists(prefix: Path) -> bool:
     return prefix.with_name(prefix.name + ".index").is_file()
 
 
@@ -65,7 +65,7 @@ def resolve_checkpoint(path: str | Path, choice: str = "latest") -> ResolvedChec
     path = Path(path)
     if path.name.endswith(".index") or ".data-" in path.name:  # a file of a checkpoint
         path = path.with_name(re.sub(r"\.(index|data-\d+-of-\d+)$", "", path.name))
-    if not path.exists() and _prefix_exists(path):
+    if not path.exists() and prefix_exists(path):
         directory = path.parent
         return ResolvedCheckpoint(path, directory, available_checkpoints(directory))
     if not path.exists():
@@ -97,7 +97,7 @@ def _explicit_choice(directory: Path, available: tuple[str, ...], choice: str) -
     if choice.isdigit():
         candidates.insert(0, directory / f"ckpt-{choice}")
     for candidate in candidates:
-        if _prefix_exists(candidate):
+        if prefix_exists(candidate):
             return ResolvedCheckpoint(candidate, candidate.parent, available_checkpoints(candidate.parent))
     raise CheckpointError(
         f"checkpoint {choice!r} not found in {directory}; checkpoints present: {_listing(available)}"
@@ -114,9 +114,9 @@ def _from_state_file(directory: Path, available: tuple[str, ...], state_file: Pa
         )
     named = Path(match.group(1))
     prefix = named if named.is_absolute() else directory / named
-    if _prefix_exists(prefix):
+    if prefix_exists(prefix):
         return ResolvedCheckpoint(prefix, prefix.parent, available)
-    if named.is_absolute() and _prefix_exists(directory / named.name):
+    if named.is_absolute() and prefix_exists(directory / named.name):
         # A run copied from another machine: the state file keeps the old absolute path.
         return ResolvedCheckpoint(
             directory / named.name, directory, available,

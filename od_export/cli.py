@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from od_export import __version__, log
+from od_export import __version__, cli_inspect, log
 from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
 from od_export.options import FROZEN_FORMATS, INPUT_TYPES, SIGNATURE_KEYS, ExportOptions, parse_side_inputs
 
@@ -60,6 +60,7 @@ def _add_export(subparsers: Any) -> None:
     parser.add_argument("--frozen-format", default="pb", help=f"one of {', '.join(FROZEN_FORMATS)} (default pb)")
     parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
+    parser.add_argument("--validate", action="store_true", help="run `od-export validate` on the export before it is moved into place")
     _add_common(parser)
     parser.set_defaults(handler=_run_export)
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _add_export(subparsers)
     _add_demo_checkpoint(subparsers)
+    cli_inspect.add_subcommands(subparsers, _add_common)
     return parser
 
 
@@ -110,6 +112,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         frozen_format=args.frozen_format,
         full_object_graph=args.full_object_graph,
         overwrite=args.overwrite,
+        validate=args.validate,
     )
 
 

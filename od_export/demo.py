@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from od_export import atomic, compat, log, samples
-from od_export.pipeline_config import load_pipeline_config, meta_architecture, num_classes
+from od_export.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes
 
 
 _CALIBRATION_BATCH = 2
@@ -39,18 +39,6 @@ class DemoCheckpointResult:
     checkpoint_prefix: Path
     pipeline_config: Path
     variables: int
-
-
-def model_input_size(config: Any) -> tuple[int, int]:
-    """The (height, width) the config's image resizer produces; 128×128 if it is open-ended."""
-    resizer = getattr(config.model, meta_architecture(config)).image_resizer
-    kind = resizer.WhichOneof("image_resizer_oneof")
-    if kind == "fixed_shape_resizer":
-        return resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width
-    if kind == "keep_aspect_ratio_resizer":
-        side = resizer.keep_aspect_ratio_resizer.max_dimension
-        return side, side
-    return 128, 128
 
 
 def _scaled_normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:

@@ -17,12 +17,14 @@ import numpy as np
 
 from od_export import atomic, checkpoints, compat, freeze, log, samples
 from od_export.compare import OutputDifference, compare_outputs
-from od_export.errors import ExportFailed
+from od_export.errors import ExportFailed, ValidationFailed
+from od_export.manifest import MANIFEST_NAME, build_manifest, write_manifest
 from od_export.model import build_model, restore_checked
 from od_export.options import ExportOptions
 from od_export.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.saved_model import CHECKPOINT_DIR, SAVED_MODEL_DIR, copy_checkpoint, write_checkpoint, write_saved_model
 from od_export.tracing import TracedFunction, detection_module, signature_description, trace
+from od_export.validate import ValidateOptions, format_report, validate
 
 
 @dataclass
@@ -57,10 +59,13 @@ class ExportResult:
     artifacts: list[InputTypeResult]
     notes: list[str]
     timings: dict[str, float]
+    validation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "output_dir": str(self.output_dir),
+            "manifest": str(self.output_dir / MANIFEST_NAME),
+            "validation": self.validation,
             "checkpoint": str(self.checkpoint),
             "architecture": self.architecture,
             "signature_key": self.signature_key,
@@ -91,7 +96,7 @@ def export(options: ExportOptions) -> ExportResult:
         log.warn(note)
     clock = _Stopwatch()
     config = load_pipeline_config(options.pipeline_config, options.config_overrides)
-    od = compat.import_object_detection()
+    compat.import_object_detection()
     clock.lap("import_and_config")
 
     architecture = meta_architecture(config)
@@ -106,34 +111,63 @@ def export(options: ExportOptions) -> ExportResult:
 
     final_dir = Path(options.output_dir).absolute()
     single = len(traced) == 1
-    results = []
+    results: list[InputTypeResult] = []
     with atomic.staged_directory(final_dir, options.overwrite) as staging:
-        first_checkpoint = None
         for item in traced:
             relative = Path() if single else Path(item.input_type)
-            directory = staging / relative
-            directory.mkdir(parents=True, exist_ok=True)
-            if first_checkpoint is None:
-                write_checkpoint(model, directory / CHECKPOINT_DIR)
-                first_checkpoint = directory / CHECKPOINT_DIR
-            else:
-                copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)
-            od.config_util.save_pipeline_config(config, str(directory))
-            log.info(f"{item.input_type}: writing SavedModel")
-            write_saved_model(model, item, directory / SAVED_MODEL_DIR, options.full_object_graph)
-            clock.lap("save")
-            result = InputTypeResult(item.input_type, final_dir / relative, signature_description(item.concrete), item.autograph)
-            frozen = None
-            if options.freeze:
-                frozen = freeze.freeze_function(item.concrete, options.signature_key)
-                written = freeze.write_frozen_graph(frozen, directory / "frozen_graph", options.frozen_format)
-                result.frozen_files = [final_dir / relative / "frozen_graph" / p.name for p in written]
-                clock.lap("freeze")
-            result.check = _check_artifacts(item, directory, frozen, options.signature_key)
-            clock.lap("check")
-            results.append(result)
+            first_checkpoint = (staging / results[0].directory.relative_to(final_dir) / CHECKPOINT_DIR) if results else None
+            results.append(_write_input_type(model, config, item, staging / relative, final_dir / relative, first_checkpoint, options, clock))
+        validation = None
+        if options.validate:
+            validation = _validate_staged(staging, final_dir, options)
+            clock.lap("validate")
+        write_manifest(staging, build_manifest(
+            staging, pipeline_config=options.pipeline_config, checkpoint_prefix=resolved.prefix,
+            config_overrides=options.config_overrides, architecture=architecture,
+            input_types=[{"input_type": r.input_type, "directory": str(r.directory.relative_to(final_dir)),
+                          "signature": r.signature, "traced_with_autograph": r.autograph} for r in results],
+            timings=clock.timings, validation=validation,
+        ))
     log.info(f"wrote {final_dir}")
-    return ExportResult(final_dir, resolved.prefix, architecture, options.signature_key, results, notes, clock.timings)
+    return ExportResult(final_dir, resolved.prefix, architecture, options.signature_key, results, notes, clock.timings, validation)
+
+
+def _write_input_type(
+    model: Any, config: Any, item: TracedFunction, directory: Path, final_directory: Path,
+    first_checkpoint: Path | None, options: ExportOptions, clock: _Stopwatch,
+) -> InputTypeResult:
+    """exporter_main_v2's layout for one input type, plus the frozen graph, then the check."""
+    od = compat.import_object_detection()
+    directory.mkdir(parents=True, exist_ok=True)
+    if first_checkpoint is None:
+        write_checkpoint(model, directory / CHECKPOINT_DIR)
+    else:
+        copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)  # identical files: copy, not save
+    od.config_util.save_pipeline_config(config, str(directory))
+    log.info(f"{item.input_type}: writing SavedModel")
+    write_saved_model(model, item, directory / SAVED_MODEL_DIR, options.full_object_graph)
+    clock.lap("save")
+    result = InputTypeResult(item.input_type, final_directory, signature_description(item.concrete), item.autograph)
+    frozen = None
+    if options.freeze:
+        frozen = freeze.freeze_function(item.concrete, options.signature_key)
+        written = freeze.write_frozen_graph(frozen, directory / "frozen_graph", options.frozen_format)
+        result.frozen_files = [final_directory / "frozen_graph" / p.name for p in written]
+        clock.lap("freeze")
+    result.check = _check_artifacts(item, directory, frozen, options.signature_key)
+    clock.lap("check")
+    return result
+
+
+def _validate_staged(staging: Path, final_dir: Path, options: ExportOptions) -> dict[str, Any]:
+    """``od-export validate`` on the finished staging directory; a mismatch aborts the export."""
+    log.info("validating every artifact against its SavedModel")
+    report = validate(ValidateOptions(staging, signature_key=options.signature_key))
+    if not report.ok:
+        raise ValidationFailed(format_report(report).splitlines()[-1] + "; nothing was written")
+    document = report.to_dict()
+    document["export_dir"] = str(final_dir)
+    return document
 
 
 def _trace(model: Any, input_type: str, architecture: str, options: ExportOptions) -> TracedFunction:

@@ -36,6 +36,7 @@ class CheckpointComparison:
     matched: int
     mismatched: tuple[ShapeMismatch, ...]
     missing: tuple[str, ...]  # model variables the checkpoint has no value for
+    unexpected: tuple[str, ...] = ()  # checkpoint variables under model/ the model does not have
 
     @property
     def ok(self) -> bool:
@@ -49,6 +50,16 @@ def build_model(config: Any) -> Any:
         return od.model_builder.build(config.model, is_training=False)
     except (ValueError, KeyError, TypeError, NotImplementedError, AttributeError) as exc:
         raise ConfigError(f"cannot build the model from pipeline config: {exc}") from exc
+
+
+def create_variables(model: Any, config: Any) -> None:
+    """Run the model once on zeros so that every variable exists (cheaper than a trace)."""
+    from od_export.pipeline_config import model_input_size
+
+    tf = compat.import_tensorflow()
+    height, width = model_input_size(config)
+    images, true_shapes = model.preprocess(tf.zeros([1, height, width, 3], tf.float32))
+    model.predict(images, true_shapes)
 
 
 def _reader(prefix: Path) -> Any:
@@ -71,7 +82,7 @@ def compare_with_checkpoint(model: Any, prefix: Path) -> CheckpointComparison:
     graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
     shapes = reader.get_variable_to_shape_map()
 
-    matched, mismatched, missing, seen = 0, [], [], set()
+    matched, mismatched, missing, seen, used_keys = 0, [], [], set(), set()
     root = tf.train.Checkpoint(model=model)
     pending: list[tuple[Any, int | None, str]] = [(root, 0, "")]
     while pending:
@@ -81,6 +92,7 @@ def compare_with_checkpoint(model: Any, prefix: Path) -> CheckpointComparison:
         seen.add(id(obj))
         if isinstance(obj, tf.Variable):
             key = _variable_key(graph, node_id)
+            used_keys.add(key)
             if key is None:
                 missing.append(path)
             elif tuple(shapes[key]) != tuple(obj.shape.as_list()):
@@ -91,7 +103,26 @@ def compare_with_checkpoint(model: Any, prefix: Path) -> CheckpointComparison:
         saved_children = {} if node_id is None else {c.local_name: c.node_id for c in graph.nodes[node_id].children}
         for name, child in tf.train.TrackableView(obj).children(obj).items():
             pending.append((child, saved_children.get(name), f"{path}/{name}" if path else name))
-    return CheckpointComparison(matched, tuple(sorted(mismatched, key=lambda m: m.path)), tuple(sorted(missing)))
+    unexpected = tuple(sorted(_model_variable_keys(graph) - used_keys))
+    return CheckpointComparison(
+        matched, tuple(sorted(mismatched, key=lambda m: m.path)), tuple(sorted(missing)), unexpected
+    )
+
+
+def _model_variable_keys(graph: Any) -> set[str]:
+    """Checkpoint keys of every variable in the checkpoint's ``model`` subtree."""
+    roots = [c.node_id for c in graph.nodes[0].children if c.local_name == "model"]
+    keys, pending, seen = set(), list(roots), set()
+    while pending:
+        node_id = pending.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        key = _variable_key(graph, node_id)
+        if key is not None:
+            keys.add(key)
+        pending.extend(c.node_id for c in graph.nodes[node_id].children)
+    return keys
 
 
 def _variable_key(graph: Any, node_id: int | None) -> str | None:

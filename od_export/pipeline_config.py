@@ -67,3 +67,15 @@ def meta_architecture(config: Any) -> str:
 
 def num_classes(config: Any) -> int:
     return int(getattr(config.model, meta_architecture(config)).num_classes)
+
+
+def model_input_size(config: Any) -> tuple[int, int]:
+    """The (height, width) the config's image resizer produces; 128×128 if it is open-ended."""
+    resizer = getattr(config.model, meta_architecture(config)).image_resizer
+    kind = resizer.WhichOneof("image_resizer_oneof")
+    if kind == "fixed_shape_resizer":
+        return resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width
+    if kind == "keep_aspect_ratio_resizer":
+        side = resizer.keep_aspect_ratio_resizer.max_dimension
+        return side, side
+    return 128, 128

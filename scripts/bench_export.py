@@ -33,6 +33,8 @@ from od_export.options import INPUT_TYPES  # noqa: E402  (light: no TensorFlow i
 ARCHITECTURES = tuple(sorted(p.stem for p in (REPO / "pipeline_samples").glob("*.config")))
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1"}
 os.environ.update(TF_CPP_MIN_LOG_LEVEL="3")  # the latency step imports TensorFlow here too
+# Latency is measured as users run TensorFlow: oneDNN on (od-export itself turns it off).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 # ----------------------------------------------------------------- child modes

@@ -131,3 +131,29 @@ def test_tf_slim_patch_is_narrow():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "False", "True"]
+
+
+@pytest.mark.integration
+def test_missing_object_detection_is_one_clear_error():
+    result = run_python(
+        """
+        import importlib.util
+        real = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == "object_detection" else real(name, *a)
+        from od_export import compat
+        from od_export.errors import EnvironmentProblem
+        try:
+            compat.import_object_detection()
+        except EnvironmentProblem as exc:
+            print(exc.exit_code, exc.message)
+        """
+    )
+    assert result.stdout.startswith("2 the `object_detection` package is not importable"), result.stderr
+    assert "tf-models-research-object-detection==2.8.0.post1" in result.stdout
+
+
+def test_reference_kernels_unless_the_user_chose():
+    code = "from od_export import compat; compat.prepare_environment(); import os; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    env = {k: v for k, v in QUIET_ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    assert run_python(code, env=env).stdout.strip() == "0"
+    assert run_python(code, env={**env, "TF_ENABLE_ONEDNN_OPTS": "1"}).stdout.strip() == "1"

@@ -46,7 +46,7 @@ def files_under(directory):
 def test_four_input_types_write_one_directory_each(exported):
     result = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES)
     root = result.output_dir
-    assert sorted(p.name for p in root.iterdir()) == sorted(ALL_INPUT_TYPES)
+    assert sorted(p.name for p in root.iterdir()) == sorted(ALL_INPUT_TYPES + ("manifest.json",))
     for artifact in result.artifacts:
         assert artifact.directory == root / artifact.input_type
         assert expected_files(artifact.directory) <= files_under(artifact.directory)
@@ -144,7 +144,7 @@ def test_zoo_layout_and_overwrite_keeps_nothing_stale(demo_checkpoint, workspace
     assert main(args) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "pipeline.config", "saved_model"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "manifest.json", "pipeline.config", "saved_model"]
 
 
 def test_pipeline_config_written_is_the_merged_one(demo_checkpoint, workspace):

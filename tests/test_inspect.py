@@ -87,11 +87,11 @@ def test_tf1_graph_without_signatures(tmp_path, capsys):
         with tf.control_dependencies([check]):
             tf.identity(tf.reshape(features, [1, 1, 4]), name="detection_boxes")
         tf.sigmoid(features[:, :1], name="detection_scores")
-        tf.reduce_sum(tf.ones_like(features[:, 0]), name="num_detections")
+        tf.reduce_sum(tf.sigmoid(features), name="num_detections")
         tf.compat.v1.train.Saver()
         tf.compat.v1.global_variables_initializer()
-    meta = tmp_path / "model.ckpt.meta"
-    tf.compat.v1.train.export_meta_graph(str(meta), graph=graph)
+        meta = tmp_path / "model.ckpt.meta"
+        tf.compat.v1.train.export_meta_graph(str(meta))
     report = inspect_json(capsys, str(meta))
     assert report["kind"] == "meta_graph" and report["signatures"] == {}
     assert [o["name"] for o in report["likely_outputs"]] == ["detection_boxes", "detection_scores", "num_detections"]

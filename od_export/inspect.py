@@ -1,0 +1,216 @@
+"""Any path an OD API user has → what it contains, as a dictionary (``od-export inspect``).
+
+Kinds: an export directory (od-export's or exporter_main_v2's), a SavedModel, a
+frozen graph (``.pb``/``.pbtxt``), a TF1 ``.meta``, a checkpoint directory or
+prefix, and a ``pipeline.config``.  SavedModels and graphs are read as protos, not
+loaded, so inspecting is quick and works for graphs that would not run here.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from od_export import checkpoints, compat
+from od_export.errors import InputError
+from od_export.freeze import IO_SPEC_NAME
+from od_export.graph_summary import summarize_graph, summarize_signatures
+from od_export.manifest import read_manifest
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    path: Path
+    pipeline_config: Path | None = None
+    tensorboard_dir: Path | None = None
+
+
+def detect_kind(path: Path) -> str:
+    if not path.exists():
+        if checkpoints.prefix_exists(path):
+            return "checkpoint"
+        raise InputError(f"{path} does not exist; pass an export, SavedModel, graph, checkpoint or pipeline.config")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "saved_model"
+        if (path / "saved_model").is_dir() or any((p / "saved_model").is_dir() for p in path.iterdir() if p.is_dir()):
+            return "export"
+        if checkpoints.available_checkpoints(path) or checkpoints.available_checkpoints(path / "checkpoint"):
+            return "checkpoint"
+        raise InputError(f"{path} holds no SavedModel, export or checkpoint")
+    if path.name == "saved_model.pb":
+        return "saved_model"
+    if path.suffix == ".meta":
+        return "meta_graph"
+    if path.suffix in (".pb", ".pbtxt"):
+        return "graph"
+    if path.suffix == ".index" or ".data-" in path.name:
+        return "checkpoint"
+    return "pipeline_config"
+
+
+def inspect_path(options: InspectOptions) -> dict[str, Any]:
+    path = Path(options.path)
+    kind = detect_kind(path)
+    handlers = {
+        "export": _export, "saved_model": _saved_model, "graph": _graph_file, "meta_graph": _meta_graph,
+        "checkpoint": lambda p: _checkpoint(p, options.pipeline_config), "pipeline_config": _pipeline_config,
+    }
+    report = {"path": str(path), "kind": kind, **handlers[kind](path)}
+    if options.tensorboard_dir is not None:
+        report["tensorboard"] = write_tensorboard(path, kind, Path(options.tensorboard_dir))
+    return report
+
+
+# ------------------------------------------------------------------ graphs
+def _load_saved_model_proto(path: Path) -> Any:
+    compat.import_tensorflow()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    file = path if path.is_file() else path / "saved_model.pb"
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString(file.read_bytes())
+    except Exception as exc:  # protobuf raises its own DecodeError type
+        raise InputError(f"{file} is not a SavedModel ({exc})") from exc
+    return proto
+
+
+def _saved_model(path: Path) -> dict[str, Any]:
+    proto = _load_saved_model_proto(path)
+    meta_graphs = []
+    for meta_graph in proto.meta_graphs:
+        meta_graphs.append({
+            "tags": sorted(meta_graph.meta_info_def.tags),
+            "signatures": summarize_signatures(meta_graph),
+            "functions": len(meta_graph.graph_def.library.function),
+            "has_object_graph": meta_graph.HasField("object_graph_def"),
+        })
+    return {"meta_graphs": meta_graphs}
+
+
+def read_graph_def(path: Path) -> Any:
+    from od_export import samples
+
+    try:
+        return samples.load_graph_def(path)
+    except Exception as exc:  # DecodeError / ParseError: not a GraphDef
+        raise InputError(f"{path} is not a GraphDef ({' '.join(str(exc).split())[:200]})") from exc
+
+
+def _graph_file(path: Path) -> dict[str, Any]:
+    report = summarize_graph(read_graph_def(path))
+    spec_path = path.parent / IO_SPEC_NAME
+    if spec_path.is_file():
+        report["io_spec"] = json.loads(spec_path.read_text(encoding="utf-8"))
+    return report
+
+
+def _read_meta_graph(path: Path) -> Any:
+    compat.import_tensorflow()
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta_graph.ParseFromString(path.read_bytes())
+    except Exception as exc:
+        raise InputError(f"{path} is not a TF1 MetaGraphDef ({exc})") from exc
+    return meta_graph
+
+
+def _meta_graph(path: Path) -> dict[str, Any]:
+    meta_graph = _read_meta_graph(path)
+    return {
+        "tags": sorted(meta_graph.meta_info_def.tags),
+        "signatures": summarize_signatures(meta_graph),
+        **summarize_graph(meta_graph.graph_def),
+    }
+
+
+def _export(path: Path) -> dict[str, Any]:
+    units = [path] if (path / "saved_model").is_dir() else sorted(p for p in path.iterdir() if (p / "saved_model").is_dir())
+    report_units = []
+    for unit in units:
+        entry: dict[str, Any] = {"name": unit.name, "directory": str(unit), "saved_model": _saved_model(unit / "saved_model")}
+        frozen = sorted((unit / "frozen_graph").glob("*.pb*")) if (unit / "frozen_graph").is_dir() else []
+        if frozen:
+            entry["frozen_graph"] = {"path": str(frozen[0]), **_graph_file(frozen[0])}
+        entry["has_checkpoint"] = (unit / "checkpoint").is_dir()
+        entry["has_pipeline_config"] = (unit / "pipeline.config").is_file()
+        report_units.append(entry)
+    return {"units": report_units, "manifest": read_manifest(path)}
+
+
+# ------------------------------------------------------------- checkpoints
+def _checkpoint(path: Path, pipeline_config: Path | None) -> dict[str, Any]:
+    tf = compat.import_tensorflow()
+    resolved = checkpoints.resolve_checkpoint(path)
+    reader = tf.train.load_checkpoint(str(resolved.prefix))
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    variables = [
+        {"name": name, "shape": list(shapes[name]), "dtype": dtypes[name].name}
+        for name in sorted(shapes) if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+    ]
+    parameters = sum(int(_product(v["shape"])) for v in variables)
+    size = sum(int(_product(v["shape"])) * tf.as_dtype(v["dtype"]).size for v in variables if v["dtype"] != "string")
+    report = {
+        "directory": str(resolved.directory), "checkpoints": list(resolved.available), "selected": resolved.name,
+        "note": resolved.note or None, "variable_count": len(variables), "parameters": parameters, "bytes": size,
+        "variables": variables,
+    }
+    if pipeline_config is not None:
+        report["config_check"] = _config_check(resolved.prefix, pipeline_config)
+    return report
+
+
+def _product(shape: list[int]) -> int:
+    result = 1
+    for dim in shape:
+        result *= dim
+    return result
+
+
+def _config_check(prefix: Path, pipeline_config: Path) -> dict[str, Any]:
+    from od_export.model import build_model, compare_with_checkpoint, create_variables
+    from od_export.pipeline_config import load_pipeline_config
+
+    config = load_pipeline_config(pipeline_config)
+    model = build_model(config)
+    create_variables(model, config)
+    comparison = compare_with_checkpoint(model, prefix)
+    return {
+        "pipeline_config": str(pipeline_config), "restores": comparison.ok, "matched": comparison.matched,
+        "mismatched": [{"variable": m.path, "checkpoint_shape": list(m.checkpoint_shape), "model_shape": list(m.model_shape)}
+                       for m in comparison.mismatched],
+        "missing": list(comparison.missing), "unexpected": list(comparison.unexpected),
+    }
+
+
+# ------------------------------------------------------------ pipeline.config
+def _pipeline_config(path: Path) -> dict[str, Any]:
+    from od_export.inspect_config import describe_pipeline_config
+
+    return describe_pipeline_config(path)
+
+
+# --------------------------------------------------------------- tensorboard
+def write_tensorboard(path: Path, kind: str, logdir: Path) -> str:
+    """Write the graph as a TensorBoard event file under ``logdir``."""
+    tf = compat.import_tensorflow()
+    if kind == "graph":
+        graph_def = read_graph_def(path)
+    elif kind == "meta_graph":
+        graph_def = _read_meta_graph(path).graph_def
+    elif kind in ("saved_model", "export"):
+        saved_model_dir = path if kind == "saved_model" else next(
+            p for p in ([path / "saved_model"] + sorted(path.glob("*/saved_model"))) if p.is_dir())
+        graph_def = _load_saved_model_proto(saved_model_dir).meta_graphs[0].graph_def
+    else:
+        raise InputError(f"--tensorboard needs a graph, SavedModel or export, not a {kind.replace('_', ' ')}")
+    logdir.mkdir(parents=True, exist_ok=True)
+    writer = tf.summary.create_file_writer(str(logdir))
+    with writer.as_default():
+        tf.summary.graph(graph_def)
+    writer.flush()
+    return str(logdir)

@@ -1,0 +1,107 @@
+"""``manifest.json``: what an export was made from, what it holds, and how it was checked.
+
+Written by every export into the output directory before it is moved into place,
+so a manifest always describes a complete export: tool versions, the source config
+and checkpoint (path and sha256), each input type's signature, every file with its
+size and sha256, per-phase timings, and validation results when they were run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from od_export import __version__
+
+MANIFEST_NAME = "manifest.json"
+_ODAPI_DISTRIBUTIONS = ("tf-models-research-object-detection", "object-detection")
+
+
+def sha256_of(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_files(prefix: Path) -> list[Path]:
+    """The index and data shards of a checkpoint prefix, in a stable order."""
+    return sorted(p for p in prefix.parent.glob(prefix.name + ".*") if p.suffix == ".index" or ".data-" in p.name)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def tool_versions() -> dict[str, str | None]:
+    odapi = next((v for v in map(_version, _ODAPI_DISTRIBUTIONS) if v), None)
+    return {
+        "od_export": __version__,
+        "python": platform.python_version(),
+        "tensorflow": _version("tensorflow") or _version("tensorflow-cpu"),
+        "tf_keras": _version("tf-keras") or _version("tf_keras"),
+        "object_detection": odapi,
+        "protobuf": _version("protobuf"),
+    }
+
+
+def file_inventory(root: Path) -> list[dict[str, Any]]:
+    """Every file under ``root`` (but the manifest) with its size and sha256."""
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
+        entries.append({"path": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": sha256_of([path])})
+    return entries
+
+
+def build_manifest(
+    root: Path,
+    *,
+    pipeline_config: Path,
+    checkpoint_prefix: Path,
+    config_overrides: tuple[str, ...],
+    architecture: str,
+    input_types: list[dict[str, Any]],
+    timings: dict[str, float],
+    validation: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "versions": tool_versions(),
+        "source": {
+            "pipeline_config": {"path": str(Path(pipeline_config).absolute()), "sha256": sha256_of([Path(pipeline_config)])},
+            "config_overrides": list(config_overrides),
+            "checkpoint": {
+                "prefix": str(Path(checkpoint_prefix).absolute()),
+                "sha256": sha256_of(checkpoint_files(Path(checkpoint_prefix))),
+            },
+            "architecture": architecture,
+        },
+        "input_types": input_types,
+        "artifacts": file_inventory(root),
+        "timings_s": {phase: round(seconds, 3) for phase, seconds in timings.items()},
+        "validation": validation,
+    }
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
+    path = root / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
