@@ -74,24 +74,6 @@ def test_user_choice_of_legacy_keras_is_kept():
     assert result.stdout.strip() == "true"
 
 
-def test_missing_tf_keras_is_one_clear_error():
-    result = run_python(
-        """
-        import importlib.util, sys
-        real = importlib.util.find_spec
-        importlib.util.find_spec = lambda name, *a: None if name == "tf_keras" else real(name, *a)
-        from od_export import compat
-        from od_export.errors import EnvironmentProblem
-        try:
-            compat.prepare_environment()
-        except EnvironmentProblem as exc:
-            print(exc.exit_code, exc.message)
-        """
-    )
-    assert result.stdout.startswith("2 tf_keras is not installed")
-    assert "pip install tf-keras" in result.stdout
-
-
 @pytest.mark.integration
 def test_broken_tensorflow_io_does_not_stop_other_architectures(tmp_path):
     broken = tmp_path / "tensorflow_io"
@@ -133,23 +115,32 @@ def test_tf_slim_patch_is_narrow():
     assert result.stdout.split() == ["True", "True", "False", "True"]
 
 
-@pytest.mark.integration
-def test_missing_object_detection_is_one_clear_error():
+@pytest.mark.parametrize(
+    "hidden, call, expected, hint",
+    [
+        ("tf_keras", "prepare_environment", "2 tf_keras is not installed", "pip install tf-keras"),
+        pytest.param(
+            "object_detection", "import_object_detection", "2 the `object_detection` package is not importable",
+            "tf-models-research-object-detection==2.8.0.post1", marks=pytest.mark.integration,
+        ),
+    ],
+)
+def test_missing_package_is_one_clear_error(hidden, call, expected, hint):
     result = run_python(
-        """
+        f"""
         import importlib.util
         real = importlib.util.find_spec
-        importlib.util.find_spec = lambda name, *a: None if name == "object_detection" else real(name, *a)
+        importlib.util.find_spec = lambda name, *a: None if name == {hidden!r} else real(name, *a)
         from od_export import compat
         from od_export.errors import EnvironmentProblem
         try:
-            compat.import_object_detection()
+            compat.{call}()
         except EnvironmentProblem as exc:
             print(exc.exit_code, exc.message)
         """
     )
-    assert result.stdout.startswith("2 the `object_detection` package is not importable"), result.stderr
-    assert "tf-models-research-object-detection==2.8.0.post1" in result.stdout
+    assert result.stdout.startswith(expected), result.stderr
+    assert hint in result.stdout
 
 
 def test_reference_kernels_unless_the_user_chose():
