@@ -45,6 +45,6 @@ def lean_module(model: Any, traced: TracedFunction) -> Any:
 def write_saved_model(model: Any, traced: TracedFunction, directory: Path, full_object_graph: bool) -> None:
     tf = compat.import_tensorflow()
     root = traced.module if full_object_graph else lean_module(model, traced)
-    if full_object_graph and not traced.autograph:
-        root.__call__ = traced.function  # keep the exact function that was traced and checked
+    if full_object_graph:
+        root.__call__ = traced.concrete  # the function that was traced and checked, not a re-trace
     tf.saved_model.save(root, str(directory), signatures=traced.concrete)

@@ -28,7 +28,6 @@ AUTOGRAPH_FREE_ARCHITECTURES = frozenset({"ssd", "faster_rcnn", "center_net"})
 class TracedFunction:
     input_type: str
     module: Any  # the exporter's DetectionInferenceModule
-    function: Any  # tf.function that produced ``concrete``
     concrete: Any  # the ConcreteFunction that becomes the serving signature
     autograph: bool
 
@@ -63,12 +62,10 @@ def trace(module: Any, input_type: str, architecture: str) -> TracedFunction:
             _python_function(module), input_signature=exporter_function.input_signature, autograph=False
         )
         try:
-            return TracedFunction(input_type, module, fast, fast.get_concrete_function(), autograph=False)
+            return TracedFunction(input_type, module, fast.get_concrete_function(), autograph=False)
         except (TypeError, ValueError, tf.errors.OperatorNotAllowedInGraphError) as exc:
             log.debug(f"{input_type}: tracing without autograph failed ({exc}); using the exporter's tracing")
-    return TracedFunction(
-        input_type, module, exporter_function, exporter_function.get_concrete_function(), autograph=True
-    )
+    return TracedFunction(input_type, module, exporter_function.get_concrete_function(), autograph=True)
 
 
 def tensor_spec_description(spec: Any) -> dict[str, Any]:
@@ -82,9 +79,8 @@ def tensor_spec_description(spec: Any) -> dict[str, Any]:
 
 def signature_description(concrete: Any) -> dict[str, Any]:
     """Inputs and outputs of a traced serving function, keyed like the SavedModel signature."""
-    _, input_specs = concrete.structured_input_signature
-    args, _ = concrete.structured_input_signature
-    specs = list(args) + list(input_specs.values())
+    args, kwargs = concrete.structured_input_signature
+    specs = list(args) + list(kwargs.values())
     inputs = {spec.name: tensor_spec_description(spec) for spec in specs}
     outputs = {key: tensor_spec_description(value) for key, value in sorted(concrete.structured_outputs.items())}
     return {"inputs": inputs, "outputs": outputs}
