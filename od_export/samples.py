@@ -1,9 +1,9 @@
 """Deterministic sample inputs per input type, and runners for each artifact kind.
 
-The same pixels feed every artifact: a uint8 batch for ``image_tensor``, the same
-values as float32 for ``float_image_tensor``, their PNG encoding (lossless, so it
-decodes to the same pixels) for ``encoded_image_string_tensor`` and a serialized
-``tf.train.Example`` holding that PNG for ``tf_example``.
+The same image feeds every artifact: a uint8 batch for ``image_tensor``, the same
+values as float32 for ``float_image_tensor``, its JPEG encoding (what clients send)
+for ``encoded_image_string_tensor`` and a serialized ``tf.train.Example`` holding
+that JPEG for ``tf_example``.  Every artifact receives the very same bytes.
 """
 from __future__ import annotations
 
@@ -26,17 +26,17 @@ def sample_image(height: int = 150, width: int = 170, seed: int = 0) -> np.ndarr
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode_jpeg(image: np.ndarray) -> bytes:
     tf = compat.import_tensorflow()
-    return bytes(tf.io.encode_png(image).numpy())
+    return bytes(tf.io.encode_jpeg(image, quality=95).numpy())
 
 
 def tf_example_bytes(image: np.ndarray) -> bytes:
     tf = compat.import_tensorflow()
-    encoded = encode_png(image)
+    encoded = encode_jpeg(image)
     feature = {
         "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"png"])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"jpeg"])),
         "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[image.shape[0]])),
         "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[image.shape[1]])),
     }
@@ -50,7 +50,7 @@ def input_batch(input_type: str, image: np.ndarray) -> np.ndarray:
     if input_type == "float_image_tensor":
         return image[np.newaxis].astype(np.float32)
     if input_type == "encoded_image_string_tensor":
-        return np.array([encode_png(image)], dtype=object)
+        return np.array([encode_jpeg(image)], dtype=object)
     if input_type == "tf_example":
         return np.array([tf_example_bytes(image)], dtype=object)
     raise ValueError(f"no sample input for input type {input_type}")

@@ -65,7 +65,7 @@ def test_frozen_graph_without_io_spec_and_image_folder(exported, tmp_path, capsy
     images = tmp_path / "images"
     images.mkdir()
     for seed in range(3):
-        (images / f"{seed}.png").write_bytes(samples.encode_png(samples.sample_image(90 + seed * 20, 110, seed=seed)))
+        (images / f"{seed}.jpg").write_bytes(samples.encode_jpeg(samples.sample_image(90 + seed * 20, 110, seed=seed)))
     code, report = validate_json(capsys, str(copy), "--images", str(images))
     assert code == 0, report
     assert report["images"] == 3 and report["checks"][0]["input_type"] == "encoded_image_string_tensor"
