@@ -154,7 +154,7 @@ def _write_input_type(
         written = freeze.write_frozen_graph(frozen, directory / "frozen_graph", options.frozen_format)
         result.frozen_files = [final_directory / "frozen_graph" / p.name for p in written]
         clock.lap("freeze")
-    result.check = _check_artifacts(item, directory, frozen, options.signature_key)
+    result.check = _check_artifacts(item, result.signature["inputs"], directory, frozen, options.signature_key)
     clock.lap("check")
     return result
 
@@ -188,9 +188,11 @@ def sample_feeds(signature_inputs: dict[str, Any], input_type: str) -> dict[str,
     return feeds
 
 
-def _check_artifacts(item: TracedFunction, directory: Path, frozen: freeze.FrozenGraph | None, signature_key: str) -> tuple[OutputDifference, ...]:
+def _check_artifacts(
+    item: TracedFunction, signature_inputs: dict[str, Any], directory: Path, frozen: freeze.FrozenGraph | None, signature_key: str
+) -> tuple[OutputDifference, ...]:
     """Load the written SavedModel and run it; run the frozen graph; require equal detections."""
-    feeds = sample_feeds(signature_description(item.concrete)["inputs"], item.input_type)
+    feeds = sample_feeds(signature_inputs, item.input_type)
     try:
         reference = samples.run_saved_model(directory / SAVED_MODEL_DIR, feeds, signature_key)
     except Exception as exc:  # any failure here means the artifact is unusable

@@ -28,6 +28,11 @@ class FrozenGraph:
     io_spec: dict[str, Any]
 
 
+def node_name(tensor_name: str) -> str:
+    """``"Identity_1:0"`` → ``"Identity_1"``."""
+    return tensor_name.split(":")[0]
+
+
 def _output_node_name(key: str, taken: set[str]) -> str:
     if key not in taken:
         return key
@@ -44,23 +49,22 @@ def freeze_function(concrete: Any, signature_key: str = "serving_default") -> Fr
     keys = sorted(outputs)  # tf.nest order of a dict: sorted keys, as in concrete.outputs
     output_entries = {}
     for key, tensor in zip(keys, output_tensors):
-        node_name = _output_node_name(key, taken)
+        output_name = _output_node_name(key, taken)
         node = graph_def.node.add()
         node.op = "Identity"
-        node.name = node_name
-        node.input.append(tensor.name[:-2] if tensor.name.endswith(":0") else tensor.name)
+        node.name = output_name
+        node.input.append(node_name(tensor.name) if tensor.name.endswith(":0") else tensor.name)
         node.attr["T"].type = tensor.dtype.as_datatype_enum
         output_entries[key] = {
-            "tensor": f"{node_name}:0",
+            "tensor": f"{output_name}:0",
             "alias": tensor.name,
             **tensor_spec_description(outputs[key]),
         }
 
     input_entries = _input_entries(concrete, input_names)
-    graph_def = tf.compat.v1.graph_util.extract_sub_graph(
-        graph_def, [entry["tensor"][:-2] for entry in output_entries.values()] + [a["alias"].split(":")[0] for a in output_entries.values()]
-    )
-    _check_placeholders(graph_def, {entry["tensor"].split(":")[0] for entry in input_entries.values()})
+    kept = [node_name(entry[field]) for entry in output_entries.values() for field in ("tensor", "alias")]
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, kept)
+    _check_placeholders(graph_def, {node_name(entry["tensor"]) for entry in input_entries.values()})
     io_spec = {
         "signature_key": signature_key,
         "inputs": input_entries,

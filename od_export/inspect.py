@@ -8,6 +8,7 @@ loaded, so inspecting is quick and works for graphs that would not run here.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,16 +145,18 @@ def _export(path: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------- checkpoints
 def _checkpoint(path: Path, pipeline_config: Path | None) -> dict[str, Any]:
+    from od_export.model import open_checkpoint
+
     tf = compat.import_tensorflow()
     resolved = checkpoints.resolve_checkpoint(path)
-    reader = tf.train.load_checkpoint(str(resolved.prefix))
+    reader = open_checkpoint(resolved.prefix)
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     variables = [
         {"name": name, "shape": list(shapes[name]), "dtype": dtypes[name].name}
         for name in sorted(shapes) if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
     ]
-    parameters = sum(int(_product(v["shape"])) for v in variables)
-    size = sum(int(_product(v["shape"])) * tf.as_dtype(v["dtype"]).size for v in variables if v["dtype"] != "string")
+    parameters = sum(math.prod(v["shape"]) for v in variables)
+    size = sum(math.prod(v["shape"]) * tf.as_dtype(v["dtype"]).size for v in variables if v["dtype"] != "string")
     report = {
         "directory": str(resolved.directory), "checkpoints": list(resolved.available), "selected": resolved.name,
         "note": resolved.note or None, "variable_count": len(variables), "parameters": parameters, "bytes": size,
@@ -162,13 +165,6 @@ def _checkpoint(path: Path, pipeline_config: Path | None) -> dict[str, Any]:
     if pipeline_config is not None:
         report["config_check"] = _config_check(resolved.prefix, pipeline_config)
     return report
-
-
-def _product(shape: list[int]) -> int:
-    result = 1
-    for dim in shape:
-        result *= dim
-    return result
 
 
 def _config_check(prefix: Path, pipeline_config: Path) -> dict[str, Any]:

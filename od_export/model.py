@@ -62,7 +62,8 @@ def create_variables(model: Any, config: Any) -> None:
     model.predict(images, true_shapes)
 
 
-def _reader(prefix: Path) -> Any:
+def open_checkpoint(prefix: Path) -> Any:
+    """``tf.train.load_checkpoint`` with an unreadable checkpoint as a CheckpointError."""
     tf = compat.import_tensorflow()
     try:
         return tf.train.load_checkpoint(str(prefix))
@@ -75,7 +76,7 @@ def compare_with_checkpoint(model: Any, prefix: Path) -> CheckpointComparison:
     tf = compat.import_tensorflow()
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = _reader(prefix)
+    reader = open_checkpoint(prefix)
     if not reader.has_tensor(_OBJECT_GRAPH_KEY):
         raise CheckpointError(f"{prefix} is a TF1 (name-based) checkpoint; od-export needs a TF2 object-based checkpoint")
     graph = trackable_object_graph_pb2.TrackableObjectGraph()

@@ -111,11 +111,16 @@ def load_images(options: ValidateOptions) -> list[np.ndarray]:
 def _input_type_candidates(unit: ExportUnit, signature: Any) -> list[str]:
     if unit.name in INPUT_TYPES:
         return [unit.name]
-    dtype = signature.structured_input_signature[1]["input_tensor"].dtype.name
+    inputs = signature.structured_input_signature[1]
+    if "input_tensor" not in inputs:
+        raise InputError(
+            f"{unit.saved_model} takes {', '.join(inputs) or 'no inputs'}, not input_tensor; it is not an OD API export"
+        )
+    dtype = inputs["input_tensor"].dtype.name
     return {"uint8": ["image_tensor"], "float32": ["float_image_tensor"]}.get(dtype, ["encoded_image_string_tensor", "tf_example"])
 
 
-def _frozen_runner(path: Path, output_keys: list[str]) -> tuple[Any, str, dict[str, str]]:
+def _frozen_io(path: Path, output_keys: list[str]) -> tuple[Any, str, dict[str, str]]:
     import json
 
     graph_def = samples.load_graph_def(path)
@@ -157,7 +162,10 @@ def validate(options: ValidateOptions) -> ValidationReport:
     images = load_images(options)
     report = ValidationReport(Path(options.export_dir), len(images), options.atol)
     for unit in units:
-        loaded = tf.saved_model.load(str(unit.saved_model))
+        try:
+            loaded = tf.saved_model.load(str(unit.saved_model))
+        except (OSError, ValueError, tf.errors.OpError) as exc:
+            raise InputError(f"cannot load the SavedModel {unit.saved_model}: {exc}") from exc
         if options.signature_key not in loaded.signatures:
             raise InputError(f"{unit.saved_model} has no signature {options.signature_key!r}; it has: {', '.join(loaded.signatures)}")
         function = loaded.signatures[options.signature_key]
@@ -166,11 +174,13 @@ def validate(options: ValidateOptions) -> ValidationReport:
             continue
         check = ArtifactCheck(unit.name, "frozen_graph", input_type)
         try:
-            graph_def, input_name, fetches = _frozen_runner(unit.frozen_graph, list(references[0]))
+            graph_def, input_name, fetches = _frozen_io(unit.frozen_graph, list(references[0]))
+            runner = samples.FrozenGraphRunner(graph_def)
             per_image = []
             for image, reference in zip(images, references):
-                candidate = samples.run_frozen_graph(graph_def, {input_name: samples.input_batch(input_type, image)}, fetches)
+                candidate = runner.run({input_name: samples.input_batch(input_type, image)}, fetches)
                 per_image.append(compare_outputs(reference, candidate, options.atol, options.score_threshold))
+            runner.close()
             check.differences = _merge(per_image)
         except (tf.errors.OpError, KeyError, ValueError, StopIteration) as exc:
             check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

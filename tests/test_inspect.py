@@ -162,3 +162,12 @@ def test_bad_paths(tmp_path, capsys):
     garbage.write_bytes(b"\xff\x00not a graph")
     assert main(["inspect", str(garbage)]) == 2
     assert "is not a GraphDef" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_bad_input(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "ckpt-1.index").write_bytes(b"not an index")
+    (run / "ckpt-1.data-00000-of-00001").write_bytes(b"")
+    assert main(["inspect", str(run)]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err

@@ -91,3 +91,19 @@ def test_export_with_validate_records_results_in_manifest(demo_checkpoint, works
     assert manifest["validation"]["ok"] is True
     assert manifest["validation"]["checks"][0]["input_type"] == "tf_example"
     assert np.isfinite(manifest["validation"]["checks"][0]["outputs"]["detection_boxes"]["max_abs_diff"])
+
+
+def test_saved_model_that_is_not_an_od_export_is_bad_input(tmp_path, capsys):
+    from od_export import compat
+
+    tf = compat.import_tensorflow()
+    module = tf.Module()
+    module.double = tf.function(lambda x: {"y": x * 2}, input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "other" / "saved_model"), signatures=module.double.get_concrete_function())
+    assert main(["validate", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "not an OD API export" in err and "Traceback" not in err
+    (tmp_path / "broken" / "saved_model").mkdir(parents=True)
+    (tmp_path / "broken" / "saved_model" / "saved_model.pb").write_bytes(b"\x00garbage")
+    assert main(["validate", str(tmp_path / "broken")]) == 2
+    assert "cannot load the SavedModel" in capsys.readouterr().err
