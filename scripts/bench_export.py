@@ -98,12 +98,15 @@ def od_export(run: Path, input_types: tuple[str, ...], out: Path) -> tuple[float
 
 def export_time(run: Path, input_types: tuple[str, ...], repetitions: int, scratch: Path, keep: Path) -> dict:
     samples: dict[str, list[tuple[float, int]]] = {"baseline": [], "od-export": []}
+    phases: list[dict[str, float]] = []  # od-export's own per-phase timings, from its manifest
     for repetition in range(repetitions):
         order = ("baseline", "od-export") if repetition % 2 == 0 else ("od-export", "baseline")
         for variant in order:
             out = scratch / f"{variant}-{repetition}"
             measure = baseline if variant == "baseline" else od_export
             samples[variant].append(measure(run, input_types, out))
+            if variant == "od-export":
+                phases.append(json.loads((out / "manifest.json").read_text())["timings_s"])
             if variant == "od-export" and not keep.exists():
                 shutil.move(str(out), keep)
             shutil.rmtree(out, ignore_errors=True)
@@ -115,6 +118,7 @@ def export_time(run: Path, input_types: tuple[str, ...], repetitions: int, scrat
             "peak_rss_mb": max(v[1] for v in values) / 2**20,
             "runs_s": [round(v[0], 2) for v in values],
         }
+    summary["od-export"]["phases_s"] = {phase: statistics.median(p[phase] for p in phases) for phase in phases[0]}
     summary["ratio"] = summary["od-export"]["median_s"] / summary["baseline"]["median_s"]
     summary["rss_ratio"] = summary["od-export"]["peak_rss_mb"] / summary["baseline"]["peak_rss_mb"]
     return summary
@@ -129,20 +133,18 @@ def inference_latency(export_dir: Path, runs: int) -> dict:
     image = samples.input_batch("image_tensor", samples.sample_image())
     loaded = tf.saved_model.load(str(directory / "saved_model"))
     function = loaded.signatures["serving_default"]
-    graph_def = samples.load_graph_def(directory / "frozen_graph" / "frozen_inference_graph.pb")
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
+    runner = samples.FrozenGraphRunner(
+        samples.load_graph_def(directory / "frozen_graph" / "frozen_inference_graph.pb"), optimize=True
+    )
     spec = json.loads((directory / "frozen_graph" / "io_spec.json").read_text())
-    fetches = [entry["tensor"] for entry in spec["outputs"].values()]
-    session = tf.compat.v1.Session(graph=graph)
+    fetches = {key: entry["tensor"] for key, entry in spec["outputs"].items()}
     tensor = tf.constant(image)
 
     def saved_model_once() -> None:
         {k: v.numpy() for k, v in function(input_tensor=tensor).items()}
 
     def frozen_once() -> None:
-        session.run(fetches, {"input_tensor:0": image})
+        runner.run({"input_tensor:0": image}, fetches)
 
     for _ in range(5):
         saved_model_once()
@@ -204,6 +206,14 @@ def print_tables(results: list[dict], repetitions: int) -> None:
     for r in (r for r in results if "ratio" in r):
         print(f"| {r['architecture']} | {r['input_types']} | {r['baseline']['median_s']:.1f} s | {r['od-export']['median_s']:.1f} s "
               f"| {r['ratio']:.2f}× | {r['baseline']['peak_rss_mb']:.0f} MB | {r['od-export']['peak_rss_mb']:.0f} MB |")
+    exports = [r for r in results if "ratio" in r]
+    phase_names = list(exports[0]["od-export"]["phases_s"]) if exports else []
+    print("\nod-export phases, median seconds (from each run's manifest.json; the rest is process start and exit):\n")
+    print("| architecture | input types | " + " | ".join(phase_names) + " |")
+    print("|---|---|" + "---|" * len(phase_names))
+    for r in exports:
+        phases = r["od-export"]["phases_s"]
+        print(f"| {r['architecture']} | {r['input_types']} | " + " | ".join(f"{phases[p]:.1f}" for p in phase_names) + " |")
     print("\nInference on CPU, image_tensor, one image, median ms per call:\n")
     print("| architecture | SavedModel | frozen graph | ratio |")
     print("|---|---|---|---|")
