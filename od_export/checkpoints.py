@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from od_export.errors import CheckpointError
+from od_export.storage.location import AnyPath, is_remote, location
 
 STATE_FILE = "checkpoint"
 _STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"(.*)"\s*$', re.M)
@@ -23,8 +23,8 @@ _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 @dataclass(frozen=True)
 class ResolvedCheckpoint:
-    prefix: Path
-    directory: Path
+    prefix: AnyPath
+    directory: AnyPath
     available: tuple[str, ...]
     note: str = ""
 
@@ -38,17 +38,20 @@ def _number(name: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, name)
 
 
-def available_checkpoints(directory: Path) -> tuple[str, ...]:
+def available_checkpoints(directory: AnyPath) -> tuple[str, ...]:
     """Checkpoint prefixes (``ckpt-3``, ...) with an index file in ``directory``, oldest first."""
-    names = [p.name[: -len(".index")] for p in directory.glob("*.index") if p.is_file()]
+    try:
+        names = [p.name[: -len(".index")] for p in directory.glob("*.index") if p.is_file()]
+    except OSError as exc:  # unreadable directory, symlink loop
+        raise CheckpointError(f"cannot list checkpoint directory {directory}: {exc.strerror or exc}") from exc
     return tuple(sorted(names, key=_number))
 
 
-def prefix_exists(prefix: Path) -> bool:
+def prefix_exists(prefix: AnyPath) -> bool:
     return prefix.with_name(prefix.name + ".index").is_file()
 
 
-def _checkpoint_directory(path: Path) -> Path:
+def _checkpoint_directory(path: AnyPath) -> AnyPath:
     """Descend into a zoo-style ``checkpoint/`` folder when the directory itself has none."""
     nested = path / STATE_FILE
     if nested.is_dir() and not available_checkpoints(path):
@@ -56,16 +59,30 @@ def _checkpoint_directory(path: Path) -> Path:
     return path
 
 
+def is_prefix(path: AnyPath) -> bool:
+    """A checkpoint prefix (``run/ckpt-7``) rather than a directory of checkpoints.
+
+    Checked before ``is_dir``: on object stores (and TF's ``ram://``) any prefix of an
+    object name counts as a directory.
+    """
+    if not prefix_exists(path):
+        return False
+    try:
+        return not (path.is_dir() and available_checkpoints(path))
+    except CheckpointError:
+        return True
+
+
 def _listing(available: tuple[str, ...]) -> str:
     return ", ".join(available) if available else "none"
 
 
-def resolve_checkpoint(path: str | Path, choice: str = "latest") -> ResolvedCheckpoint:
+def resolve_checkpoint(path: str | AnyPath, choice: str = "latest") -> ResolvedCheckpoint:
     """Return the checkpoint prefix that ``--checkpoint-dir path --checkpoint choice`` means."""
-    path = Path(path)
+    path = location(path)
     if path.name.endswith(".index") or ".data-" in path.name:  # a file of a checkpoint
         path = path.with_name(re.sub(r"\.(index|data-\d+-of-\d+)$", "", path.name))
-    if not path.exists() and prefix_exists(path):
+    if is_prefix(path):
         directory = path.parent
         return ResolvedCheckpoint(path, directory, available_checkpoints(directory))
     if not path.exists():
@@ -92,8 +109,8 @@ def resolve_checkpoint(path: str | Path, choice: str = "latest") -> ResolvedChec
     )
 
 
-def _explicit_choice(directory: Path, available: tuple[str, ...], choice: str) -> ResolvedCheckpoint:
-    candidates = [directory / choice, Path(choice)]
+def _explicit_choice(directory: AnyPath, available: tuple[str, ...], choice: str) -> ResolvedCheckpoint:
+    candidates = [directory / choice, location(choice)]
     if choice.isdigit():
         candidates.insert(0, directory / f"ckpt-{choice}")
     for candidate in candidates:
@@ -104,16 +121,24 @@ def _explicit_choice(directory: Path, available: tuple[str, ...], choice: str) -
     )
 
 
-def _from_state_file(directory: Path, available: tuple[str, ...], state_file: Path) -> ResolvedCheckpoint:
-    match = _STATE_LINE.search(state_file.read_text(encoding="utf-8", errors="replace"))
+def _read_state_file(state_file: AnyPath) -> str:
+    try:
+        return state_file.read_bytes()[:1 << 20].decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {state_file}: {exc.strerror or exc}") from exc
+
+
+def _from_state_file(directory: AnyPath, available: tuple[str, ...], state_file: AnyPath) -> ResolvedCheckpoint:
+    match = _STATE_LINE.search(_read_state_file(state_file))
     if match is None:
         latest = available[-1]
         return ResolvedCheckpoint(
             directory / latest, directory, available,
             note=f"{state_file} names no checkpoint; using the highest present, {latest}",
         )
-    named = Path(match.group(1))
-    prefix = named if named.is_absolute() else directory / named
+    text = match.group(1)
+    named = location(text)
+    prefix = named if is_remote(text) or named.is_absolute() else directory / text
     if prefix_exists(prefix):
         return ResolvedCheckpoint(prefix, prefix.parent, available)
     if named.is_absolute() and prefix_exists(directory / named.name):

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from od_export import __version__, cli_inspect, log
 from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
 from od_export.options import FROZEN_FORMATS, INPUT_TYPES, SIGNATURE_KEYS, ExportOptions, parse_side_inputs
+from od_export.storage.location import location
 
 PROG = "od-export"
 
@@ -61,6 +62,7 @@ def _add_export(subparsers: Any) -> None:
     parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
     parser.add_argument("--validate", action="store_true", help="run `od-export validate` on the export before it is moved into place")
+    parser.add_argument("--wait", action="store_true", help="if another od-export is writing the same output, wait for it instead of failing")
     _add_common(parser)
     parser.set_defaults(handler=_run_export)
 
@@ -100,9 +102,9 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
     if args.use_side_inputs:
         side_inputs = parse_side_inputs(args.side_input_shapes, args.side_input_types, args.side_input_names)
     return ExportOptions(
-        pipeline_config=Path(args.pipeline_config),
-        checkpoint_dir=Path(args.checkpoint_dir),
-        output_dir=Path(args.output_dir),
+        pipeline_config=location(args.pipeline_config),
+        checkpoint_dir=location(args.checkpoint_dir),
+        output_dir=location(args.output_dir),
         input_types=tuple(args.input_types or ("image_tensor",)),
         checkpoint=args.checkpoint,
         config_overrides=tuple(overrides),
@@ -113,6 +115,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         full_object_graph=args.full_object_graph,
         overwrite=args.overwrite,
         validate=args.validate,
+        wait=args.wait,
     )
 
 
@@ -130,7 +133,7 @@ def _run_demo_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     from od_export.demo import DemoCheckpointOptions, create_demo_checkpoint
 
     result = create_demo_checkpoint(
-        DemoCheckpointOptions(Path(args.pipeline_config), Path(args.output_dir), args.seed, overwrite=args.overwrite)
+        DemoCheckpointOptions(location(args.pipeline_config), location(args.output_dir), args.seed, overwrite=args.overwrite)
     )
     if not args.json:
         print(result.output_dir)

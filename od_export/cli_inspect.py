@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from od_export.storage.location import location
+
 _LIST_LIMIT = 25
 
 
@@ -41,8 +43,8 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from od_export.inspect import InspectOptions, inspect_path
 
     report = inspect_path(InspectOptions(
-        Path(args.path),
-        Path(args.pipeline_config) if args.pipeline_config else None,
+        location(args.path),
+        location(args.pipeline_config) if args.pipeline_config else None,
         Path(args.tensorboard) if args.tensorboard else None,
     ))
     if not args.json:
@@ -54,7 +56,7 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     from od_export.validate import ValidateOptions, format_report, validate
 
     report = validate(ValidateOptions(
-        Path(args.export_dir), Path(args.images) if args.images else None, args.random, args.atol,
+        location(args.export_dir), Path(args.images) if args.images else None, args.random, args.atol,
         args.score_threshold, args.signature_key,
     ))
     if not args.json:

@@ -9,7 +9,6 @@ with several detections above typical thresholds.
 """
 from __future__ import annotations
 
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from od_export import atomic, compat, log, samples
-from od_export.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes
+from od_export import compat, log, samples
+from od_export.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes, read_text
+from od_export.storage import remote
+from od_export.storage.location import AnyPath
+from od_export.storage.target import OutputPlan, plan_output, reserve, staged_output
 
 
 _CALIBRATION_BATCH = 2
@@ -26,8 +28,8 @@ _CALIBRATION_BATCH = 2
 
 @dataclass(frozen=True)
 class DemoCheckpointOptions:
-    pipeline_config: Path
-    output_dir: Path
+    pipeline_config: str | Path
+    output_dir: str | Path
     seed: int = 0
     checkpoint_number: int = 1
     overwrite: bool = False
@@ -35,9 +37,9 @@ class DemoCheckpointOptions:
 
 @dataclass(frozen=True)
 class DemoCheckpointResult:
-    output_dir: Path
-    checkpoint_prefix: Path
-    pipeline_config: Path
+    output_dir: AnyPath
+    checkpoint_prefix: AnyPath
+    pipeline_config: AnyPath
     variables: int
 
 
@@ -131,19 +133,26 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
 def create_demo_checkpoint(options: DemoCheckpointOptions) -> DemoCheckpointResult:
     """Write ``ckpt-N`` (model + optimizer, like a training run) and ``pipeline.config``."""
     config = load_pipeline_config(options.pipeline_config)
-    target = Path(options.output_dir).absolute()
-    atomic.check_target(target, options.overwrite)
+    plan = plan_output(options.output_dir, options.overwrite)
+    with reserve(plan):
+        return _write_demo_checkpoint(options, config, plan)
+
+
+def _write_demo_checkpoint(options: DemoCheckpointOptions, config: Any, plan: OutputPlan) -> DemoCheckpointResult:
+    if plan.is_remote:
+        remote.check_remote_target(plan.target, options.overwrite)
+    target = plan.target
     od = compat.import_object_detection()
     tf = od.tf
     log.info(f"building {meta_architecture(config)} from {options.pipeline_config} (seed {options.seed})")
     model = build_trained_like_model(config, options.seed)
     optimizer = tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     step = tf.Variable(options.checkpoint_number, dtype=tf.int64)
-    with atomic.staged_directory(target, options.overwrite) as staging:
+    with staged_output(plan) as staging:
         checkpoint = tf.train.Checkpoint(step=step, model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(staging), max_to_keep=1)
         manager.save(checkpoint_number=options.checkpoint_number)
-        shutil.copyfile(options.pipeline_config, staging / "pipeline.config")
+        (staging / "pipeline.config").write_text(read_text(options.pipeline_config), encoding="utf-8")
     prefix = target / f"ckpt-{options.checkpoint_number}"
     log.info(f"wrote {prefix} ({len(model.variables)} variables)")
     return DemoCheckpointResult(target, prefix, target / "pipeline.config", len(model.variables))

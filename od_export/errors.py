@@ -55,3 +55,21 @@ class ValidationFailed(OdExportError):
     """An artifact does not compute the same detections as the SavedModel."""
 
     exit_code = FAILURE_EXIT_CODE
+
+
+class OutputBusy(OdExportError):
+    """Another od-export process is writing the same output directory right now."""
+
+    exit_code = FAILURE_EXIT_CODE
+
+
+class WriteFailed(OdExportError):
+    """Writing the export failed (disk full, quota, I/O error); nothing was published."""
+
+    exit_code = FAILURE_EXIT_CODE
+
+
+class NonFiniteOutputs(OdExportError):
+    """The model computes NaN or infinite values on the sample image."""
+
+    exit_code = FAILURE_EXIT_CODE

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from od_export import atomic, checkpoints, compat, freeze, log, samples
+from od_export import checkpoints, compat, freeze, health, log, samples
 from od_export.compare import OutputDifference, compare_outputs
 from od_export.errors import ExportFailed, ValidationFailed
 from od_export.manifest import MANIFEST_NAME, build_manifest, write_manifest
@@ -23,6 +23,9 @@ from od_export.model import build_model, restore_checked
 from od_export.options import ExportOptions
 from od_export.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.saved_model import CHECKPOINT_DIR, SAVED_MODEL_DIR, copy_checkpoint, write_checkpoint, write_saved_model
+from od_export.storage import remote
+from od_export.storage.location import AnyPath, check_scheme_supported, location
+from od_export.storage.target import OutputPlan, plan_output, reserve, staged_output
 from od_export.tracing import TracedFunction, detection_module, signature_description, trace
 from od_export.validate import ValidateOptions, format_report, validate
 
@@ -30,7 +33,8 @@ from od_export.validate import ValidateOptions, format_report, validate
 @dataclass
 class InputTypeResult:
     input_type: str
-    directory: Path
+    directory: AnyPath
+    relative: Path
     signature: dict[str, Any]
     autograph: bool
     frozen_files: list[Path] = field(default_factory=list)
@@ -52,8 +56,8 @@ class InputTypeResult:
 
 @dataclass
 class ExportResult:
-    output_dir: Path
-    checkpoint: Path
+    output_dir: AnyPath
+    checkpoint: AnyPath
     architecture: str
     signature_key: str
     artifacts: list[InputTypeResult]
@@ -86,58 +90,101 @@ class _Stopwatch:
         self._last = now
 
 
+@dataclass(frozen=True)
+class _Sources:
+    config: Any
+    checkpoint: checkpoints.ResolvedCheckpoint
+    output: OutputPlan
+
+
+def _check_sources(options: ExportOptions) -> _Sources:
+    """Every input and output check, in order of cost; TensorFlow only for remote paths.
+
+    Local paths are checked before TensorFlow is imported, so a typo fails in well
+    under a second.  A URL whose scheme this TensorFlow cannot open fails right after
+    the import, before any model is built.
+    """
+    options.check()
+    config_path, checkpoint_path = location(options.pipeline_config), location(options.checkpoint_dir)
+    for what, path in (("pipeline config", config_path), ("checkpoint directory", checkpoint_path),
+                       ("output", location(options.output_dir))):
+        check_scheme_supported(path, what)  # imports TensorFlow for a URL only
+    config = load_pipeline_config(config_path, options.config_overrides)
+    resolved = checkpoints.resolve_checkpoint(checkpoint_path, options.checkpoint)
+    output = plan_output(options.output_dir, options.overwrite,
+                         [("checkpoint directory", resolved.directory), ("pipeline config", config_path)])
+    return _Sources(config, resolved, output)
+
+
 def export(options: ExportOptions) -> ExportResult:
     """Run the whole export; raises an :class:`OdExportError` subclass on any problem."""
-    options.check()
-    atomic.check_target(Path(options.output_dir), options.overwrite)
-    resolved = checkpoints.resolve_checkpoint(options.checkpoint_dir, options.checkpoint)
-    notes = [resolved.note] if resolved.note else []
+    clock = _Stopwatch()
+    sources = _check_sources(options)
+    notes = [sources.checkpoint.note] if sources.checkpoint.note else []
     for note in notes:
         log.warn(note)
-    clock = _Stopwatch()
-    config = load_pipeline_config(options.pipeline_config, options.config_overrides)
-    compat.import_object_detection()
-    clock.lap("import_and_config")
+    with reserve(sources.output, options.wait):
+        if sources.output.is_remote:
+            remote.check_remote_target(sources.output.target, options.overwrite)
+        compat.import_object_detection()
+        clock.lap("import_and_config")
+        return _export_reserved(options, sources, notes, clock)
 
-    architecture = meta_architecture(config)
-    log.info(f"building {architecture} model, checkpoint {resolved.prefix}")
-    model = build_model(config)
+
+def _build_and_restore(options: ExportOptions, sources: _Sources, clock: _Stopwatch) -> tuple[Any, list[TracedFunction]]:
+    """One model build, a trace per input type, and one checked restore."""
+    architecture = meta_architecture(sources.config)
+    prefix = sources.checkpoint.prefix
+    log.info(f"building {architecture} model, checkpoint {prefix}")
+    model = build_model(sources.config)
     traced = [_trace(model, options.input_types[0], architecture, options)]
     clock.lap("build_and_trace")
-    restore_checked(model, resolved.prefix)  # the first trace created the variables
+    restore_checked(model, prefix)  # the first trace created the variables
+    health.check_finite_weights(model, prefix)
+    if options.freeze:
+        health.check_frozen_graph_fits(health.model_weight_bytes(model))
     clock.lap("restore")
     traced += [_trace(model, t, architecture, options) for t in options.input_types[1:]]
     clock.lap("build_and_trace")
+    return model, traced
 
-    final_dir = Path(options.output_dir).absolute()
+
+def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str], clock: _Stopwatch) -> ExportResult:
+    """Build, write in staging, check, write the manifest, publish; the target is reserved."""
+    model, traced = _build_and_restore(options, sources, clock)
+    final_dir = sources.output.target
     single = len(traced) == 1
     results: list[InputTypeResult] = []
-    with atomic.staged_directory(final_dir, options.overwrite) as staging:
+    with staged_output(sources.output) as staging:
         for item in traced:
             relative = Path() if single else Path(item.input_type)
-            first_checkpoint = (staging / results[0].directory.relative_to(final_dir) / CHECKPOINT_DIR) if results else None
-            results.append(_write_input_type(model, config, item, staging / relative, final_dir / relative, first_checkpoint, options, clock))
+            first_checkpoint = (staging / results[0].relative / CHECKPOINT_DIR) if results else None
+            results.append(_write_input_type(model, sources.config, item, staging, relative, final_dir,
+                                             first_checkpoint, options, clock))
         validation = None
         if options.validate:
             validation = _validate_staged(staging, final_dir, options)
             clock.lap("validate")
         write_manifest(staging, build_manifest(
-            staging, pipeline_config=options.pipeline_config, checkpoint_prefix=resolved.prefix,
-            config_overrides=options.config_overrides, architecture=architecture,
-            input_types=[{"input_type": r.input_type, "directory": str(r.directory.relative_to(final_dir)),
+            staging, pipeline_config=location(options.pipeline_config), checkpoint_prefix=sources.checkpoint.prefix,
+            config_overrides=options.config_overrides, architecture=meta_architecture(sources.config),
+            input_types=[{"input_type": r.input_type, "directory": str(r.relative),
                           "signature": r.signature, "traced_with_autograph": r.autograph} for r in results],
             timings=clock.timings, validation=validation,
         ))
     log.info(f"wrote {final_dir}")
-    return ExportResult(final_dir, resolved.prefix, architecture, options.signature_key, results, notes, clock.timings, validation)
+    return ExportResult(final_dir, sources.checkpoint.prefix, meta_architecture(sources.config),
+                        options.signature_key, results, notes, clock.timings, validation)
 
 
 def _write_input_type(
-    model: Any, config: Any, item: TracedFunction, directory: Path, final_directory: Path,
+    model: Any, config: Any, item: TracedFunction, staging: Path, relative: Path, final_dir: AnyPath,
     first_checkpoint: Path | None, options: ExportOptions, clock: _Stopwatch,
 ) -> InputTypeResult:
     """exporter_main_v2's layout for one input type, plus the frozen graph, then the check."""
     od = compat.import_object_detection()
+    directory = staging / relative
+    final_directory = final_dir / str(relative) if str(relative) != "." else final_dir
     directory.mkdir(parents=True, exist_ok=True)
     if first_checkpoint is None:
         write_checkpoint(model, directory / CHECKPOINT_DIR)
@@ -147,10 +194,12 @@ def _write_input_type(
     log.info(f"{item.input_type}: writing SavedModel")
     write_saved_model(model, item, directory / SAVED_MODEL_DIR, options.full_object_graph)
     clock.lap("save")
-    result = InputTypeResult(item.input_type, final_directory, signature_description(item.concrete), item.autograph)
+    result = InputTypeResult(item.input_type, final_directory, relative, signature_description(item.concrete),
+                             item.autograph)
     frozen = None
     if options.freeze:
         frozen = freeze.freeze_function(item.concrete, options.signature_key)
+        health.check_frozen_graph_fits(frozen.graph_def.ByteSize())
         written = freeze.write_frozen_graph(frozen, directory / "frozen_graph", options.frozen_format)
         result.frozen_files = [final_directory / "frozen_graph" / p.name for p in written]
         clock.lap("freeze")
@@ -162,7 +211,7 @@ def _write_input_type(
 def _validate_staged(staging: Path, final_dir: Path, options: ExportOptions) -> dict[str, Any]:
     """``od-export validate`` on the finished staging directory; a mismatch aborts the export."""
     log.info("validating every artifact against its SavedModel")
-    report = validate(ValidateOptions(staging, signature_key=options.signature_key))
+    report = validate(ValidateOptions(staging, signature_key=options.signature_key, staged=True))
     if not report.ok:
         raise ValidationFailed(format_report(report).splitlines()[-1] + "; nothing was written")
     document = report.to_dict()
@@ -197,6 +246,7 @@ def _check_artifacts(
         reference = samples.run_saved_model(directory / SAVED_MODEL_DIR, feeds, signature_key)
     except Exception as exc:  # any failure here means the artifact is unusable
         raise ExportFailed(f"{item.input_type}: the written SavedModel does not load and run: {exc}") from exc
+    health.check_finite_outputs(reference, f"the {item.input_type} SavedModel")
     if frozen is None:
         return ()
     spec = frozen.io_spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from od_export import checkpoints, compat
 from od_export.errors import InputError
 from od_export.freeze import IO_SPEC_NAME
 from od_export.graph_summary import summarize_graph, summarize_signatures
-from od_export.manifest import read_manifest
+from od_export.manifest import read_manifest, require_finished
+from od_export.storage.location import AnyPath, location
+from od_export.storage.owners import is_od_export_temporary
 
 
 @dataclass(frozen=True)
@@ -27,15 +30,32 @@ class InspectOptions:
     tensorboard_dir: Path | None = None
 
 
-def detect_kind(path: Path) -> str:
+_CONFIG_START = re.compile(rb"^\s*(model|train_config|eval_config)\s*:?\s*\{", re.M)
+
+
+def _visible_subdirectories(path: AnyPath) -> list[AnyPath]:
+    """Sub-directories, without od-export's own temporary ones (never an export)."""
+    return [p for p in path.iterdir() if p.is_dir() and not is_od_export_temporary(p.name)]
+
+
+def _looks_like_pipeline_config(path: AnyPath) -> bool:
+    if path.suffix == ".config":
+        return True
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024)
+    return b"\0" not in head and _CONFIG_START.search(head) is not None
+
+
+def detect_kind(path: AnyPath) -> str:
+    if checkpoints.is_prefix(path):
+        return "checkpoint"
     if not path.exists():
-        if checkpoints.prefix_exists(path):
-            return "checkpoint"
         raise InputError(f"{path} does not exist; pass an export, SavedModel, graph, checkpoint or pipeline.config")
     if path.is_dir():
+        require_finished(path)
         if (path / "saved_model.pb").is_file():
             return "saved_model"
-        if (path / "saved_model").is_dir() or any((p / "saved_model").is_dir() for p in path.iterdir() if p.is_dir()):
+        if (path / "saved_model").is_dir() or any((p / "saved_model").is_dir() for p in _visible_subdirectories(path)):
             return "export"
         if checkpoints.available_checkpoints(path) or checkpoints.available_checkpoints(path / "checkpoint"):
             return "checkpoint"
@@ -48,17 +68,24 @@ def detect_kind(path: Path) -> str:
         return "graph"
     if path.suffix == ".index" or ".data-" in path.name:
         return "checkpoint"
-    return "pipeline_config"
+    if _looks_like_pipeline_config(path):
+        return "pipeline_config"
+    raise InputError(
+        f"od-export does not know what {path} is; inspect takes an export directory, a SavedModel, a .pb or "
+        ".pbtxt graph, a TF1 .meta graph, a checkpoint or a pipeline.config"
+    )
 
 
 def inspect_path(options: InspectOptions) -> dict[str, Any]:
-    path = Path(options.path)
+    path = location(options.path)
     kind = detect_kind(path)
     handlers = {
         "export": _export, "saved_model": _saved_model, "graph": _graph_file, "meta_graph": _meta_graph,
         "checkpoint": lambda p: _checkpoint(p, options.pipeline_config), "pipeline_config": _pipeline_config,
     }
     report = {"path": str(path), "kind": kind, **handlers[kind](path)}
+    if "config_check" in report:  # a gate: a checkpoint that does not fit its config fails
+        report["ok"] = bool(report["config_check"]["restores"])
     if options.tensorboard_dir is not None:
         report["tensorboard"] = write_tensorboard(path, kind, Path(options.tensorboard_dir))
     return report
@@ -130,7 +157,8 @@ def _meta_graph(path: Path) -> dict[str, Any]:
 
 
 def _export(path: Path) -> dict[str, Any]:
-    units = [path] if (path / "saved_model").is_dir() else sorted(p for p in path.iterdir() if (p / "saved_model").is_dir())
+    units = [path] if (path / "saved_model").is_dir() else sorted(
+        (p for p in _visible_subdirectories(path) if (p / "saved_model").is_dir()), key=str)
     report_units = []
     for unit in units:
         entry: dict[str, Any] = {"name": unit.name, "directory": str(unit), "saved_model": _saved_model(unit / "saved_model")}
@@ -140,7 +168,8 @@ def _export(path: Path) -> dict[str, Any]:
         entry["has_checkpoint"] = (unit / "checkpoint").is_dir()
         entry["has_pipeline_config"] = (unit / "pipeline.config").is_file()
         report_units.append(entry)
-    return {"units": report_units, "manifest": read_manifest(path)}
+    manifest = read_manifest(path)
+    return {"units": report_units, "finished": manifest is not None, "manifest": manifest}
 
 
 # ------------------------------------------------------------- checkpoints

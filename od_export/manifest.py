@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from od_export import __version__
+from od_export.errors import InputError
+from od_export.storage.location import AnyPath
+from od_export.storage.owners import LOCK_PREFIX, parse_owned_name
+from od_export.storage.markers import INCOMPLETE_MARKER, MANIFEST_NAME
 
-MANIFEST_NAME = "manifest.json"
 _ODAPI_DISTRIBUTIONS = ("tf-models-research-object-detection", "object-detection")
 
 
-def sha256_of(paths: list[Path]) -> str:
+def sha256_of(paths: list[AnyPath]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         with path.open("rb") as handle:
@@ -29,9 +32,10 @@ def sha256_of(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_files(prefix: Path) -> list[Path]:
+def checkpoint_files(prefix: AnyPath) -> list[AnyPath]:
     """The index and data shards of a checkpoint prefix, in a stable order."""
-    return sorted(p for p in prefix.parent.glob(prefix.name + ".*") if p.suffix == ".index" or ".data-" in p.name)
+    return sorted((p for p in prefix.parent.glob(prefix.name + ".*") if p.suffix == ".index" or ".data-" in p.name),
+                  key=str)
 
 
 def _version(distribution: str) -> str | None:
@@ -64,8 +68,8 @@ def file_inventory(root: Path) -> list[dict[str, Any]]:
 def build_manifest(
     root: Path,
     *,
-    pipeline_config: Path,
-    checkpoint_prefix: Path,
+    pipeline_config: AnyPath,
+    checkpoint_prefix: AnyPath,
     config_overrides: tuple[str, ...],
     architecture: str,
     input_types: list[dict[str, Any]],
@@ -76,11 +80,11 @@ def build_manifest(
         "format": 1,
         "versions": tool_versions(),
         "source": {
-            "pipeline_config": {"path": str(Path(pipeline_config).absolute()), "sha256": sha256_of([Path(pipeline_config)])},
+            "pipeline_config": {"path": str(pipeline_config.absolute()), "sha256": sha256_of([pipeline_config])},
             "config_overrides": list(config_overrides),
             "checkpoint": {
-                "prefix": str(Path(checkpoint_prefix).absolute()),
-                "sha256": sha256_of(checkpoint_files(Path(checkpoint_prefix))),
+                "prefix": str(checkpoint_prefix.absolute()),
+                "sha256": sha256_of(checkpoint_files(checkpoint_prefix)),
             },
             "architecture": architecture,
         },
@@ -97,11 +101,36 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(root: Path) -> dict[str, Any] | None:
+def require_finished(root: AnyPath) -> None:
+    """Refuse od-export's temporary directories and exports whose publication was interrupted."""
+    owned = parse_owned_name(root.name)
+    if owned is not None or root.name.startswith(LOCK_PREFIX):
+        who = owned.describe() if owned else "a writer"
+        raise InputError(f"{root} is a temporary directory of an unfinished od-export export ({who}), not an "
+                         "export; the next export to that target removes it")
+    if (root / INCOMPLETE_MARKER).exists():
+        raise InputError(f"{root} is an unfinished od-export export (its publication was interrupted, so it has "
+                         "no completion marker); run the export again")
+
+
+def verify_inventory(root: AnyPath, manifest: dict[str, Any]) -> list[str]:
+    """Files that the manifest lists but are missing or differ (a damaged or mixed export)."""
+    problems = []
+    for entry in manifest.get("artifacts", []):
+        path = root / entry["path"]
+        if not path.is_file():
+            problems.append(f"{entry['path']} is missing")
+        elif sha256_of([path]) != entry["sha256"]:
+            problems.append(f"{entry['path']} differs from the manifest")
+    return problems
+
+
+def read_manifest(root: AnyPath) -> dict[str, Any] | None:
     path = root / MANIFEST_NAME
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return document if isinstance(document, dict) else None

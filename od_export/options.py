@@ -36,9 +36,11 @@ class SideInput:
 
 @dataclass(frozen=True)
 class ExportOptions:
-    pipeline_config: Path
-    checkpoint_dir: Path
-    output_dir: Path
+    """Paths may be local (``str``/``Path``) or URLs (``gs://…``) as ``str``."""
+
+    pipeline_config: str | Path
+    checkpoint_dir: str | Path
+    output_dir: str | Path
     input_types: tuple[str, ...] = ("image_tensor",)
     checkpoint: str = "latest"
     config_overrides: tuple[str, ...] = ()
@@ -49,6 +51,7 @@ class ExportOptions:
     full_object_graph: bool = False
     overwrite: bool = False
     validate: bool = False
+    wait: bool = False
 
     def check(self) -> None:
         """Raise :class:`InputError` for any value that cannot work, before any heavy work."""

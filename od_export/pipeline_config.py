@@ -7,6 +7,7 @@ from typing import Any
 
 from od_export import compat
 from od_export.errors import ConfigError
+from od_export.storage.location import AnyPath, location
 
 _PARSE_POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 
@@ -22,42 +23,116 @@ def describe_parse_error(source: str, error: Exception) -> str:
     return f"{source} line {line} column {column}: {detail}"
 
 
-def read_text(path: str | Path, what: str = "pipeline config") -> str:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{what} {path} does not exist; pass the pipeline.config written by your training run")
-    if path.is_dir():
-        candidate = path / "pipeline.config"
-        hint = f" (did you mean {candidate}?)" if candidate.is_file() else ""
-        raise ConfigError(f"{what} {path} is a directory, not a file{hint}")
+#: A pipeline.config is a few KB; anything this big is the wrong file (and would be slow to parse).
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def read_text(path: str | AnyPath, what: str = "pipeline config") -> str:
+    """The file's text; a missing, oversized, binary or unreadable file is one ConfigError."""
+    path = location(path)
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+        if not path.exists():
+            raise ConfigError(f"{what} {path} does not exist; pass the pipeline.config written by your training run")
+        if path.is_dir():
+            candidate = path / "pipeline.config"
+            hint = f" (did you mean {candidate}?)" if candidate.is_file() else ""
+            raise ConfigError(f"{what} {path} is a directory, not a file{hint}")
+        size = path.stat().st_size if isinstance(path, Path) else path.stat_size()
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{what} {path} is {size / 2**20:.0f} MiB, far larger than any pipeline.config; "
+                              "pass the pipeline.config written by your training run")
+        data = path.read_bytes()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OSError locally, tf.errors.* remotely
+        raise ConfigError(f"cannot read {what} {path}: {' '.join(str(exc).split())[:200]}") from exc
+    if b"\0" in data:
+        raise ConfigError(f"{what} {path} is a binary file, not a text-format pipeline.config")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "pass a text-format pipeline.config") from exc
 
 
-def load_pipeline_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Any:
-    """Parse ``path`` and merge each text-proto override in order, like exporter_main_v2."""
-    od = compat.import_object_detection()
+def parse_pipeline_config(text: str, source: str, overrides: tuple[str, ...] = ()) -> Any:
+    """Text → TrainEvalPipelineConfig, overrides merged in order (no TensorFlow needed)."""
     from google.protobuf import text_format
 
-    config = od.pipeline_pb2.TrainEvalPipelineConfig()
+    config = compat.import_pipeline_proto().TrainEvalPipelineConfig()
     try:
-        text_format.Merge(read_text(path), config)
-    except text_format.ParseError as exc:
+        text_format.Merge(text, config)
+    except (text_format.ParseError, ValueError, UnicodeError, RecursionError) as exc:
         raise ConfigError(
-            f"pipeline config is malformed: {describe_parse_error(str(path), exc)}; fix that line"
+            f"pipeline config is malformed: {describe_parse_error(source, exc)}; fix that line"
         ) from exc
     for index, override in enumerate(overrides, start=1):
         try:
             text_format.Merge(override, config)
-        except text_format.ParseError as exc:
+        except (text_format.ParseError, ValueError, UnicodeError, RecursionError) as exc:
             raise ConfigError(
                 f"config override #{index} is malformed: {describe_parse_error('override', exc)}"
             ) from exc
     if not config.HasField("model") or config.model.WhichOneof("model") is None:
-        raise ConfigError(f"pipeline config {path} has no `model {{ ... }}` block; it is not an OD API pipeline.config")
+        raise ConfigError(f"pipeline config {source} has no `model {{ ... }}` block; it is not an OD API pipeline.config")
+    check_limits(config, source)
     return config
+
+
+def load_pipeline_config(path: str | AnyPath, overrides: tuple[str, ...] = ()) -> Any:
+    """Read and parse ``path`` and merge each text-proto override in order, like exporter_main_v2."""
+    return parse_pipeline_config(read_text(path), str(path), overrides)
+
+
+#: (field path under the architecture's message, smallest, largest, why the bound).  Values
+#: outside these make the OD API allocate absurd tensors or loop for hours instead of failing.
+_LIMITS: tuple[tuple[str, float, float], ...] = (
+    ("num_classes", 1, 100_000),
+    ("image_resizer.fixed_shape_resizer.height", 1, 4096),
+    ("image_resizer.fixed_shape_resizer.width", 1, 4096),
+    ("image_resizer.keep_aspect_ratio_resizer.min_dimension", 1, 4096),
+    ("image_resizer.keep_aspect_ratio_resizer.max_dimension", 1, 4096),
+    ("feature_extractor.depth_multiplier", 0.01, 8),
+    ("feature_extractor.min_depth", 0, 4096),
+    ("feature_extractor.bifpn.num_iterations", 1, 16),
+    ("feature_extractor.bifpn.num_filters", 1, 4096),
+    ("feature_extractor.fpn.additional_layer_depth", 1, 4096),
+    ("anchor_generator.ssd_anchor_generator.num_layers", 1, 16),
+    ("anchor_generator.multiscale_anchor_generator.scales_per_octave", 1, 16),
+    ("post_processing.batch_non_max_suppression.max_detections_per_class", 1, 100_000),
+    ("post_processing.batch_non_max_suppression.max_total_detections", 1, 100_000),
+    ("first_stage_max_proposals", 1, 100_000),
+    ("second_stage_post_processing.batch_non_max_suppression.max_total_detections", 1, 100_000),
+    ("object_center_params.max_box_predictions", 1, 100_000),
+)
+
+
+def _field_value(message: Any, dotted: str) -> Any:
+    """The value at ``dotted`` if every message on the way is set, else None."""
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if part not in message.DESCRIPTOR.fields_by_name or not message.HasField(part):
+            return None
+        message = getattr(message, part)
+    field = message.DESCRIPTOR.fields_by_name.get(parts[-1])
+    if field is None or (field.has_presence and not message.HasField(parts[-1])):
+        return None
+    return getattr(message, parts[-1])
+
+
+def check_limits(config: Any, source: str) -> None:
+    """Refuse numbers no real model uses, before they cost memory or hours."""
+    architecture = getattr(config.model, meta_architecture(config))
+    name = meta_architecture(config)
+    for dotted, low, high in _LIMITS:
+        value = _field_value(architecture, dotted)
+        if value is None or isinstance(value, (list, tuple)):
+            continue
+        if not (low <= value <= high):  # also refuses NaN
+            raise ConfigError(
+                f"pipeline config {source}: model.{name}.{dotted} is {value}, outside the range {low:g}…{high:g} "
+                "that a real model uses; fix that value"
+            )
 
 
 def meta_architecture(config: Any) -> str:

@@ -20,26 +20,31 @@ from od_export import compat, samples
 from od_export.compare import OutputDifference, compare_outputs
 from od_export.errors import InputError
 from od_export.freeze import FROZEN_GRAPH_NAME, IO_SPEC_NAME
+from od_export.health import non_finite_names
+from od_export.manifest import read_manifest, require_finished, verify_inventory
 from od_export.options import INPUT_TYPES
+from od_export.storage.location import AnyPath, location
+from od_export.storage.owners import is_od_export_temporary
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 @dataclass(frozen=True)
 class ValidateOptions:
-    export_dir: Path
+    export_dir: AnyPath
     images_dir: Path | None = None
     random_images: int = 2
     atol: float = 1e-4
     score_threshold: float = 0.05
     signature_key: str = "serving_default"
+    staged: bool = False  # the export's own check of its staging directory (not yet a finished export)
 
 
 @dataclass(frozen=True)
 class ExportUnit:
     name: str
-    saved_model: Path
-    frozen_graph: Path | None
+    saved_model: AnyPath
+    frozen_graph: AnyPath | None
 
 
 @dataclass
@@ -63,27 +68,36 @@ class ArtifactCheck:
 
 @dataclass
 class ValidationReport:
-    export_dir: Path
+    export_dir: AnyPath
     images: int
     atol: float
     checks: list[ArtifactCheck] = field(default_factory=list)
+    manifest: str = "none"  # "verified", "none" (not written by od-export) or the problem found
+
+    @property
+    def compared(self) -> int:
+        """Artifacts compared with a SavedModel (not counting SavedModels that only ran)."""
+        return sum(1 for check in self.checks if check.artifact != "saved_model")
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        return all(check.ok for check in self.checks) and self.manifest in ("verified", "none")
 
     def to_dict(self) -> dict[str, Any]:
         return {"export_dir": str(self.export_dir), "images": self.images, "atol": self.atol, "ok": self.ok,
-                "checks": [c.to_dict() for c in self.checks]}
+                "compared": self.compared, "manifest": self.manifest, "checks": [c.to_dict() for c in self.checks]}
 
 
-def find_units(export_dir: Path) -> list[ExportUnit]:
+def find_units(export_dir: AnyPath, staged: bool = False) -> list[ExportUnit]:
     """Each directory holding a SavedModel: the export itself or one per input type."""
     if not export_dir.is_dir():
         raise InputError(f"{export_dir} is not a directory; pass the --output-dir of an export")
+    if not staged:
+        require_finished(export_dir)
     if (export_dir / "saved_model.pb").is_file():  # a bare SavedModel directory
         return [ExportUnit(export_dir.name, export_dir, None)]
-    candidates = [export_dir] + sorted(p for p in export_dir.iterdir() if p.is_dir())
+    candidates = [export_dir] + sorted(
+        (p for p in export_dir.iterdir() if p.is_dir() and not is_od_export_temporary(p.name)), key=str)
     units = []
     for directory in candidates:
         if (directory / "saved_model" / "saved_model.pb").is_file():
@@ -156,45 +170,82 @@ def _merge(per_image: list[tuple[OutputDifference, ...]]) -> tuple[OutputDiffere
     return tuple(merged[k] for k in sorted(merged))
 
 
-def validate(options: ValidateOptions) -> ValidationReport:
+def _load_signature(unit: ExportUnit, signature_key: str) -> Any:
     tf = compat.import_tensorflow()
-    units = find_units(Path(options.export_dir))
+    try:
+        loaded = tf.saved_model.load(str(unit.saved_model))
+    except (OSError, ValueError, tf.errors.OpError) as exc:
+        raise InputError(f"cannot load the SavedModel {unit.saved_model}: {exc}") from exc
+    if signature_key not in loaded.signatures:
+        raise InputError(f"{unit.saved_model} has no signature {signature_key!r}; it has: {', '.join(loaded.signatures)}")
+    return loaded.signatures[signature_key]
+
+
+def _compare_frozen(unit: ExportUnit, input_type: str, images: list[np.ndarray], references: list[dict[str, np.ndarray]],
+                    options: ValidateOptions) -> ArtifactCheck:
+    tf = compat.import_tensorflow()
+    check = ArtifactCheck(unit.name, "frozen_graph", input_type)
+    try:
+        graph_def, input_name, fetches = _frozen_io(unit.frozen_graph, list(references[0]))
+        runner = samples.FrozenGraphRunner(graph_def)
+        per_image = []
+        for image, reference in zip(images, references):
+            candidate = runner.run({input_name: samples.input_batch(input_type, image)}, fetches)
+            per_image.append(compare_outputs(reference, candidate, options.atol, options.score_threshold))
+        runner.close()
+        check.differences = _merge(per_image)
+    except (tf.errors.OpError, KeyError, ValueError, StopIteration) as exc:
+        check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return check
+
+
+def _manifest_state(export_dir: AnyPath) -> str:
+    manifest = read_manifest(export_dir)
+    if manifest is None:
+        return "none"
+    problems = verify_inventory(export_dir, manifest)
+    return "verified" if not problems else "damaged: " + "; ".join(problems[:3])
+
+
+def validate(options: ValidateOptions) -> ValidationReport:
+    units = find_units(location(options.export_dir), options.staged)
     images = load_images(options)
-    report = ValidationReport(Path(options.export_dir), len(images), options.atol)
+    report = ValidationReport(options.export_dir, len(images), options.atol, manifest=_manifest_state(options.export_dir))
     for unit in units:
-        try:
-            loaded = tf.saved_model.load(str(unit.saved_model))
-        except (OSError, ValueError, tf.errors.OpError) as exc:
-            raise InputError(f"cannot load the SavedModel {unit.saved_model}: {exc}") from exc
-        if options.signature_key not in loaded.signatures:
-            raise InputError(f"{unit.saved_model} has no signature {options.signature_key!r}; it has: {', '.join(loaded.signatures)}")
-        function = loaded.signatures[options.signature_key]
+        function = _load_signature(unit, options.signature_key)
         input_type, references = _run_reference(function, _input_type_candidates(unit, function), images)
-        if unit.frozen_graph is None:
-            continue
-        check = ArtifactCheck(unit.name, "frozen_graph", input_type)
-        try:
-            graph_def, input_name, fetches = _frozen_io(unit.frozen_graph, list(references[0]))
-            runner = samples.FrozenGraphRunner(graph_def)
-            per_image = []
-            for image, reference in zip(images, references):
-                candidate = runner.run({input_name: samples.input_batch(input_type, image)}, fetches)
-                per_image.append(compare_outputs(reference, candidate, options.atol, options.score_threshold))
-            runner.close()
-            check.differences = _merge(per_image)
-        except (tf.errors.OpError, KeyError, ValueError, StopIteration) as exc:
-            check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        report.checks.append(check)
+        ran = ArtifactCheck(unit.name, "saved_model", input_type)
+        bad = non_finite_names(item for reference in references for item in sorted(reference.items()))
+        if bad:
+            ran.error = f"the SavedModel computes NaN or infinite values in {', '.join(sorted(set(bad)))}"
+        report.checks.append(ran)
+        if unit.frozen_graph is not None and ran.ok:
+            report.checks.append(_compare_frozen(unit, input_type, images, references, options))
     return report
+
+
+def _verdict(report: ValidationReport) -> str:
+    if not report.ok:
+        if report.manifest not in ("verified", "none"):
+            return "DAMAGED: the export's files do not match its manifest"
+        return "MISMATCH: an artifact does not compute the SavedModel's detections (or does not run)"
+    saved_models = len(report.checks) - report.compared
+    if report.compared == 0:
+        return (f"{saved_models} SavedModel(s) load and run with finite outputs; there is no other artifact "
+                "to compare with them (exported without a frozen graph)")
+    return f"all {report.compared} artifact(s) match their SavedModel"
 
 
 def format_report(report: ValidationReport) -> str:
     lines = [f"{'unit':<28} {'artifact':<13} {'output':<28} {'max |diff|':>11}  result"]
     for check in report.checks:
+        if check.artifact == "saved_model" and check.ok:
+            lines.append(f"{check.unit:<28} {check.artifact:<13} {'(loads and runs)':<28} {'':>11}  ok")
         if check.error:
             lines.append(f"{check.unit:<28} {check.artifact:<13} {'(failed to run)':<28} {'':>11}  FAIL: {check.error}")
         for d in check.differences:
             lines.append(f"{check.unit:<28} {check.artifact:<13} {d.key:<28} {d.max_abs_diff:>11.3g}  {'ok' if d.ok else 'MISMATCH'}")
-    verdict = "all artifacts match the SavedModel" if report.ok else "MISMATCH: an artifact does not compute the SavedModel's detections"
-    lines.append(f"{report.images} image(s), atol {report.atol:g}: {verdict}")
+    if report.manifest not in ("verified", "none"):
+        lines.append(f"manifest: {report.manifest}")
+    lines.append(f"{report.images} image(s), atol {report.atol:g}: {_verdict(report)}")
     return "\n".join(lines)

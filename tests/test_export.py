@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from od_export import samples
-from od_export.atomic import STAGING_PREFIX
+from od_export.storage.owners import STAGING_PREFIX
 from od_export.cli import main
 from od_export.compare import compare_outputs
 from od_export.freeze import IO_SPEC_NAME

@@ -1,0 +1,147 @@
+"""Where an export goes: every check that needs no TensorFlow, then the writer's reservation.
+
+:func:`plan_output` runs before TensorFlow is imported (bad output paths fail in
+milliseconds): it resolves symlinks, refuses a file, an existing directory without
+overwrite, a place inside (or around) the checkpoint directory, and a parent that
+cannot be written (tested by creating and removing a probe directory, because
+``os.access`` says yes to root even on ``/proc``).  :func:`reserve` then creates the
+parents, takes the target's lock and clears leftovers of killed writers;
+:func:`staged_output` yields the directory to build in and publishes it whole.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from od_export import log
+from od_export.errors import OutputError
+from od_export.storage import remote
+from od_export.storage.location import AnyPath, RemotePath, location
+from od_export.storage.lock import lock_path_for, target_lock
+from od_export.storage.staging import recover_retired, remove_stale, staged_directory
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The checked output location: ``requested`` as the user wrote it, ``target`` resolved."""
+
+    requested: str
+    target: AnyPath
+    overwrite: bool
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.target, RemotePath)
+
+
+def _resolve_local(requested: str) -> Path:
+    absolute = Path(os.path.abspath(requested))
+    if absolute.is_symlink():
+        resolved = Path(os.path.realpath(absolute))
+        if not resolved.exists():
+            raise OutputError(f"output {requested} is a symlink to {resolved}, which does not exist; "
+                              "point it at a directory or choose another path")
+        log.info(f"output {requested} is a symlink: writing the export to {resolved}")
+        return resolved
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def _relation(target: Path, other: Path) -> str | None:
+    other = Path(os.path.realpath(other))
+    if target == other:
+        return "is"
+    if other in target.parents:
+        return "is inside"
+    if target in other.parents:
+        return "contains"
+    return None
+
+
+def _check_not_sources(requested: str, target: Path, sources: Sequence[tuple[str, AnyPath]]) -> None:
+    for what, source in sources:
+        if isinstance(source, RemotePath):
+            continue
+        relation = _relation(target, Path(os.path.abspath(source)))
+        if relation:
+            raise OutputError(f"output {requested} {relation} the {what} {source}; an export there would mix with "
+                              "(or, when replaced, delete) the training run: choose a path outside it")
+
+
+def _check_writable(requested: str, target: Path) -> None:
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot create output {requested}: {ancestor} is not a directory; choose another path")
+    try:
+        Path(tempfile.mkdtemp(prefix=".od-export-probe-", dir=ancestor)).rmdir()
+    except OSError as exc:
+        raise OutputError(f"cannot write output {requested}: {ancestor} is not writable ({exc.strerror}); "
+                          "choose an output path you can write") from exc
+
+
+def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[str, AnyPath]] = ()) -> OutputPlan:
+    """Check the output location without TensorFlow (a remote one is checked by :mod:`remote`)."""
+    requested = str(requested)
+    path = location(requested)
+    if isinstance(path, RemotePath):
+        return OutputPlan(requested, path, overwrite)
+    target = _resolve_local(str(path))
+    if target.exists():
+        if not target.is_dir():
+            raise OutputError(f"output {requested} exists and is not a directory; remove it or choose another path")
+        if not overwrite:
+            raise OutputError(f"output {requested} already exists; pass --overwrite to replace it or choose another path")
+    _check_not_sources(requested, target, sources)
+    _check_writable(requested, target)
+    return OutputPlan(requested, target, overwrite)
+
+
+def _create_parents(directory: Path) -> list[Path]:
+    """``mkdir -p`` that returns what it created (to remove again if the export fails)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+    return missing
+
+
+@contextlib.contextmanager
+def reserve(plan: OutputPlan, wait: bool = False) -> Iterator[None]:
+    """Hold the target for the block: parents created, lock taken, leftovers of killed writers cleared."""
+    created: list[Path] = []
+    if plan.is_remote:
+        lock_file = lock_path_for(plan.target, None)
+    else:
+        created = _create_parents(plan.target.parent)
+        lock_file = lock_path_for(plan.target, plan.target.parent)
+    try:
+        with target_lock(plan.requested, lock_file, wait):
+            if not plan.is_remote:
+                recover_retired(plan.target)
+                plan_output(plan.requested, plan.overwrite)  # another writer may have finished meanwhile
+                remove_stale(plan.target.parent, plan.target.name)
+            remove_stale(Path(tempfile.gettempdir()), plan.target.name)
+            yield
+    except BaseException:
+        for directory in created:  # innermost first; only the empty ones we made
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def staged_output(plan: OutputPlan) -> Iterator[Path]:
+    """A local directory to build the export in; published whole at ``plan.target`` on success."""
+    if plan.is_remote:
+        with remote.staged_remote(plan.target, plan.overwrite) as staging:
+            yield staging
+    else:
+        with staged_directory(plan.target) as staging:
+            yield staging
