@@ -14,6 +14,7 @@ from typing import Any
 
 from od_export import compat
 from od_export.errors import CheckpointError, ConfigError
+from od_export.storage.location import AnyPath
 
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
@@ -62,16 +63,22 @@ def create_variables(model: Any, config: Any) -> None:
     model.predict(images, true_shapes)
 
 
-def open_checkpoint(prefix: Path) -> Any:
-    """``tf.train.load_checkpoint`` with an unreadable checkpoint as a CheckpointError."""
+def open_checkpoint(prefix: AnyPath) -> Any:
+    """A checkpoint reader for ``prefix``; an unreadable checkpoint is a CheckpointError.
+
+    ``tf.train.load_checkpoint`` first asks whether the prefix is a directory, which
+    object stores (and ``ram://``) answer yes for any name prefix; the reader itself
+    does not.
+    """
     tf = compat.import_tensorflow()
     try:
-        return tf.train.load_checkpoint(str(prefix))
-    except (tf.errors.OpError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {prefix}: {exc}") from exc
+        return tf.compat.v1.train.NewCheckpointReader(str(prefix))
+    except (tf.errors.OpError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {prefix} (truncated or corrupt?): "
+                              f"{' '.join(str(exc).split())[:200]}; copy it again from the training run") from exc
 
 
-def compare_with_checkpoint(model: Any, prefix: Path) -> CheckpointComparison:
+def compare_with_checkpoint(model: Any, prefix: AnyPath) -> CheckpointComparison:
     """Walk the checkpoint's object graph and the live ``Checkpoint(model=model)`` in step."""
     tf = compat.import_tensorflow()
     from tensorflow.core.protobuf import trackable_object_graph_pb2
@@ -135,7 +142,7 @@ def _variable_key(graph: Any, node_id: int | None) -> str | None:
     return None
 
 
-def describe_comparison(comparison: CheckpointComparison, prefix: Path, limit: int = 3) -> str:
+def describe_comparison(comparison: CheckpointComparison, prefix: AnyPath, limit: int = 3) -> str:
     parts = []
     if comparison.mismatched:
         shown = "; ".join(m.describe() for m in comparison.mismatched[:limit])
@@ -151,15 +158,18 @@ def describe_comparison(comparison: CheckpointComparison, prefix: Path, limit: i
     )
 
 
-def restore_checked(model: Any, prefix: Path) -> CheckpointComparison:
+def restore_checked(model: Any, prefix: AnyPath) -> CheckpointComparison:
     """Refuse a checkpoint that does not fit, then restore it into the (already built) model."""
     tf = compat.import_tensorflow()
     comparison = compare_with_checkpoint(model, prefix)
     if not comparison.ok:
         raise CheckpointError(describe_comparison(comparison, prefix))
-    status = tf.train.Checkpoint(model=model).restore(str(prefix)).expect_partial()
     try:
+        status = tf.train.Checkpoint(model=model).restore(str(prefix)).expect_partial()
         status.assert_existing_objects_matched()
     except AssertionError as exc:
         raise CheckpointError(f"checkpoint {prefix} did not restore every model object: {exc}") from exc
+    except (tf.errors.OpError, ValueError) as exc:
+        raise CheckpointError(f"cannot restore checkpoint {prefix} (truncated or corrupt?): "
+                              f"{' '.join(str(exc).split())[:200]}; copy it again from the training run") from exc
     return comparison

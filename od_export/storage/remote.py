@@ -108,9 +108,13 @@ def _clear_earlier_export(target: RemotePath) -> None:
     manifest = target / MANIFEST_NAME
     if manifest.exists():
         gfile.remove(str(manifest))  # first: from here on the old export is not a finished one
-    for path in files_under(target):
-        if path.name != INCOMPLETE_MARKER:
-            gfile.remove(str(path))
+    for entry in list(target.iterdir()):
+        if entry.name == INCOMPLETE_MARKER:
+            continue
+        if entry.is_dir():
+            remove_tree(entry)
+        else:
+            gfile.remove(str(entry))
 
 
 def publish(staging: RemotePath, target: RemotePath) -> None:
