@@ -87,7 +87,11 @@ def compare_with_checkpoint(model: Any, prefix: AnyPath) -> CheckpointComparison
     if not reader.has_tensor(_OBJECT_GRAPH_KEY):
         raise CheckpointError(f"{prefix} is a TF1 (name-based) checkpoint; od-export needs a TF2 object-based checkpoint")
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    try:
+        graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    except Exception as exc:  # noqa: BLE001 - a truncated data file fails in several ways (IndexError, DecodeError…)
+        raise CheckpointError(f"cannot read checkpoint {prefix} (truncated or corrupt?): "
+                              f"{' '.join(str(exc).split())[:200]}; copy it again from the training run") from exc
     shapes = reader.get_variable_to_shape_map()
 
     matched, mismatched, missing, seen, used_keys = 0, [], [], set(), set()

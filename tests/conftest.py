@@ -22,6 +22,11 @@ ARCHITECTURES = tuple(sorted(p.stem for p in SAMPLES.glob("*.config")))
 ALL_INPUT_TYPES = INPUT_TYPES
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-examples", type=int, default=0,
+                     help="examples per fuzzing property (default: a small seeded run)")
+
+
 def sample_config(name: str) -> Path:
     return SAMPLES / f"{name}.config"
 

@@ -119,3 +119,61 @@ def test_demo_checkpoint_subcommand(tmp_path, capsys):
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir", str(out), "-q"]) == 0
     assert {p.name for p in out.iterdir()} == {"checkpoint", "ckpt-1.index", "ckpt-1.data-00000-of-00001", "pipeline.config"}
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir", str(out), "-q"]) == 2
+
+
+FAST_FAILURE = """
+import sys, time
+from od_export.cli import main
+started = time.perf_counter()
+code = main(sys.argv[1:])
+print(code, round(time.perf_counter() - started, 3), "tensorflow" in sys.modules)
+"""
+
+
+def fake_run(directory):
+    directory.mkdir()
+    (directory / "ckpt-1.index").write_bytes(b"")
+    (directory / "ckpt-1.data-00000-of-00001").write_bytes(b"")
+    return directory
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("missing_config", "does not exist; pass the pipeline.config"),
+        ("binary_config", "is a binary file"),
+        ("out_of_range_config", "model.ssd.num_classes is 0, outside the range"),
+        ("missing_checkpoint", "checkpoint directory"),
+        ("unwritable_output", "cannot write output /proc/od-export-test: /proc is not writable"),
+        ("output_inside_checkpoint_dir", "is inside the checkpoint directory"),
+        ("output_is_a_file", "exists and is not a directory"),
+    ],
+)
+def test_bad_paths_fail_in_well_under_a_second_without_tensorflow(case, fragment, tmp_path):
+    run = fake_run(tmp_path / "run")
+    config, checkpoint_dir, out = str(sample_config("ssd_mobilenet_v2")), str(run), str(tmp_path / "out")
+    if case == "missing_config":
+        config = str(tmp_path / "missing.config")
+    elif case == "binary_config":
+        (tmp_path / "binary.config").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+        config = str(tmp_path / "binary.config")
+    elif case == "out_of_range_config":
+        (tmp_path / "zero.config").write_text(sample_config("ssd_mobilenet_v2").read_text().replace("num_classes: 3", "num_classes: 0"))
+        config = str(tmp_path / "zero.config")
+    elif case == "missing_checkpoint":
+        checkpoint_dir = str(tmp_path / "no_run")
+    elif case == "unwritable_output":
+        out = "/proc/od-export-test"
+    elif case == "output_inside_checkpoint_dir":
+        out = str(run / "exported")
+    elif case == "output_is_a_file":
+        (tmp_path / "out").write_text("a file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = subprocess.run(
+        [sys.executable, "-c", FAST_FAILURE, "export", "--pipeline-config", config, "--checkpoint-dir", checkpoint_dir,
+         "--output-dir", out, "--overwrite"], capture_output=True, text=True, env=QUIET_ENV, timeout=60)
+    code, seconds, imported_tf = result.stdout.split()
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert code == "2" and len(errors) == 1 and fragment in errors[0], result.stderr
+    assert imported_tf == "False" and float(seconds) < 1.0, result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

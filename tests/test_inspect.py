@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +19,10 @@ EXPECTED_INPUT_DTYPES = {"image_tensor": "uint8", "float_image_tensor": "float32
                          "encoded_image_string_tensor": "string", "tf_example": "string"}
 
 
-def inspect_json(capsys, *args: str) -> dict:
+def inspect_json(capsys, *args: str, expect: int = 0) -> dict:
     code = main(["inspect", *args, "--json"])
     captured = capsys.readouterr()
-    assert code == 0, captured.err
+    assert code == expect, captured.err
     return json.loads(captured.out)
 
 
@@ -116,8 +117,10 @@ def test_checkpoint_directory_and_config_check(demo_checkpoint, capsys, tmp_path
 
     five = tmp_path / "five_classes.config"
     five.write_text((run / "pipeline.config").read_text().replace("num_classes: 3", "num_classes: 5"))
-    mismatch = inspect_json(capsys, str(run / "ckpt-1"), "--pipeline-config", str(five))["config_check"]
-    assert mismatch["restores"] is False
+    # A gate: exit 1 when the checkpoint does not fit, with the mismatch still described in --json.
+    report = inspect_json(capsys, str(run / "ckpt-1"), "--pipeline-config", str(five), expect=1)
+    mismatch = report["config_check"]
+    assert report["ok"] is False and mismatch["restores"] is False
     kernel = next(m for m in mismatch["mismatched"] if m["variable"].endswith("class_predictions_with_background/0/_class_predictor_layers/0/kernel"))
     assert kernel["checkpoint_shape"] == [1, 1, 192, 12] and kernel["model_shape"] == [1, 1, 192, 18]
     assert len(mismatch["mismatched"]) == 12
@@ -162,6 +165,11 @@ def test_bad_paths(tmp_path, capsys):
     garbage.write_bytes(b"\xff\x00not a graph")
     assert main(["inspect", str(garbage)]) == 2
     assert "is not a GraphDef" in capsys.readouterr().err
+    for unknown in ("/etc/passwd", str(garbage.with_name("notes.txt"))):
+        Path(unknown).exists() or Path(unknown).write_bytes(b"\x00\x01binary")
+        assert main(["inspect", unknown]) == 2
+        err = capsys.readouterr().err
+        assert f"od-export does not know what {unknown} is; inspect takes" in err and "malformed" not in err
 
 
 def test_corrupt_checkpoint_is_bad_input(tmp_path, capsys):

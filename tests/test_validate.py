@@ -22,9 +22,11 @@ def validate_json(capsys, *args: str) -> tuple[int, dict]:
 def test_good_export_passes(exported, capsys):
     code, report = validate_json(capsys, str(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir))
     assert code == 0 and report["ok"] is True and report["images"] == 2
-    assert sorted(c["unit"] for c in report["checks"]) == sorted(ALL_INPUT_TYPES)
+    assert report["compared"] == 4 and report["manifest"] == "verified"
+    frozen = [c for c in report["checks"] if c["artifact"] == "frozen_graph"]
+    assert sorted(c["unit"] for c in frozen) == sorted(ALL_INPUT_TYPES)
     assert {c["unit"]: c["input_type"] for c in report["checks"]} == {t: t for t in ALL_INPUT_TYPES}
-    for check in report["checks"]:
+    for check in frozen:
         assert check["outputs"]["num_detections"] == {"max_abs_diff": 0.0, "ok": True}
 
 
@@ -48,7 +50,7 @@ def test_tampered_frozen_graph_fails_with_exit_1(exported, tmp_path, capsys):
     tamper_with_weights(copy / "frozen_graph" / "frozen_inference_graph.pb")
     code, report = validate_json(capsys, str(copy))
     assert code == 1 and report["ok"] is False
-    [check] = report["checks"]
+    [check] = [c for c in report["checks"] if c["artifact"] == "frozen_graph"]
     assert check["ok"] is False
     assert check["outputs"]["raw_detection_scores"]["ok"] is False
     assert main(["validate", str(copy)]) == 1
@@ -69,6 +71,7 @@ def test_frozen_graph_without_io_spec_and_image_folder(exported, tmp_path, capsy
     code, report = validate_json(capsys, str(copy), "--images", str(images))
     assert code == 0, report
     assert report["images"] == 3 and report["checks"][0]["input_type"] == "encoded_image_string_tensor"
+    assert report["manifest"] == "none" and report["compared"] == 1
 
 
 def test_bad_input_exit_2(tmp_path, capsys):
@@ -89,8 +92,9 @@ def test_export_with_validate_records_results_in_manifest(demo_checkpoint, works
     assert document["validation"]["ok"] is True
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["validation"]["ok"] is True
-    assert manifest["validation"]["checks"][0]["input_type"] == "tf_example"
-    assert np.isfinite(manifest["validation"]["checks"][0]["outputs"]["detection_boxes"]["max_abs_diff"])
+    [frozen] = [c for c in manifest["validation"]["checks"] if c["artifact"] == "frozen_graph"]
+    assert frozen["input_type"] == "tf_example"
+    assert np.isfinite(frozen["outputs"]["detection_boxes"]["max_abs_diff"])
 
 
 def test_saved_model_that_is_not_an_od_export_is_bad_input(tmp_path, capsys):
@@ -107,3 +111,26 @@ def test_saved_model_that_is_not_an_od_export_is_bad_input(tmp_path, capsys):
     (tmp_path / "broken" / "saved_model" / "saved_model.pb").write_bytes(b"\x00garbage")
     assert main(["validate", str(tmp_path / "broken")]) == 2
     assert "cannot load the SavedModel" in capsys.readouterr().err
+
+
+def test_export_without_frozen_graph_is_not_called_a_match(demo_checkpoint, tmp_path, capsys):
+    from od_export.export import export
+    from od_export.options import ExportOptions
+
+    run = demo_checkpoint("ssd_mobilenet_v2")
+    out = export(ExportOptions(run / "pipeline.config", run, tmp_path / "no_freeze", freeze=False)).output_dir
+    assert main(["validate", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "all artifacts match" not in text and "match their SavedModel" not in text
+    assert "1 SavedModel(s) load and run with finite outputs; there is no other artifact to compare" in text
+    code, report = validate_json(capsys, str(out))
+    assert code == 0 and report["compared"] == 0
+
+
+def test_file_changed_after_export_is_reported_damaged(exported, tmp_path, capsys):
+    copy = tmp_path / "damaged"
+    shutil.copytree(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir, copy)
+    with (copy / "tf_example" / "pipeline.config").open("a") as handle:
+        handle.write("# edited\n")
+    code, report = validate_json(capsys, str(copy))
+    assert code == 1 and report["manifest"].startswith("damaged: tf_example/pipeline.config differs")

@@ -165,6 +165,8 @@ def location(value: str | Path | RemotePath) -> AnyPath:
     if isinstance(value, (Path, RemotePath)):
         return value
     text = str(value)
+    if "\x00" in text:
+        raise InputError(f"path {text!r} contains a NUL byte; no file system accepts that")
     scheme = scheme_of(text)
     if scheme is None:
         return Path(text)
