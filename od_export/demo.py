@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from od_export import compat, log, samples
+from od_export.head_calibration import calibrate_heads
 from od_export.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes, read_text
 from od_export.storage import remote
 from od_export.storage.location import AnyPath
 from od_export.storage.target import OutputPlan, plan_output, reserve, staged_output
 
 
-_CALIBRATION_BATCH = 2
+_CALIBRATION_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,19 @@ def reinitialize_weights(variables: list[Any], seed: int) -> None:
 
 
 def _calibration_images(config: Any, seed: int) -> Any:
+    """Sample images of several sizes (so of several textures once resized), at the model's size.
+
+    Random weights make activations depend strongly on image statistics; calibrating
+    on one kind of image leaves other images far outside the calibrated range.
+    """
     tf = compat.import_tensorflow()
     height, width = model_input_size(config)
     # Faster R-CNN in training mode samples proposals per image and fails on a batch of two.
     batch = 1 if meta_architecture(config) == "faster_rcnn" else _CALIBRATION_BATCH
-    images = [samples.sample_image(height, width, seed=seed + i) for i in range(batch)]
-    return tf.constant(np.stack(images).astype(np.float32))
+    sizes = [(height, width), (150, 170), (480, 640), (300, 400)][:batch]
+    images = [tf.image.resize(samples.sample_image(h, w, seed=seed + i).astype(np.float32), (height, width))
+              for i, (h, w) in enumerate(sizes)]
+    return tf.stack(images)
 
 
 def _predict(model: Any, config: Any, images: Any) -> None:
@@ -127,7 +135,17 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     _predict(model, config, tf.zeros([1, height, width, 3], tf.float32))
     reinitialize_weights(model.variables, seed)
     recalibrate_batch_norm(model, config, seed)
+    images = _calibration_images(config, seed)
+    calibrate_heads(model, lambda: _predict(model, config, images), _box_coder_scale(config), int(images.shape[0]))
     return model
+
+
+def _box_coder_scale(config: Any) -> float:
+    """The y scale of the config's Faster R-CNN box coder (the OD API default, 10, otherwise)."""
+    architecture = getattr(config.model, meta_architecture(config))
+    if "box_coder" in architecture.DESCRIPTOR.fields_by_name and architecture.box_coder.HasField("faster_rcnn_box_coder"):
+        return float(architecture.box_coder.faster_rcnn_box_coder.y_scale or 10.0)
+    return 10.0
 
 
 def create_demo_checkpoint(options: DemoCheckpointOptions) -> DemoCheckpointResult:
