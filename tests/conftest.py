@@ -25,6 +25,8 @@ ALL_INPUT_TYPES = INPUT_TYPES
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fuzz-examples", type=int, default=0,
                      help="examples per fuzzing property (default: a small seeded run)")
+    parser.addoption("--exhaustive", action="store_true",
+                     help="also run the slow matrices (demo checkpoints of every sample at its model-zoo size)")
 
 
 def sample_config(name: str) -> Path:
