@@ -19,7 +19,7 @@ from od_export.errors import InputError
 from od_export.freeze import IO_SPEC_NAME
 from od_export.graph_summary import summarize_graph, summarize_signatures
 from od_export.manifest import read_manifest, require_finished
-from od_export.storage.location import AnyPath, location
+from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.owners import is_od_export_temporary
 
 
@@ -78,6 +78,7 @@ def detect_kind(path: AnyPath) -> str:
 
 def inspect_path(options: InspectOptions) -> dict[str, Any]:
     path = location(options.path)
+    check_scheme_supported(path, "path")
     kind = detect_kind(path)
     handlers = {
         "export": _export, "saved_model": _saved_model, "graph": _graph_file, "meta_graph": _meta_graph,

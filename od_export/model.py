@@ -9,7 +9,6 @@ only a checkpoint that fits is restored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from od_export import compat

@@ -23,7 +23,7 @@ from od_export.freeze import FROZEN_GRAPH_NAME, IO_SPEC_NAME
 from od_export.health import non_finite_names
 from od_export.manifest import read_manifest, require_finished, verify_inventory
 from od_export.options import INPUT_TYPES
-from od_export.storage.location import AnyPath, location
+from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.owners import is_od_export_temporary
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -208,6 +208,7 @@ def _manifest_state(export_dir: AnyPath) -> str:
 
 
 def validate(options: ValidateOptions) -> ValidationReport:
+    check_scheme_supported(location(options.export_dir), "export")
     units = find_units(location(options.export_dir), options.staged)
     images = load_images(options)
     report = ValidationReport(options.export_dir, len(images), options.atol, manifest=_manifest_state(options.export_dir))

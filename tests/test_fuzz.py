@@ -102,7 +102,7 @@ def test_mutated_configs_end_to_end(request, demo_checkpoint, tmp_path_factory, 
     run = demo_checkpoint("ssd_mobilenet_v2")
     base = tmp_path_factory.mktemp("fuzz_configs")
 
-    @fuzz_settings(request, 6)
+    @fuzz_settings(request, 4)
     @given(mutated_config())
     def check(data: bytes) -> None:
         work = base / uuid.uuid4().hex[:8]
@@ -128,7 +128,7 @@ def test_huge_config_is_refused_unread(tmp_path, capsys):
 
 
 @st.composite
-def damaged_run(draw, source: Path) -> list[tuple[str, object]]:
+def damaged_run(draw) -> list[tuple[str, object]]:
     """Edits to a copy of a real training run: truncations, garbage state files, symlink loops."""
     edits = []
     for _ in range(draw(st.integers(1, 3))):
@@ -165,8 +165,8 @@ def test_damaged_checkpoint_directories_end_to_end(request, demo_checkpoint, tmp
     source = demo_checkpoint("ssd_mobilenet_v2")
     base = tmp_path_factory.mktemp("fuzz_runs")
 
-    @fuzz_settings(request, 5)
-    @given(damaged_run(source))
+    @fuzz_settings(request, 4)
+    @given(damaged_run())
     def check(edits) -> None:
         run = base / uuid.uuid4().hex[:8]
         shutil.copytree(source, run)
@@ -188,22 +188,25 @@ VALUES = ["", "x", "-1", "image_tensor", "jpeg", "pb", "ckpt-3", "1,-1,4", "floa
           "/proc/x", "/dev/null", "nosuch://b/c", "gs:/", "é ü 検", "\x00", "pipeline_samples/ssd_mobilenet_v2.config"]
 
 
-@given(st.lists(st.one_of(st.sampled_from(FLAGS), st.sampled_from(VALUES)), max_size=12),
-       st.sampled_from(["export", "inspect", "validate", "demo-checkpoint", "nonsense"]))
-@settings(max_examples=150, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_random_command_lines(tmp_path_factory, capsys, argv, command):
-    workdir = tmp_path_factory.mktemp("argv")
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
+def test_random_command_lines(request, tmp_path_factory, capsys):
+    @fuzz_settings(request, 150)
+    @given(st.lists(st.one_of(st.sampled_from(FLAGS), st.sampled_from(VALUES)), max_size=12),
+           st.sampled_from(["export", "inspect", "validate", "demo-checkpoint", "nonsense"]))
+    def check(argv: list[str], command: str) -> None:
+        workdir = tmp_path_factory.mktemp("argv")
+        cwd = os.getcwd()
+        os.chdir(workdir)
         try:
-            code = main([command, *argv])
-        except SystemExit as exc:  # argparse's own usage errors and --help
-            code = exc.code
-    finally:
-        os.chdir(cwd)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and code in (0, 1, 2), (argv, err)
-    if code:
-        assert len([line for line in err.splitlines() if line.startswith("od-export: error:")]) == 1, err
-    assert list(workdir.iterdir()) == [], (argv, list(workdir.iterdir()))
+            try:
+                code = main([command, *argv])
+            except SystemExit as exc:  # argparse's own usage errors and --help
+                code = exc.code
+        finally:
+            os.chdir(cwd)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and code in (0, 1, 2), (argv, err)
+        if code:
+            assert len([line for line in err.splitlines() if line.startswith("od-export: error:")]) == 1, err
+        assert list(workdir.iterdir()) == [], (argv, list(workdir.iterdir()))
+
+    check()

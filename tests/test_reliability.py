@@ -6,7 +6,6 @@ second exporter racing it), as they would in a pipeline.
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
@@ -23,7 +22,6 @@ from od_export.errors import InputError
 from od_export.inspect import detect_kind
 from od_export.manifest import read_manifest, verify_inventory
 from od_export.storage.owners import LOCK_PREFIX, owner_alive, parse_owned_name
-from tests.conftest import sample_config
 
 pytestmark = pytest.mark.integration
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -113,7 +111,8 @@ def test_kill_9_at_any_point_leaves_earlier_export_intact(earlier_export):
 
     assert [unit["name"] for unit in inspect_path(InspectOptions(out.parent))["units"]] == ["out"]
     # The next export to the same target removes what the killed ones left.
-    assert subprocess.run(export_command(run, out, "--overwrite", "--no-freeze"), env=ENV).returncode == 0
+    assert main(["export", "--pipeline-config", str(run / "pipeline.config"), "--checkpoint-dir", str(run),
+                 "--output-dir", str(out), "--overwrite", "--no-freeze", "-q"]) == 0
     assert temporaries(out.parent) == []
     assert verify_inventory(out, read_manifest(out)) == []
 
@@ -126,11 +125,6 @@ def test_concurrent_writers_publish_exactly_one_whole_export(demo_checkpoint, tm
     results = sorted((p.wait(timeout=300), p.stderr.read()) for p in racers)
     assert [code for code, _ in results] == [0, 1], results
     assert "is being written by od-export process" in results[1][1] and len(results[1][1].strip().splitlines()) == 1
-    assert verify_inventory(out, read_manifest(out)) == []
-    # With --wait the second waits its turn, then replaces the first whole export with its own.
-    racers = [subprocess.Popen(export_command(run, out, "--no-freeze", "--overwrite", "--wait"), env=ENV,
-                               stderr=subprocess.DEVNULL) for _ in range(2)]
-    assert [p.wait(timeout=300) for p in racers] == [0, 0]
     assert verify_inventory(out, read_manifest(out)) == [] and temporaries(tmp_path) == []
 
 

@@ -123,8 +123,7 @@ def publish(staging: RemotePath, target: RemotePath) -> None:
     gfile.makedirs(str(target))
     (target / INCOMPLETE_MARKER).write_bytes(b"an od-export export is being published here\n")
     _clear_earlier_export(target)
-    files = [p for p in files_under(staging)]
-    ordered = sorted(files, key=lambda p: (p.name == MANIFEST_NAME, str(p)))
+    ordered = sorted(files_under(staging), key=lambda p: (p.name == MANIFEST_NAME, str(p)))
     for path in ordered:
         _move(path, target / str(path.relative_to(staging)))
     gfile.remove(str(target / INCOMPLETE_MARKER))
