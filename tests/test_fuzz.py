@@ -165,7 +165,7 @@ def test_damaged_checkpoint_directories_end_to_end(request, demo_checkpoint, tmp
     source = demo_checkpoint("ssd_mobilenet_v2")
     base = tmp_path_factory.mktemp("fuzz_runs")
 
-    @fuzz_settings(request, 4)
+    @fuzz_settings(request, 3)
     @given(damaged_run())
     def check(edits) -> None:
         run = base / uuid.uuid4().hex[:8]

@@ -41,30 +41,19 @@ def assert_intact(out: Path, manifest: dict) -> None:
     assert verify_inventory(out, manifest) == []
 
 
-def wait_for(predicate, process: subprocess.Popen, timeout: float = 240) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.005)
-    return False
-
-
-def staged_file(parent: Path, relative: str):
-    def found() -> bool:
+def staged_file(relative: str):
+    def found(parent: Path) -> bool:
         return any((p / relative).exists() for p in parent.glob(".od-export-staging-out.*"))
     return found
 
 
-#: When to kill, as something visible from outside the exporting process.
+#: When to kill, as something visible from outside the exporting process (None: after 3 s).
 KILL_POINTS = {
-    "while importing and building": lambda parent: (lambda: False),  # killed after a fixed delay instead
-    "staging directory created": lambda parent: staged_file(parent, ""),
-    "SavedModel being written": lambda parent: staged_file(parent, "saved_model/variables"),
-    "frozen graph written": lambda parent: staged_file(parent, "frozen_graph/io_spec.json"),
-    "manifest written, before publishing": lambda parent: staged_file(parent, "manifest.json"),
+    "while importing and building": None,
+    "staging directory created": staged_file(""),
+    "SavedModel being written": staged_file("saved_model/variables"),
+    "frozen graph written": staged_file("frozen_graph/io_spec.json"),
+    "manifest written, before publishing": staged_file("manifest.json"),
 }
 
 
@@ -78,18 +67,33 @@ def earlier_export(demo_checkpoint, tmp_path_factory):
     return run, out, read_manifest(out)
 
 
-def test_kill_9_at_any_point_leaves_earlier_export_intact(earlier_export):
-    run, out, manifest = earlier_export
-    killed_at = []
-    for point, watcher in KILL_POINTS.items():
-        process = subprocess.Popen(export_command(run, out, "--overwrite"), env=ENV, stderr=subprocess.DEVNULL)
-        if point == "while importing and building":
-            time.sleep(3)
-        else:
-            assert wait_for(watcher(out.parent), process), f"{point}: never reached"
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-        killed_at.append(point)
+def kill_all_at_their_points(run: Path, targets: dict[str, Path]) -> dict[str, int]:
+    """Start one export per kill point (each over its own copy of the earlier export), kill each at its point."""
+    processes = {point: subprocess.Popen(export_command(run, out, "--overwrite"), env=ENV, stderr=subprocess.DEVNULL)
+                 for point, out in targets.items()}
+    started, pending = time.monotonic(), dict(processes)
+    while pending and time.monotonic() - started < 300:
+        for point, process in list(pending.items()):
+            watcher = KILL_POINTS[point]
+            reached = time.monotonic() - started > 3 if watcher is None else watcher(targets[point].parent)
+            assert process.poll() is None, f"{point}: the export ended before the point was reached"
+            if reached:
+                process.send_signal(signal.SIGKILL)
+                assert process.wait(timeout=30) == -signal.SIGKILL
+                del pending[point]
+        time.sleep(0.005)
+    assert not pending, f"never reached: {sorted(pending)}"
+    return {point: process.pid for point, process in processes.items()}
+
+
+def test_kill_9_at_any_point_leaves_earlier_export_intact(earlier_export, tmp_path):
+    run, original, manifest = earlier_export
+    targets = {}
+    for index, point in enumerate(KILL_POINTS):
+        targets[point] = tmp_path / str(index) / "out"
+        shutil.copytree(original, targets[point])
+    pids = kill_all_at_their_points(run, targets)
+    for point, out in targets.items():
         if point.startswith("manifest written"):
             # Publishing follows the manifest within microseconds: the kill may land before the
             # swap (the earlier export stays) or after it (the new one is whole). Never a mix.
@@ -102,15 +106,15 @@ def test_kill_9_at_any_point_leaves_earlier_export_intact(earlier_export):
                 assert leftover.is_file() and leftover.stat().st_size < 100
                 continue
             owned = parse_owned_name(leftover.name)
-            assert owned is not None and owned.pid == process.pid and owner_alive(owned) is False
+            assert owned is not None and owned.pid == pids[point] and owner_alive(owned) is False
             with pytest.raises(InputError, match="temporary directory of an unfinished"):
                 detect_kind(leftover)
-    assert len(killed_at) == len(KILL_POINTS)
+    out = targets["frozen graph written"]
     assert any(p.name.startswith(".od-export-staging") for p in temporaries(out.parent))
     from od_export.inspect import InspectOptions, inspect_path
 
     assert [unit["name"] for unit in inspect_path(InspectOptions(out.parent))["units"]] == ["out"]
-    # The next export to the same target removes what the killed ones left.
+    # The next export to the same target removes what the killed one left.
     assert main(["export", "--pipeline-config", str(run / "pipeline.config"), "--checkpoint-dir", str(run),
                  "--output-dir", str(out), "--overwrite", "--no-freeze", "-q"]) == 0
     assert temporaries(out.parent) == []
@@ -187,7 +191,8 @@ def test_diverged_weights_and_infinite_outputs_are_named(demo_checkpoint, tmp_pa
         bias.assign(bias + 1e6)
 
     exploding = rewrite_checkpoint(run, tmp_path / "exploding", explode)
-    args = ["export", "--pipeline-config", str(exploding / "pipeline.config"), "--checkpoint-dir", str(exploding), "-q"]
+    args = ["export", "--pipeline-config", str(exploding / "pipeline.config"), "--checkpoint-dir", str(exploding), "-q",
+            "--no-freeze"]
     assert main([*args, "--output-dir", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert "computes NaN or infinite values on a sample image in" in err and "raw_detection_boxes" in err

@@ -113,12 +113,10 @@ def test_saved_model_that_is_not_an_od_export_is_bad_input(tmp_path, capsys):
     assert "cannot load the SavedModel" in capsys.readouterr().err
 
 
-def test_export_without_frozen_graph_is_not_called_a_match(demo_checkpoint, tmp_path, capsys):
-    from od_export.export import export
-    from od_export.options import ExportOptions
-
-    run = demo_checkpoint("ssd_mobilenet_v2")
-    out = export(ExportOptions(run / "pipeline.config", run, tmp_path / "no_freeze", freeze=False)).output_dir
+def test_export_without_frozen_graph_is_not_called_a_match(exported, tmp_path, capsys):
+    out = tmp_path / "no_freeze"  # what `export --no-freeze` writes: the unit without frozen_graph/
+    shutil.copytree(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir / "image_tensor", out,
+                    ignore=shutil.ignore_patterns("frozen_graph"))
     assert main(["validate", str(out)]) == 0
     text = capsys.readouterr().out
     assert "all artifacts match" not in text and "match their SavedModel" not in text
@@ -132,5 +130,5 @@ def test_file_changed_after_export_is_reported_damaged(exported, tmp_path, capsy
     shutil.copytree(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir, copy)
     with (copy / "tf_example" / "pipeline.config").open("a") as handle:
         handle.write("# edited\n")
-    code, report = validate_json(capsys, str(copy))
+    code, report = validate_json(capsys, str(copy), "--random", "1")
     assert code == 1 and report["manifest"].startswith("damaged: tf_example/pipeline.config differs")
