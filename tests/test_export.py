@@ -55,10 +55,8 @@ def test_four_input_types_write_one_directory_each(exported):
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("input_type", PARITY_TYPES)
-def test_saved_model_matches_exporter(exported, demo_checkpoint, architecture, input_type, request):
+def test_saved_model_matches_exporter(exported, demo_checkpoint, architecture, input_type):
     """Signature and detections equal exporter_lib_v2's for the same checkpoint."""
-    if input_type != "image_tensor" and architecture != "ssd_mobilenet_v2" and not request.config.getoption("--exhaustive"):
-        pytest.skip("float_image_tensor parity is checked on SSD; every architecture with --exhaustive")
     result = exported(architecture, PARITY_TYPES)
     artifact = next(a for a in result.artifacts if a.input_type == input_type)
     reference = exporter_concrete_function(demo_checkpoint(architecture), input_type)

@@ -158,8 +158,8 @@ def test_full_disk_during_write_is_one_line_and_keeps_earlier_export(earlier_exp
     assert temporaries(tmp_path) == []
 
 
-def rewrite_checkpoint(run: Path, destination: Path, change) -> Path:
-    """A copy of ``run`` whose model variables went through ``change(model)``."""
+def rewritten_checkpoints(run: Path, destinations: dict[str, Path], changes: dict[str, object]) -> None:
+    """Copies of ``run`` whose model variables went through ``changes[name](model)``, one build for all."""
     from od_export import compat
     from od_export.model import build_model, create_variables
     from od_export.pipeline_config import load_pipeline_config
@@ -168,12 +168,12 @@ def rewrite_checkpoint(run: Path, destination: Path, change) -> Path:
     config = load_pipeline_config(run / "pipeline.config")
     model = build_model(config)
     create_variables(model, config)
-    tf.train.Checkpoint(model=model).restore(str(run / "ckpt-1")).expect_partial()
-    change(model)
-    destination.mkdir()
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(destination), 1).save(checkpoint_number=1)
-    shutil.copy(run / "pipeline.config", destination / "pipeline.config")
-    return destination
+    for name, change in changes.items():
+        tf.train.Checkpoint(model=model).restore(str(run / "ckpt-1")).expect_partial()
+        change(model)
+        destinations[name].mkdir()
+        tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(destinations[name]), 1).save(checkpoint_number=1)
+        shutil.copy(run / "pipeline.config", destinations[name] / "pipeline.config")
 
 
 def variable(model, fragment: str):
@@ -187,17 +187,17 @@ def test_diverged_weights_and_infinite_outputs_are_named(demo_checkpoint, tmp_pa
         kernel = variable(model, "BoxPredictor")
         kernel.assign(kernel * float("nan"))
 
-    diverged = rewrite_checkpoint(run, tmp_path / "diverged", poison)
+    def explode(model):  # finite weights, but box encodings so large that exp() overflows
+        bias = next(v for v in model.variables if "BoxEncodingPredictor" in v.name and "bias" in v.name)
+        bias.assign(bias + 1e6)
+
+    diverged, exploding = tmp_path / "diverged", tmp_path / "exploding"
+    rewritten_checkpoints(run, {"diverged": diverged, "exploding": exploding}, {"diverged": poison, "exploding": explode})
     args = ["export", "--pipeline-config", str(diverged / "pipeline.config"), "--checkpoint-dir", str(diverged), "-q"]
     assert main([*args, "--output-dir", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert "holds NaN or infinite values in 1 variable(s)" in err and "BoxPredictor" in err and "diverged" in err
 
-    def explode(model):  # finite weights, but box encodings so large that exp() overflows
-        bias = next(v for v in model.variables if "BoxEncodingPredictor" in v.name and "bias" in v.name)
-        bias.assign(bias + 1e6)
-
-    exploding = rewrite_checkpoint(run, tmp_path / "exploding", explode)
     args = ["export", "--pipeline-config", str(exploding / "pipeline.config"), "--checkpoint-dir", str(exploding), "-q",
             "--no-freeze"]
     assert main([*args, "--output-dir", str(tmp_path / "b")]) == 1
