@@ -98,7 +98,18 @@ _LIMITS: tuple[tuple[str, float, float], ...] = (
     ("feature_extractor.bifpn.num_filters", 1, 4096),
     ("feature_extractor.fpn.additional_layer_depth", 1, 4096),
     ("anchor_generator.ssd_anchor_generator.num_layers", 1, 16),
+    ("anchor_generator.ssd_anchor_generator.min_scale", 1e-3, 10),
+    ("anchor_generator.ssd_anchor_generator.max_scale", 1e-3, 10),
+    ("anchor_generator.ssd_anchor_generator.aspect_ratios", 1e-2, 100),
     ("anchor_generator.multiscale_anchor_generator.scales_per_octave", 1, 16),
+    ("anchor_generator.multiscale_anchor_generator.anchor_scale", 1e-3, 100),
+    ("anchor_generator.multiscale_anchor_generator.aspect_ratios", 1e-2, 100),
+    ("first_stage_anchor_generator.grid_anchor_generator.scales", 1e-3, 100),
+    ("first_stage_anchor_generator.grid_anchor_generator.aspect_ratios", 1e-2, 100),
+    ("box_coder.faster_rcnn_box_coder.y_scale", 1e-3, 1e3),
+    ("box_coder.faster_rcnn_box_coder.x_scale", 1e-3, 1e3),
+    ("box_coder.faster_rcnn_box_coder.height_scale", 1e-3, 1e3),
+    ("box_coder.faster_rcnn_box_coder.width_scale", 1e-3, 1e3),
     ("post_processing.batch_non_max_suppression.max_detections_per_class", 1, 100_000),
     ("post_processing.batch_non_max_suppression.max_total_detections", 1, 100_000),
     ("first_stage_max_proposals", 1, 100_000),
@@ -117,7 +128,8 @@ def _field_value(message: Any, dotted: str) -> Any:
     field = message.DESCRIPTOR.fields_by_name.get(parts[-1])
     if field is None or (field.has_presence and not message.HasField(parts[-1])):
         return None
-    return getattr(message, parts[-1])
+    value = getattr(message, parts[-1])
+    return value if isinstance(value, (int, float)) else list(value)  # a repeated field
 
 
 def check_limits(config: Any, source: str) -> None:
@@ -125,14 +137,13 @@ def check_limits(config: Any, source: str) -> None:
     architecture = getattr(config.model, meta_architecture(config))
     name = meta_architecture(config)
     for dotted, low, high in _LIMITS:
-        value = _field_value(architecture, dotted)
-        if value is None or isinstance(value, (list, tuple)):
-            continue
-        if not (low <= value <= high):  # also refuses NaN
-            raise ConfigError(
-                f"pipeline config {source}: model.{name}.{dotted} is {value}, outside the range {low:g}…{high:g} "
-                "that a real model uses; fix that value"
-            )
+        found = _field_value(architecture, dotted)
+        for value in found if isinstance(found, list) else [] if found is None else [found]:
+            if not (low <= value <= high):  # also refuses NaN
+                raise ConfigError(
+                    f"pipeline config {source}: model.{name}.{dotted} is {value}, outside the range {low:g}…{high:g} "
+                    "that a real model uses; fix that value"
+                )
 
 
 def meta_architecture(config: Any) -> str:

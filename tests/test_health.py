@@ -41,6 +41,9 @@ def test_non_finite_values_are_named():
     ("model { ssd { image_resizer { fixed_shape_resizer { height: 100000 } } } }", "height is 100000"),
     ("model { ssd { feature_extractor { depth_multiplier: nan } } }", "depth_multiplier is nan"),
     ("model { ssd { anchor_generator { ssd_anchor_generator { num_layers: 1000000 } } } }", "num_layers is 1000000"),
+    # found by the fuzzer: a negative aspect ratio gives NaN anchors, hence NaN boxes
+    ("model { ssd { anchor_generator { ssd_anchor_generator { aspect_ratios: -1 } } } }", "aspect_ratios is -1.0"),
+    ("model { ssd { box_coder { faster_rcnn_box_coder { y_scale: 0 } } } }", "y_scale is 0.0"),
 ])
 def test_numbers_no_model_uses_are_refused_before_building(override, field):
     with pytest.raises(ConfigError, match=f"model.ssd.*{field}, outside the range"):
