@@ -81,6 +81,13 @@ def assert_one_line_outcome(code: int, err: str, out: Path, allowed: tuple[int, 
     assert leftovers == [], leftovers
 
 
+def export_and_check(config: Path, checkpoint_dir: Path, out: Path, capsys) -> None:
+    """One export of fuzzed input, held to the one-line, nothing-written promise (bad input: exit 2)."""
+    code = main(["export", "--pipeline-config", str(config), "--checkpoint-dir", str(checkpoint_dir),
+                 "--output-dir", str(out), "--no-freeze", "-q"])
+    assert_one_line_outcome(code, capsys.readouterr().err, out, (0, 2))
+
+
 def test_config_parsing_never_raises_anything_but_config_error(request):
     @fuzz_settings(request, 300)
     @given(mutated_config())
@@ -108,10 +115,7 @@ def test_mutated_configs_end_to_end(request, demo_checkpoint, tmp_path_factory, 
         work = base / uuid.uuid4().hex[:8]
         work.mkdir()
         (work / "pipeline.config").write_bytes(data)
-        out = work / "out"
-        code = main(["export", "--pipeline-config", str(work / "pipeline.config"), "--checkpoint-dir", str(run),
-                     "--output-dir", str(out), "--no-freeze", "-q"])
-        assert_one_line_outcome(code, capsys.readouterr().err, out, (0, 2))
+        export_and_check(work / "pipeline.config", run, work / "out", capsys)
         shutil.rmtree(work)
 
     check()
@@ -172,9 +176,7 @@ def test_damaged_checkpoint_directories_end_to_end(request, demo_checkpoint, tmp
         shutil.copytree(source, run)
         apply_edits(run, edits)
         out = base / f"{run.name}-out"
-        code = main(["export", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--checkpoint-dir",
-                     str(run), "--output-dir", str(out), "--no-freeze", "-q"])
-        assert_one_line_outcome(code, capsys.readouterr().err, out, (0, 2))
+        export_and_check(sample_config("ssd_mobilenet_v2"), run, out, capsys)
         shutil.rmtree(run)
         shutil.rmtree(out, ignore_errors=True)
 

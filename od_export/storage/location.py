@@ -109,9 +109,6 @@ class RemotePath:
         gfile = _gfile()
         return bool(gfile.exists(str(self))) and not self._listable()
 
-    def is_symlink(self) -> bool:
-        return False
-
     def _listable(self) -> bool:
         """A real directory: it has entries (object stores have no empty directories)."""
         gfile = _gfile()

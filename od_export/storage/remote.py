@@ -41,14 +41,10 @@ def _gfile() -> Any:
     return compat.import_tensorflow().io.gfile
 
 
-def files_under(root: RemotePath) -> list[RemotePath]:
-    return list(root.rglob("*"))
-
-
 def remove_tree(root: RemotePath) -> None:
     """Delete every object under ``root`` (object stores delete objects, not directories)."""
     gfile = _gfile()
-    for path in files_under(root):
+    for path in list(root.rglob("*")):
         gfile.remove(str(path))
     if gfile.exists(str(root)):
         with contextlib.suppress(Exception):
@@ -123,7 +119,7 @@ def publish(staging: RemotePath, target: RemotePath) -> None:
     gfile.makedirs(str(target))
     (target / INCOMPLETE_MARKER).write_bytes(b"an od-export export is being published here\n")
     _clear_earlier_export(target)
-    ordered = sorted(files_under(staging), key=lambda p: (p.name == MANIFEST_NAME, str(p)))
+    ordered = sorted(staging.rglob("*"), key=lambda p: (p.name == MANIFEST_NAME, str(p)))
     for path in ordered:
         _move(path, target / str(path.relative_to(staging)))
     gfile.remove(str(target / INCOMPLETE_MARKER))

@@ -67,7 +67,7 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def write_failure(exc: BaseException, target: object, staging: Path | None = None) -> WriteFailed | None:
+def write_failure(exc: BaseException, target: object) -> WriteFailed | None:
     """A one-line :class:`WriteFailed` naming the user's ``target`` if ``exc`` is a write error."""
     text = " ".join(str(exc).split())
     is_write_error = (isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS) or any(p in text for p in _WRITE_PHRASES)
@@ -129,7 +129,7 @@ def staged_directory(target: Path) -> Iterator[Path]:
                 yield staging
                 replaced = _swap_into_place(staging, target)
             except Exception as exc:
-                failure = write_failure(exc, target, staging)
+                failure = write_failure(exc, target)
                 if failure is not None:
                     raise failure from exc
                 raise
