@@ -34,7 +34,6 @@ from od_export import log
 from od_export.errors import EnvironmentProblem
 
 LEGACY_KERAS_VARIABLE = "TF_USE_LEGACY_KERAS"
-ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 _PROTOS_PACKAGE = "object_detection.protos."
 ODAPI_INSTALL_HINT = (
     "install the Object Detection API: `pip install -c constraints.txt --no-deps "
@@ -185,14 +184,10 @@ def patch_tf_slim_example_decoder() -> None:
 def prepare_environment() -> None:
     """Apply every fix that must precede ``import tensorflow``; safe to call repeatedly.
 
-    Unless the user chose otherwise, TensorFlow's reference CPU kernels are used
-    instead of oneDNN's: with oneDNN, the SavedModel and the frozen graph of the
-    same model differ by up to ~2e-3 in scores (different kernel fusion), which
-    would blur every artifact comparison; with the reference kernels they agree
-    bit for bit.  Exporting runs almost no inference, so this costs no time.
+    TensorFlow's kernel choice (oneDNN or not, ``TF_ENABLE_ONEDNN_OPTS``) is left as the
+    user has it: artifacts are verified under the settings their users run them with.
     """
     os.environ.setdefault(LEGACY_KERAS_VARIABLE, "1")
-    os.environ.setdefault(ONEDNN_VARIABLE, "0")
     if os.environ[LEGACY_KERAS_VARIABLE] not in ("0", "false", "False") and importlib.util.find_spec("tf_keras") is None:
         raise EnvironmentProblem(
             "tf_keras is not installed but the OD API needs Keras 2: `pip install tf-keras~=2.20.0`"

@@ -7,7 +7,18 @@ and exits with :attr:`exit_code`; it never shows a traceback for these.
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 USAGE_EXIT_CODE = 2
+#: ``{option:overwrite}`` in a message names an option; each front end spells it its own way.
+_OPTION = re.compile(r"\{option:(\w+)\}")
+
+
+def option(name: str) -> str:
+    """A reference to the option ``name`` (an :class:`ExportOptions` field) inside a message."""
+    return "{option:" + name + "}"
+
 FAILURE_EXIT_CODE = 1
 
 
@@ -22,7 +33,15 @@ class OdExportError(Exception):
 
     @property
     def message(self) -> str:
-        return str(self.args[0])
+        """The message as the library says it: options by their field names (``overwrite``)."""
+        return self.render({})
+
+    def __str__(self) -> str:
+        return self.message
+
+    def render(self, spellings: Mapping[str, str]) -> str:
+        """The message with each option spelled as a front end names it (``--overwrite`` on the CLI)."""
+        return _OPTION.sub(lambda m: spellings.get(m.group(1), f"'{m.group(1)}'"), str(self.args[0]))
 
 
 class ConfigError(OdExportError):
@@ -38,7 +57,7 @@ class InputError(OdExportError):
 
 
 class OutputError(OdExportError):
-    """The output location cannot be used (exists without --overwrite, not writable)."""
+    """The output location cannot be used (exists and may not be replaced, not writable)."""
 
 
 class EnvironmentProblem(OdExportError):

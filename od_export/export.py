@@ -1,33 +1,36 @@
-"""pipeline.config + checkpoint → SavedModel and frozen graph for each input type.
+"""pipeline.config + checkpoint → every requested target, for each input type, verified.
 
 One process, one model build and one checkpoint restore for all input types; each
-serving function is traced once and used for both the SavedModel and the frozen
-graph.  Everything is written into a staging directory and checked (the SavedModel
-is loaded from disk and run, the frozen graph is run, and both must give the same
-detections) before it is moved into place.
+serving function is traced once and handed to every target (SavedModel, frozen graph,
+ONNX, …; see :mod:`od_export.targets`).  Everything is written into a staging
+directory and verified there by :func:`od_export.verify.validate.validate`, the same
+function as ``od-export validate``, before it is moved into place.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from od_export import checkpoints, compat, freeze, health, log, samples
-from od_export.compare import OutputDifference, compare_outputs
-from od_export.errors import ExportFailed, ValidationFailed
+from od_export import compat, health
+from od_export.errors import NonFiniteOutputs, ValidationFailed
+from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, SAVED_MODEL_DIR, unit_relative
 from od_export.manifest import MANIFEST_NAME, build_manifest, write_manifest
-from od_export.model import build_model, restore_checked
 from od_export.options import ExportOptions
-from od_export.pipeline_config import load_pipeline_config, meta_architecture
-from od_export.saved_model import CHECKPOINT_DIR, SAVED_MODEL_DIR, copy_checkpoint, write_checkpoint, write_saved_model
+from od_export.source import checkpoints
+from od_export.source.model import build_model, restore_checked
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
+from od_export.source.tracing import TracedFunction, detection_module, signature_description, trace
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, check_scheme_supported, location
-from od_export.storage.target import OutputPlan, plan_output, reserve, staged_output
-from od_export.tracing import TracedFunction, detection_module, signature_description, trace
-from od_export.validate import ValidateOptions, format_report, validate
+from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
+from od_export.targets import ExportContext, Target, get_target
+from od_export.verify.compare import OutputDifference
+from od_export.verify.validate import ValidateOptions, ValidationReport, format_report, validate
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,8 +40,12 @@ class InputTypeResult:
     relative: Path
     signature: dict[str, Any]
     autograph: bool
-    frozen_files: list[Path] = field(default_factory=list)
+    artifacts: dict[str, list[AnyPath]] = field(default_factory=dict)
     check: tuple[OutputDifference, ...] = ()
+
+    @property
+    def frozen_files(self) -> list[AnyPath]:
+        return self.artifacts.get("frozen_graph", [])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,8 +53,9 @@ class InputTypeResult:
             "directory": str(self.directory),
             "saved_model": str(self.directory / SAVED_MODEL_DIR),
             "checkpoint": str(self.directory / CHECKPOINT_DIR / "ckpt-0"),
-            "pipeline_config": str(self.directory / "pipeline.config"),
+            "pipeline_config": str(self.directory / PIPELINE_CONFIG_NAME),
             "frozen_graph": [str(p) for p in self.frozen_files],
+            "artifacts": {name: [str(p) for p in paths] for name, paths in self.artifacts.items()},
             "signature": self.signature,
             "traced_with_autograph": self.autograph,
             "check": {d.key: {"max_abs_diff": d.max_abs_diff, "ok": d.ok} for d in self.check},
@@ -97,6 +105,12 @@ class _Sources:
     output: OutputPlan
 
 
+def requested_targets(options: ExportOptions) -> list[Target]:
+    """The SavedModel, the frozen graph unless it was turned off, then the extra targets asked for."""
+    names = ["saved_model"] + (["frozen_graph"] if options.freeze else []) + list(options.targets)
+    return [get_target(name) for name in dict.fromkeys(names)]
+
+
 def _check_sources(options: ExportOptions) -> _Sources:
     """Every input and output check, in order of cost; TensorFlow only for remote paths.
 
@@ -105,11 +119,16 @@ def _check_sources(options: ExportOptions) -> _Sources:
     the import, before any model is built.
     """
     options.check()
+    targets = requested_targets(options)
+    for target in targets:
+        target.check_available()
     config_path, checkpoint_path = location(options.pipeline_config), location(options.checkpoint_dir)
     for what, path in (("pipeline config", config_path), ("checkpoint directory", checkpoint_path),
                        ("output", location(options.output_dir))):
         check_scheme_supported(path, what)  # imports TensorFlow for a URL only
     config = load_pipeline_config(config_path, options.config_overrides)
+    for target in targets:
+        target.check_request(meta_architecture(config), config, options)
     resolved = checkpoints.resolve_checkpoint(checkpoint_path, options.checkpoint)
     output = plan_output(options.output_dir, options.overwrite,
                          [("checkpoint directory", resolved.directory), ("pipeline config", config_path)])
@@ -122,10 +141,11 @@ def export(options: ExportOptions) -> ExportResult:
     sources = _check_sources(options)
     notes = [sources.checkpoint.note] if sources.checkpoint.note else []
     for note in notes:
-        log.warn(note)
+        logger.warning(note)
     with reserve(sources.output, options.wait):
         if sources.output.is_remote:
             remote.check_remote_target(sources.output.target, options.overwrite)
+        logger.info("loading TensorFlow and the Object Detection API")
         compat.import_object_detection()
         clock.lap("import_and_config")
         return _export_reserved(options, sources, notes, clock)
@@ -135,7 +155,7 @@ def _build_and_restore(options: ExportOptions, sources: _Sources, clock: _Stopwa
     """One model build, a trace per input type, and one checked restore."""
     architecture = meta_architecture(sources.config)
     prefix = sources.checkpoint.prefix
-    log.info(f"building {architecture} model, checkpoint {prefix}")
+    logger.info(f"building {architecture} model, checkpoint {prefix}")
     model = build_model(sources.config)
     traced = [_trace(model, options.input_types[0], architecture, options)]
     clock.lap("build_and_trace")
@@ -150,116 +170,85 @@ def _build_and_restore(options: ExportOptions, sources: _Sources, clock: _Stopwa
 
 
 def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str], clock: _Stopwatch) -> ExportResult:
-    """Build, write in staging, check, write the manifest, publish; the target is reserved."""
+    """Build, write every target in staging, verify, write the manifest, publish; the target is reserved."""
     model, traced = _build_and_restore(options, sources, clock)
+    architecture = meta_architecture(sources.config)
     final_dir = sources.output.target
-    single = len(traced) == 1
+    shared: dict[str, Any] = {}
     results: list[InputTypeResult] = []
     with staged_output(sources.output) as staging:
         for item in traced:
-            relative = Path() if single else Path(item.input_type)
-            first_checkpoint = (staging / results[0].relative / CHECKPOINT_DIR) if results else None
-            results.append(_write_input_type(model, sources.config, item, staging, relative, final_dir,
-                                             first_checkpoint, options, clock))
-        validation = None
-        if options.validate:
-            validation = _validate_staged(staging, final_dir, options)
-            clock.lap("validate")
+            context = ExportContext(sources.config, architecture, item.input_type, item, options, model, shared)
+            results.append(_write_unit(context, staging, final_dir, len(traced) == 1, clock))
+        report = _verify_staged(staging, options)
+        clock.lap("verify")
+        validation = report.to_dict()
+        validation["export_dir"] = str(final_dir)
+        for result in results:
+            result.check = _unit_differences(report, result)
         write_manifest(staging, build_manifest(
             staging, pipeline_config=location(options.pipeline_config), checkpoint_prefix=sources.checkpoint.prefix,
-            config_overrides=options.config_overrides, architecture=meta_architecture(sources.config),
-            input_types=[{"input_type": r.input_type, "directory": str(r.relative),
-                          "signature": r.signature, "traced_with_autograph": r.autograph} for r in results],
+            config_overrides=options.config_overrides, architecture=architecture,
+            input_types=[{"input_type": r.input_type, "directory": str(r.relative), "signature": r.signature,
+                          "traced_with_autograph": r.autograph, "targets": sorted(r.artifacts)} for r in results],
             timings=clock.timings, validation=validation,
         ))
-    log.info(f"wrote {final_dir}")
-    return ExportResult(final_dir, sources.checkpoint.prefix, meta_architecture(sources.config),
-                        options.signature_key, results, notes, clock.timings, validation)
+    logger.info(f"wrote {final_dir}")
+    return ExportResult(final_dir, sources.checkpoint.prefix, architecture, options.signature_key, results, notes,
+                        clock.timings, validation)
 
 
-def _write_input_type(
-    model: Any, config: Any, item: TracedFunction, staging: Path, relative: Path, final_dir: AnyPath,
-    first_checkpoint: Path | None, options: ExportOptions, clock: _Stopwatch,
-) -> InputTypeResult:
-    """exporter_main_v2's layout for one input type, plus the frozen graph, then the check."""
-    od = compat.import_object_detection()
+def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, single: bool, clock: _Stopwatch) -> InputTypeResult:
+    """One input type's unit: the SavedModel (exporter_main_v2's layout), then every other target."""
+    relative = unit_relative(context.input_type, single)
     directory = staging / relative
-    final_directory = final_dir / str(relative) if str(relative) != "." else final_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    if first_checkpoint is None:
-        write_checkpoint(model, directory / CHECKPOINT_DIR)
-    else:
-        copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)  # identical files: copy, not save
-    od.config_util.save_pipeline_config(config, str(directory))
-    log.info(f"{item.input_type}: writing SavedModel")
-    write_saved_model(model, item, directory / SAVED_MODEL_DIR, options.full_object_graph)
-    clock.lap("save")
-    result = InputTypeResult(item.input_type, final_directory, relative, signature_description(item.concrete),
-                             item.autograph)
-    frozen = None
-    if options.freeze:
-        frozen = freeze.freeze_function(item.concrete, options.signature_key)
-        health.check_frozen_graph_fits(frozen.graph_def.ByteSize())
-        written = freeze.write_frozen_graph(frozen, directory / "frozen_graph", options.frozen_format)
-        result.frozen_files = [final_directory / "frozen_graph" / p.name for p in written]
-        clock.lap("freeze")
-    result.check = _check_artifacts(item, result.signature["inputs"], directory, frozen, options.signature_key)
-    clock.lap("check")
+    final_directory = final_dir if single else final_dir / str(relative)
+    result = InputTypeResult(context.input_type, final_directory, relative, signature_description(context.traced.concrete),
+                             context.traced.autograph)
+    for target in requested_targets(context.options):
+        if not target.supports_input_type(context.input_type):
+            logger.warning(f"{context.input_type}: no {target.name} artifact: {target.unsupported_reason(context.input_type)}")
+            continue
+        logger.info(f"{context.input_type}: writing {target.name}")
+        where = directory if target.name == "saved_model" else directory / target.directory
+        written = target.write(context, where)
+        result.artifacts[target.name] = [final_directory / p.relative_to(directory) for p in written]
+        clock.lap(target.name)
     return result
 
 
-def _validate_staged(staging: Path, final_dir: Path, options: ExportOptions) -> dict[str, Any]:
-    """``od-export validate`` on the finished staging directory; a mismatch aborts the export."""
-    log.info("validating every artifact against its SavedModel")
+def _verify_staged(staging: Path, options: ExportOptions) -> ValidationReport:
+    """``od-export validate`` on the staging directory; a mismatch aborts the export."""
+    logger.info("verifying every artifact against its SavedModel")
     report = validate(ValidateOptions(staging, signature_key=options.signature_key, staged=True))
+    for check in report.checks:
+        if check.artifact == "saved_model" and check.error:  # the reference itself is unusable
+            raise NonFiniteOutputs(check.error)
     if not report.ok:
-        raise ValidationFailed(format_report(report).splitlines()[-1] + "; nothing was written")
-    document = report.to_dict()
-    document["export_dir"] = str(final_dir)
-    return document
+        raise ValidationFailed(format_report(report).splitlines()[-1] + "; nothing was written: "
+                               + "; ".join(_failures(report)))
+    return report
+
+
+def _failures(report: ValidationReport) -> list[str]:
+    lines = []
+    for check in report.checks:
+        if check.error:
+            lines.append(f"{check.unit} {check.artifact}: {check.error}")
+        bad = [f"{d.key} (max |diff| {d.max_abs_diff:.3g})" for d in check.differences if not d.ok]
+        if bad:
+            lines.append(f"{check.unit} {check.artifact} disagrees on {', '.join(bad)}")
+    return lines
+
+
+def _unit_differences(report: ValidationReport, result: InputTypeResult) -> tuple[OutputDifference, ...]:
+    """The verification results of one unit (a single-input-type export has only one)."""
+    single = str(result.relative) == "."
+    return tuple(d for check in report.checks if check.artifact != "saved_model"
+                 and (single or check.unit == result.input_type) for d in check.differences)
 
 
 def _trace(model: Any, input_type: str, architecture: str, options: ExportOptions) -> TracedFunction:
-    log.info(f"{input_type}: tracing the serving function")
+    logger.info(f"{input_type}: tracing the serving function")
     module = detection_module(model, input_type, options.side_inputs)
     return trace(module, input_type, architecture)
-
-
-def sample_feeds(signature_inputs: dict[str, Any], input_type: str) -> dict[str, np.ndarray]:
-    """Sample values for every signature input: the image, and zeros for side inputs."""
-    feeds = {}
-    for name, spec in signature_inputs.items():
-        if name == "input_tensor":
-            feeds[name] = samples.input_batch(input_type, samples.sample_image())
-        else:
-            shape = [1 if d is None else d for d in (spec["shape"] or [1])]
-            feeds[name] = np.zeros(shape, dtype=np.dtype(spec["dtype"]) if spec["dtype"] != "string" else object)
-    return feeds
-
-
-def _check_artifacts(
-    item: TracedFunction, signature_inputs: dict[str, Any], directory: Path, frozen: freeze.FrozenGraph | None, signature_key: str
-) -> tuple[OutputDifference, ...]:
-    """Load the written SavedModel and run it; run the frozen graph; require equal detections."""
-    feeds = sample_feeds(signature_inputs, item.input_type)
-    try:
-        reference = samples.run_saved_model(directory / SAVED_MODEL_DIR, feeds, signature_key)
-    except Exception as exc:  # any failure here means the artifact is unusable
-        raise ExportFailed(f"{item.input_type}: the written SavedModel does not load and run: {exc}") from exc
-    health.check_finite_outputs(reference, f"the {item.input_type} SavedModel")
-    if frozen is None:
-        return ()
-    spec = frozen.io_spec
-    candidate = samples.run_frozen_graph(
-        frozen.graph_def,
-        {spec["inputs"][name]["tensor"]: value for name, value in feeds.items()},
-        {key: entry["tensor"] for key, entry in spec["outputs"].items()},
-    )
-    differences = compare_outputs(reference, candidate)
-    bad = [d for d in differences if not d.ok]
-    if bad:
-        raise ExportFailed(
-            f"{item.input_type}: the frozen graph disagrees with the SavedModel on "
-            + ", ".join(f"{d.key} (max |diff| {d.max_abs_diff:.3g})" for d in bad)
-        )
-    return differences

@@ -1,9 +1,11 @@
-"""Verbosity and progress messages.
+"""Verbosity, and the handlers that show the library's log records.
 
-TensorFlow floods stderr with C++ and absl warnings.  They are hidden unless the
-user asks for ``-v``; our own progress lines go to stderr so that ``--json`` keeps
-stdout machine-readable.  :func:`configure` must run before TensorFlow is imported
-because ``TF_CPP_MIN_LOG_LEVEL`` is read at import time.
+The library speaks through stdlib :mod:`logging` (each module logs to
+``logging.getLogger(__name__)``, under ``od_export``) and installs no handler, as a
+library should.  A front end (the CLI, a batch runner) calls :func:`configure`, which
+shows progress on stderr (so that ``--json`` keeps stdout machine-readable) and hides
+TensorFlow's own flood of C++ and absl warnings unless ``-v`` is given.  It must run
+before TensorFlow is imported because ``TF_CPP_MIN_LOG_LEVEL`` is read at import time.
 """
 from __future__ import annotations
 
@@ -19,9 +21,34 @@ QUIET, NORMAL, VERBOSE = -1, 0, 1
 _state: dict = {"verbosity": NORMAL}
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest's capture swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # a closed stream must not break an export
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "od-export: warning: " if record.levelno == logging.WARNING else "od-export: "
+        return prefix + record.getMessage()
+
+
 def configure(verbosity: int) -> None:
     """Set how chatty od-export and TensorFlow are for the rest of the process."""
     _state["verbosity"] = verbosity
+    logger = logging.getLogger("od_export")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+    # -q keeps warnings: they change what was exported.
+    logger.setLevel({QUIET: logging.WARNING, NORMAL: logging.INFO}.get(verbosity, logging.DEBUG))
     if verbosity < VERBOSE:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -43,22 +70,6 @@ def quiet_tensorflow_loggers() -> None:
     except ImportError:  # absl ships with TF; nothing to silence without it
         pass
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
-def info(message: str) -> None:
-    """A progress line on stderr, suppressed by ``-q``."""
-    if _state["verbosity"] > QUIET:
-        print(f"od-export: {message}", file=sys.stderr, flush=True)
-
-
-def warn(message: str) -> None:
-    """A warning on stderr; shown even with ``-q`` because it changes what was exported."""
-    print(f"od-export: warning: {message}", file=sys.stderr, flush=True)
-
-
-def debug(message: str) -> None:
-    if _state["verbosity"] >= VERBOSE:
-        print(f"od-export: {message}", file=sys.stderr, flush=True)
 
 
 _NATIVE_LOG_LINE = re.compile(

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from od_export.errors import InputError
+from od_export.errors import InputError, option
 
 INPUT_TYPES: tuple[str, ...] = (
     "image_tensor",
@@ -23,6 +23,11 @@ OPTIONAL_INPUT_TYPES: tuple[str, ...] = ("image_and_boxes_tensor",)
 SIGNATURE_KEYS: tuple[str, ...] = ("serving_default",)
 FROZEN_FORMATS: tuple[str, ...] = ("pb", "pbtxt", "both")
 SIDE_INPUT_DTYPES: tuple[str, ...] = ("float32", "float16", "int32", "int64", "uint8", "string", "bool")
+INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
+#: The registry's names, listed here for the CLI's help without importing the targets.
+OPTIONAL_TARGET_NAMES: tuple[str, ...] = ("frozen_graph", "onnx", "tensorrt")
+#: ONNX opsets that tf2onnx 1.17 writes and onnxruntime runs.
+OPSETS = range(13, 19)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,26 @@ class SideInput:
     name: str
     dtype: str
     shape: tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """Options of the converter targets (``onnx``, ``tensorrt``); each target reads its own."""
+
+    opset: int = 17
+    batch_size: int = 1
+    input_shape: tuple[int, int] | None = None  # (height, width) for a model whose resizer has none
+    input_format: str = "NHWC"
+
+    def check(self) -> None:
+        if self.opset not in OPSETS:
+            raise InputError(f"ONNX opset {self.opset} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size {self.batch_size} is below 1; give a batch size of 1 or more")
+        if self.input_shape is not None and (len(self.input_shape) != 2 or min(self.input_shape) < 1):
+            raise InputError(f"input shape {self.input_shape} is not a height and width of at least 1; write it like 320,320")
+        if self.input_format not in INPUT_FORMATS:
+            raise InputError(f"unknown input format {self.input_format!r}; choose one of: {', '.join(INPUT_FORMATS)}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,9 @@ class ExportOptions:
     overwrite: bool = False
     validate: bool = False
     wait: bool = False
+    #: Targets beyond the SavedModel and frozen graph (see :mod:`od_export.targets`).
+    targets: tuple[str, ...] = ()
+    conversion: ConversionOptions = field(default_factory=lambda: ConversionOptions())
 
     def check(self) -> None:
         """Raise :class:`InputError` for any value that cannot work, before any heavy work."""
@@ -62,8 +90,13 @@ class ExportOptions:
             )
         if self.frozen_format not in FROZEN_FORMATS:
             raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")
+        self.conversion.check()
+        from od_export.targets import get_target
+
+        for name in self.targets:
+            get_target(name)
         if self.side_inputs and self.input_types != ("image_tensor",):
-            raise InputError("side inputs work with --input-type image_tensor only (as in exporter_main_v2)")
+            raise InputError(f"side inputs work with {option('input_types')} image_tensor only (as in exporter_main_v2)")
 
 
 def check_input_types(input_types: tuple[str, ...]) -> None:
@@ -105,3 +138,13 @@ def parse_side_inputs(shapes: str, dtypes: str, names: str) -> tuple[SideInput, 
             raise InputError(f"side input {name!r} has a malformed shape {raw_shape!r}; write it like 1,-1,4")
         result.append(SideInput(name, dtype, tuple(None if d < 0 else d for d in dims)))
     return tuple(result)
+
+
+def parse_input_shape(text: str | None) -> tuple[int, int] | None:
+    """``"320,320"`` (or ``320x320``) → (320, 320)."""
+    if text is None:
+        return None
+    parts = re.split(r"[,x]", text.strip())
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"input shape {text!r} is not a height and width; write it like 320,320")
+    return int(parts[0]), int(parts[1])

@@ -126,7 +126,8 @@ def export_time(run: Path, input_types: tuple[str, ...], repetitions: int, scrat
 
 def inference_latency(export_dir: Path, runs: int) -> dict:
     """Median ms per image, SavedModel vs frozen graph, alternating, same image, CPU."""
-    from od_export import compat, samples
+    from od_export import compat
+    from od_export.verify import samples
 
     tf = compat.import_tensorflow()
     directory = export_dir / "image_tensor" if (export_dir / "image_tensor").is_dir() else export_dir

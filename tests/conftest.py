@@ -41,7 +41,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_checkpoint(workspace: Path):
     """``demo_checkpoint(name)`` → a training-style run directory, created once per name."""
-    from od_export.demo import DemoCheckpointOptions, create_demo_checkpoint
+    from od_export.source.demo import DemoCheckpointOptions, create_demo_checkpoint
 
     cache: dict[str, Path] = {}
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from od_export import compat, samples
-from od_export.pipeline_config import load_pipeline_config
+from od_export import compat
+from od_export.verify import samples
+from od_export.source.pipeline_config import load_pipeline_config
 
 
 def exporter_concrete_function(run_dir: Path, input_type: str) -> Any:
@@ -35,7 +36,7 @@ def run_concrete(concrete: Any, value: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def saved_model_signature(directory: Path) -> dict[str, Any]:
-    from od_export.tracing import signature_description
+    from od_export.source.tracing import signature_description
 
     tf = compat.import_tensorflow()
     return signature_description(tf.saved_model.load(str(directory)).signatures["serving_default"])

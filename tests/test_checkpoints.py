@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from od_export.checkpoints import resolve_checkpoint
+from od_export.source.checkpoints import resolve_checkpoint
 from od_export.errors import CheckpointError
 
 
@@ -55,7 +55,7 @@ def test_state_file_naming_missing_checkpoint_lists_present_ones(tmp_path):
     with pytest.raises(CheckpointError) as info:
         resolve_checkpoint(run)
     message = info.value.message
-    assert "ckpt-9" in message and "ckpt-4, ckpt-5" in message and "--checkpoint ckpt-5" in message
+    assert "ckpt-9" in message and "ckpt-4, ckpt-5" in message and "'checkpoint' ckpt-5" in message
 
 
 def test_state_file_with_absolute_path_from_another_machine(tmp_path):

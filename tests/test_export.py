@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from od_export import samples
+from od_export.verify import samples
 from od_export.storage.owners import STAGING_PREFIX
 from od_export.cli import main
-from od_export.compare import compare_outputs
-from od_export.freeze import IO_SPEC_NAME
+from od_export.verify.compare import compare_outputs
+from od_export.targets.frozen_graph import IO_SPEC_NAME
 from tests.conftest import ALL_INPUT_TYPES, ARCHITECTURES
 from tests.helpers import (
     assert_non_degenerate,
@@ -60,7 +60,7 @@ def test_saved_model_matches_exporter(exported, demo_checkpoint, architecture, i
     result = exported(architecture, PARITY_TYPES)
     artifact = next(a for a in result.artifacts if a.input_type == input_type)
     reference = exporter_concrete_function(demo_checkpoint(architecture), input_type)
-    from od_export.tracing import signature_description
+    from od_export.source.tracing import signature_description
 
     assert saved_model_signature(artifact.directory / "saved_model") == signature_description(reference)
     value = sample_input(input_type)
@@ -149,7 +149,7 @@ def test_zoo_layout_and_overwrite_keeps_nothing_stale(demo_checkpoint, workspace
 def test_pipeline_config_written_is_the_merged_one(demo_checkpoint, workspace):
     from od_export.export import export
     from od_export.options import ExportOptions
-    from od_export.pipeline_config import load_pipeline_config
+    from od_export.source.pipeline_config import load_pipeline_config
 
     run = demo_checkpoint("ssd_mobilenet_v2")
     override = "model { ssd { post_processing { batch_non_max_suppression { max_total_detections: 7 max_detections_per_class: 7 } } } }"

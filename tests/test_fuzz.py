@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from od_export.cli import main
 from od_export.errors import ConfigError
 from od_export.manifest import read_manifest, verify_inventory
-from od_export.pipeline_config import MAX_CONFIG_BYTES, parse_pipeline_config
+from od_export.source.pipeline_config import MAX_CONFIG_BYTES, parse_pipeline_config
 from tests.conftest import sample_config
 
 SAMPLE_TEXT = sample_config("ssd_mobilenet_v2").read_text()

@@ -13,7 +13,7 @@ from od_export.health import (
     non_finite_names,
     variable_bytes,
 )
-from od_export.pipeline_config import load_pipeline_config
+from od_export.source.pipeline_config import load_pipeline_config
 from tests.conftest import sample_config
 
 

@@ -56,7 +56,7 @@ def test_saved_model_directory(exported, capsys):
 
 
 def test_frozen_graph_pb_and_pbtxt(exported, capsys, tmp_path):
-    from od_export import samples
+    from od_export.verify import samples
     from google.protobuf import text_format
 
     pb = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir / "float_image_tensor" / "frozen_graph" / "frozen_inference_graph.pb"

@@ -1,7 +1,7 @@
 import pytest
 
 from od_export.errors import ConfigError
-from od_export.pipeline_config import describe_parse_error, load_pipeline_config, meta_architecture, num_classes
+from od_export.source.pipeline_config import describe_parse_error, load_pipeline_config, meta_architecture, num_classes
 from tests.conftest import sample_config
 
 

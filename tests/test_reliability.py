@@ -19,7 +19,7 @@ import pytest
 
 from od_export.cli import main
 from od_export.errors import InputError
-from od_export.inspect import detect_kind
+from od_export.inspect.paths import detect_kind
 from od_export.manifest import read_manifest, verify_inventory
 from od_export.storage.owners import LOCK_PREFIX, owner_alive, parse_owned_name
 
@@ -118,7 +118,7 @@ def test_kill_9_at_any_point_leaves_earlier_export_intact(earlier_export, tmp_pa
                 detect_kind(leftover)
     out = targets["frozen graph written"]
     assert any(p.name.startswith(".od-export-staging") for p in temporaries(out.parent))
-    from od_export.inspect import InspectOptions, inspect_path
+    from od_export.inspect.paths import InspectOptions, inspect_path
 
     assert [unit["name"] for unit in inspect_path(InspectOptions(out.parent))["units"]] == ["out"]
     # The next export to the same target removes what the killed one left.
@@ -161,8 +161,8 @@ def test_full_disk_during_write_is_one_line_and_keeps_earlier_export(earlier_exp
 def rewritten_checkpoints(run: Path, destinations: dict[str, Path], changes: dict[str, object]) -> None:
     """Copies of ``run`` whose model variables went through ``changes[name](model)``, one build for all."""
     from od_export import compat
-    from od_export.model import build_model, create_variables
-    from od_export.pipeline_config import load_pipeline_config
+    from od_export.source.model import build_model, create_variables
+    from od_export.source.pipeline_config import load_pipeline_config
 
     tf = compat.import_tensorflow()
     config = load_pipeline_config(run / "pipeline.config")

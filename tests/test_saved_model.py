@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from od_export import compat, samples
-from od_export.compare import compare_outputs
+from od_export import compat
+from od_export.verify import samples
+from od_export.verify.compare import compare_outputs
 from tests.conftest import ALL_INPUT_TYPES
 from tests.helpers import sample_input
 

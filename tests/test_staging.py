@@ -15,7 +15,7 @@ import pytest
 from od_export.errors import OutputBusy, OutputError
 from od_export.storage import staging as staging_module
 from od_export.storage.owners import STAGING_PREFIX, owner_alive, parse_owned_name, retired_name, staging_name
-from od_export.storage.target import plan_output, reserve, staged_output
+from od_export.storage.output import plan_output, reserve, staged_output
 
 
 @contextlib.contextmanager
@@ -72,7 +72,7 @@ def test_overwrite_replaces_whole_directory(tmp_path, monkeypatch, exchange):
 
 def test_existing_output_without_overwrite(tmp_path):
     (tmp_path / "out").mkdir()
-    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists; pass .overwrite."):
         plan_output(tmp_path / "out", overwrite=False)
 
 
@@ -170,7 +170,7 @@ def test_names_with_spaces_and_non_ascii(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from od_export.storage.target import plan_output, reserve
+from od_export.storage.output import plan_output, reserve
 with reserve(plan_output(sys.argv[1], False)):
     print("holding", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -196,7 +196,7 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path):
     script = textwrap.dedent(
         f"""
         import time, pathlib
-        from od_export.storage.target import plan_output, reserve, staged_output
+        from od_export.storage.output import plan_output, reserve, staged_output
         plan = plan_output(pathlib.Path({str(tmp_path / 'out')!r}), False)
         with reserve(plan), staged_output(plan) as staging:
             (staging / "half").write_text("x")
@@ -216,7 +216,7 @@ FILL_DISK = """
 import resource, signal, sys
 from od_export.cli import PROG
 from od_export.errors import OdExportError
-from od_export.storage.target import plan_output, reserve, staged_output
+from od_export.storage.output import plan_output, reserve, staged_output
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 plan = plan_output(sys.argv[1], True)

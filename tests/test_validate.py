@@ -32,7 +32,8 @@ def test_good_export_passes(exported, capsys):
 
 def tamper_with_weights(frozen_pb):
     """Scale the largest float constant (a conv kernel) of a frozen graph by 1.5."""
-    from od_export import compat, samples
+    from od_export import compat
+    from od_export.verify import samples
 
     tf = compat.import_tensorflow()
     graph_def = samples.load_graph_def(frozen_pb)
@@ -59,7 +60,7 @@ def test_tampered_frozen_graph_fails_with_exit_1(exported, tmp_path, capsys):
 
 def test_frozen_graph_without_io_spec_and_image_folder(exported, tmp_path, capsys):
     """An exporter_main_v2 + freezing-script export: outputs only as Identity_N."""
-    from od_export import samples
+    from od_export.verify import samples
 
     copy = tmp_path / "exporter_style"
     shutil.copytree(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir / "encoded_image_string_tensor", copy)

@@ -10,6 +10,7 @@ file which was then unlinked notices the inode changed and tries again).
 """
 from __future__ import annotations
 
+import logging
 import contextlib
 import fcntl
 import hashlib
@@ -19,10 +20,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from od_export import log
 from od_export.errors import OutputBusy
 from od_export.storage.owners import LOCK_PREFIX, owner_token
 
+
+logger = logging.getLogger(__name__)
 
 def lock_path_for(target: Path | str, local_parent: Path | None) -> Path:
     """Beside a local target; in the temp directory (keyed by URL) for a remote one."""
@@ -71,11 +73,11 @@ def target_lock(target: Path | str, lock_file: Path, wait: bool) -> Iterator[Non
             raise OutputBusy(
                 f"output {target} is being written by {holder}; wait for it to finish, or ask to wait for it"
             )
-        log.info(f"waiting for {holder} to finish writing {target}")
+        logger.info(f"waiting for {holder} to finish writing {target}")
         started = time.monotonic()
         while fd is None:  # a blocking flock returns only once it holds the lock
             fd = _open_locked(lock_file, wait=True)
-        log.info(f"waited {time.monotonic() - started:.1f} s for {target}")
+        logger.info(f"waited {time.monotonic() - started:.1f} s for {target}")
     try:
         os.ftruncate(fd, 0)
         os.write(fd, owner_token().encode("ascii"))

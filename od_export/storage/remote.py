@@ -18,6 +18,7 @@ directory marked incomplete; never a mix that looks finished.
 """
 from __future__ import annotations
 
+import logging
 import contextlib
 import os
 import shutil
@@ -26,14 +27,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from od_export import log
-from od_export.errors import OutputError
+from od_export.errors import OutputError, option
 from od_export.storage.location import RemotePath, check_scheme_supported
 from od_export.storage.markers import INCOMPLETE_MARKER, MANIFEST_NAME
 from od_export.storage.owners import owner_alive, parse_owned_name, staging_name
 from od_export.storage.staging import directory_mode, sigterm_unwinds, write_failure
 
 
+
+logger = logging.getLogger(__name__)
 
 def _gfile() -> Any:
     from od_export import compat
@@ -59,7 +61,7 @@ def check_remote_target(target: RemotePath, overwrite: bool) -> None:
         if target.is_file():
             raise OutputError(f"output {target} exists and is not a directory; remove it or choose another path")
         if not overwrite:
-            raise OutputError(f"output {target} already exists; pass --overwrite to replace it or choose another path")
+            raise OutputError(f"output {target} already exists; pass {option('overwrite')} to replace it or choose another path")
     probe = target.parent / f".od-export-probe-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         probe.write_bytes(b"")
@@ -78,7 +80,7 @@ def _remove_stale_prefixes(target: RemotePath) -> None:
         owned = parse_owned_name(entry.name)
         if owned and owned.target == target.name and owner_alive(owned) is False:
             remove_tree(entry)
-            log.info(f"removed {entry}, left by {owned.describe()} that was killed")
+            logger.info(f"removed {entry}, left by {owned.describe()} that was killed")
 
 
 def _upload(local: Path, destination: RemotePath) -> None:
@@ -136,7 +138,7 @@ def staged_remote(target: RemotePath, overwrite: bool) -> Iterator[Path]:
         with sigterm_unwinds():
             yield local
             try:
-                log.info(f"uploading to {target}")
+                logger.info(f"uploading to {target}")
                 _upload(local, remote_staging)
                 check_remote_target(target, overwrite)  # it may have appeared while we worked
                 publish(remote_staging, target)

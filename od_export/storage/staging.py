@@ -17,6 +17,7 @@ the same target removes it once that owner is gone.
 """
 from __future__ import annotations
 
+import logging
 import contextlib
 import ctypes
 import errno
@@ -28,9 +29,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from od_export import log
 from od_export.errors import OdExportError, WriteFailed
 from od_export.storage.owners import owner_alive, parse_owned_name, retired_name, staging_name
+
+logger = logging.getLogger(__name__)
 
 _RENAME_EXCHANGE = 2
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
@@ -119,7 +121,7 @@ def _swap_into_place(staging: Path, target: Path) -> Path | None:
 def staged_directory(target: Path) -> Iterator[Path]:
     """Yield an empty staging directory that replaces ``target`` if the block succeeds.
 
-    The caller has checked the target and holds its lock (:mod:`od_export.storage.target`).
+    The caller has checked the target and holds its lock (:mod:`od_export.storage.output`).
     """
     staging = Path(tempfile.mkdtemp(prefix=staging_name(target.name), dir=target.parent))
     staging.chmod(directory_mode())  # mkdtemp's 0700 would surprise users sharing exports
@@ -147,7 +149,7 @@ def recover_retired(target: Path) -> None:
         owned = parse_owned_name(entry.name)
         if owned and owned.is_retired and owned.target == target.name and owner_alive(owned) is False:
             entry.rename(target)
-            log.warn(f"restored the earlier export {target}, left aside by {owned.describe()} that was killed")
+            logger.warning(f"restored the earlier export {target}, left aside by {owned.describe()} that was killed")
             return
 
 
@@ -165,8 +167,8 @@ def remove_stale(directory: Path, target_name: str) -> list[Path]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
         elif alive is None:
-            log.warn(f"left {entry} alone: it belongs to {owned.describe()}, which cannot be checked from here")
+            logger.warning(f"left {entry} alone: it belongs to {owned.describe()}, which cannot be checked from here")
     if removed:
-        log.info(f"removed {len(removed)} unfinished export(s) left by killed od-export processes: "
+        logger.info(f"removed {len(removed)} unfinished export(s) left by killed od-export processes: "
                  + ", ".join(p.name for p in removed))
     return removed

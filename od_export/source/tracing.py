@@ -12,15 +12,18 @@ test suite checks.
 """
 from __future__ import annotations
 
+import logging
 import functools
 from dataclasses import dataclass
 from typing import Any
 
-from od_export import compat, log
+from od_export import compat
 from od_export.errors import InputError
 from od_export.options import SideInput
 
 #: Meta-architectures whose autograph-free trace the tests compare with exporter_main_v2.
+logger = logging.getLogger(__name__)
+
 AUTOGRAPH_FREE_ARCHITECTURES = frozenset({"ssd", "faster_rcnn", "center_net"})
 
 
@@ -45,7 +48,7 @@ def detection_module(model: Any, input_type: str, side_inputs: tuple[SideInput, 
         raise InputError(f"input type {input_type} needs a model with predict_masks_from_boxes (a mask model)") from exc
 
 
-def _python_function(module: Any) -> Any:
+def python_function(module: Any) -> Any:
     """The undecorated ``__call__`` of an exporter module, bound to the module."""
     function = module.__call__
     if "__call__" in vars(module):  # DetectionFromImageModule sets an instance attribute
@@ -59,12 +62,12 @@ def trace(module: Any, input_type: str, architecture: str) -> TracedFunction:
     exporter_function = module.__call__
     if architecture in AUTOGRAPH_FREE_ARCHITECTURES:
         fast = tf.function(
-            _python_function(module), input_signature=exporter_function.input_signature, autograph=False
+            python_function(module), input_signature=exporter_function.input_signature, autograph=False
         )
         try:
             return TracedFunction(input_type, module, fast.get_concrete_function(), autograph=False)
         except (TypeError, ValueError, tf.errors.OperatorNotAllowedInGraphError) as exc:
-            log.debug(f"{input_type}: tracing without autograph failed ({exc}); using the exporter's tracing")
+            logger.debug(f"{input_type}: tracing without autograph failed ({exc}); using the exporter's tracing")
     return TracedFunction(input_type, module, exporter_function.get_concrete_function(), autograph=True)
 
 

@@ -9,6 +9,7 @@ with several detections above typical thresholds.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from od_export import compat, log, samples
-from od_export.head_calibration import calibrate_heads
-from od_export.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes, read_text
+from od_export import compat
+from od_export.verify import samples
+from od_export.source.head_calibration import calibrate_heads
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes, read_text
 from od_export.storage import remote
 from od_export.storage.location import AnyPath
-from od_export.storage.target import OutputPlan, plan_output, reserve, staged_output
+from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
 
+
+logger = logging.getLogger(__name__)
 
 _CALIBRATION_BATCH = 4
 
@@ -162,7 +166,7 @@ def _write_demo_checkpoint(options: DemoCheckpointOptions, config: Any, plan: Ou
     target = plan.target
     od = compat.import_object_detection()
     tf = od.tf
-    log.info(f"building {meta_architecture(config)} from {options.pipeline_config} (seed {options.seed})")
+    logger.info(f"building {meta_architecture(config)} from {options.pipeline_config} (seed {options.seed})")
     model = build_trained_like_model(config, options.seed)
     optimizer = tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     step = tf.Variable(options.checkpoint_number, dtype=tf.int64)
@@ -172,5 +176,5 @@ def _write_demo_checkpoint(options: DemoCheckpointOptions, config: Any, plan: Ou
         manager.save(checkpoint_number=options.checkpoint_number)
         (staging / "pipeline.config").write_text(read_text(options.pipeline_config), encoding="utf-8")
     prefix = target / f"ckpt-{options.checkpoint_number}"
-    log.info(f"wrote {prefix} ({len(model.variables)} variables)")
+    logger.info(f"wrote {prefix} ({len(model.variables)} variables)")
     return DemoCheckpointResult(target, prefix, target / "pipeline.config", len(model.variables))

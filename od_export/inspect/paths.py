@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from od_export import checkpoints, compat
-from od_export.errors import InputError
-from od_export.freeze import IO_SPEC_NAME
-from od_export.graph_summary import summarize_graph, summarize_signatures
+from od_export import compat
+from od_export.source import checkpoints
+from od_export.errors import InputError, option
+from od_export.targets.frozen_graph import IO_SPEC_NAME
+from od_export.inspect.graph_summary import summarize_graph, summarize_signatures
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.owners import is_od_export_temporary
@@ -120,7 +121,7 @@ def _saved_model(path: Path) -> dict[str, Any]:
 
 
 def read_graph_def(path: Path) -> Any:
-    from od_export import samples
+    from od_export.verify import samples
 
     try:
         return samples.load_graph_def(path)
@@ -175,7 +176,7 @@ def _export(path: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------- checkpoints
 def _checkpoint(path: Path, pipeline_config: Path | None) -> dict[str, Any]:
-    from od_export.model import open_checkpoint
+    from od_export.source.model import open_checkpoint
 
     tf = compat.import_tensorflow()
     resolved = checkpoints.resolve_checkpoint(path)
@@ -198,8 +199,8 @@ def _checkpoint(path: Path, pipeline_config: Path | None) -> dict[str, Any]:
 
 
 def _config_check(prefix: Path, pipeline_config: Path) -> dict[str, Any]:
-    from od_export.model import build_model, compare_with_checkpoint, create_variables
-    from od_export.pipeline_config import load_pipeline_config
+    from od_export.source.model import build_model, compare_with_checkpoint, create_variables
+    from od_export.source.pipeline_config import load_pipeline_config
 
     config = load_pipeline_config(pipeline_config)
     model = build_model(config)
@@ -215,7 +216,7 @@ def _config_check(prefix: Path, pipeline_config: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------ pipeline.config
 def _pipeline_config(path: Path) -> dict[str, Any]:
-    from od_export.inspect_config import describe_pipeline_config
+    from od_export.inspect.config import describe_pipeline_config
 
     return describe_pipeline_config(path)
 
@@ -233,7 +234,7 @@ def write_tensorboard(path: Path, kind: str, logdir: Path) -> str:
             p for p in ([path / "saved_model"] + sorted(path.glob("*/saved_model"))) if p.is_dir())
         graph_def = _load_saved_model_proto(saved_model_dir).meta_graphs[0].graph_def
     else:
-        raise InputError(f"--tensorboard needs a graph, SavedModel or export, not a {kind.replace('_', ' ')}")
+        raise InputError(f"{option('tensorboard_dir')} needs a graph, SavedModel or export, not a {kind.replace('_', ' ')}")
     logdir.mkdir(parents=True, exist_ok=True)
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():

@@ -10,16 +10,22 @@ any placeholder that is not a signature input is an error rather than a surprise
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from od_export import compat
 from od_export.errors import ExportFailed
-from od_export.tracing import tensor_spec_description
+from od_export.layout import IO_SPEC_NAME
+from od_export.source.tracing import tensor_spec_description
+from od_export.storage.location import AnyPath
+from od_export.targets.base import ExportContext, Target
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
 
+FROZEN_GRAPH_DIR = "frozen_graph"
 FROZEN_GRAPH_NAME = "frozen_inference_graph"
-IO_SPEC_NAME = "io_spec.json"
 
 
 @dataclass
@@ -115,8 +121,6 @@ def _check_placeholders(graph_def: Any, inputs: set[str]) -> None:
 
 def write_frozen_graph(frozen: FrozenGraph, directory: Path, fmt: str) -> list[Path]:
     """Write ``frozen_inference_graph.pb`` and/or ``.pbtxt`` plus the I/O description."""
-    import json
-
     from google.protobuf import text_format
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -133,3 +137,58 @@ def write_frozen_graph(frozen: FrozenGraph, directory: Path, fmt: str) -> list[P
     spec_path.write_text(json.dumps(frozen.io_spec, indent=2) + "\n", encoding="utf-8")
     written.append(spec_path)
     return written
+
+
+def frozen_io(path: AnyPath, output_keys: list[str]) -> tuple[Any, str, dict[str, str]]:
+    """GraphDef, input tensor name and output key → tensor name of a frozen graph file.
+
+    Without ``io_spec.json`` (exporter_main_v2 plus a freezing script) the outputs are
+    the ``Identity_N`` nodes in the alphabetical order of the signature keys, which is
+    how ``convert_variables_to_constants_v2`` names them.
+    """
+    from od_export.verify import samples
+
+    graph_def = samples.load_graph_def(path)
+    spec_path = path.parent / IO_SPEC_NAME
+    if spec_path.is_file():
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        return graph_def, spec["inputs"]["input_tensor"]["tensor"], {k: v["tensor"] for k, v in spec["outputs"].items()}
+    names = {node.name for node in graph_def.node}
+    input_name = "input_tensor:0" if "input_tensor" in names else next(
+        f"{n.name}:0" for n in graph_def.node if n.op == "Placeholder")
+    keys = sorted(output_keys)
+    return graph_def, input_name, {k: ("Identity:0" if i == 0 else f"Identity_{i}:0") for i, k in enumerate(keys)}
+
+
+class FrozenGraphTarget(Target):
+    """``frozen_graph/frozen_inference_graph.pb`` (or ``.pbtxt``) plus ``io_spec.json``.
+
+    Verified in a default ``tf.compat.v1.Session`` (grappler on), as users run it.
+    """
+
+    name = "frozen_graph"
+    directory = FROZEN_GRAPH_DIR
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        return write_frozen_graph(context.frozen_graph(), directory, context.options.frozen_format)
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        folder = unit_dir / FROZEN_GRAPH_DIR
+        return next((folder / f"{FROZEN_GRAPH_NAME}{ext}" for ext in (".pb", ".pbtxt")
+                     if (folder / f"{FROZEN_GRAPH_NAME}{ext}").is_file()), None)
+
+    def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+        from od_export.verify import samples
+
+        check = ArtifactCheck(reference.unit.name, self.name, reference.input_type)
+        try:
+            graph_def, input_name, fetches = frozen_io(artifact, list(reference.outputs[0]))
+            runner = samples.FrozenGraphRunner(graph_def, optimize=True)
+        except Exception as exc:  # unreadable or unimportable graph: the artifact is unusable
+            check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            return check
+        try:
+            return compare_runs(check, reference.outputs,
+                                lambda i: runner.run({input_name: reference.feed(reference.images[i])}, fetches), tolerance)
+        finally:
+            runner.close()

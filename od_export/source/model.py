@@ -54,7 +54,7 @@ def build_model(config: Any) -> Any:
 
 def create_variables(model: Any, config: Any) -> None:
     """Run the model once on zeros so that every variable exists (cheaper than a trace)."""
-    from od_export.pipeline_config import model_input_size
+    from od_export.source.pipeline_config import model_input_size
 
     tf = compat.import_tensorflow()
     height, width = model_input_size(config)

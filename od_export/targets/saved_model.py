@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from od_export import compat
-from od_export.tracing import TracedFunction
-
-SAVED_MODEL_DIR = "saved_model"
-CHECKPOINT_DIR = "checkpoint"
+from od_export.layout import CHECKPOINT_DIR, SAVED_MODEL_DIR
+from od_export.source.tracing import TracedFunction
+from od_export.storage.location import AnyPath
+from od_export.targets.base import ExportContext, Target
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance
 
 
 def write_checkpoint(model: Any, directory: Path) -> Path:
@@ -48,3 +50,33 @@ def write_saved_model(model: Any, traced: TracedFunction, directory: Path, full_
     if full_object_graph:
         root.__call__ = traced.concrete  # the function that was traced and checked, not a re-trace
     tf.saved_model.save(root, str(directory), signatures=traced.concrete)
+
+
+class SavedModelTarget(Target):
+    """exporter_main_v2's unit: ``saved_model/``, ``checkpoint/ckpt-0`` and ``pipeline.config``.
+
+    Always written, and the reference that every other target is verified against.
+    """
+
+    name = "saved_model"
+    directory = SAVED_MODEL_DIR
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        """``directory`` is the unit; a checkpoint already written for another unit is copied."""
+        od = compat.import_object_detection()
+        directory.mkdir(parents=True, exist_ok=True)
+        first_checkpoint = context.shared.get("checkpoint")
+        if first_checkpoint is None:
+            write_checkpoint(context.model, directory / CHECKPOINT_DIR)
+            context.shared["checkpoint"] = directory / CHECKPOINT_DIR
+        else:
+            copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)  # identical files: copy, not save
+        od.config_util.save_pipeline_config(context.config, str(directory))
+        write_saved_model(context.model, context.traced, directory / SAVED_MODEL_DIR, context.options.full_object_graph)
+        return [directory / SAVED_MODEL_DIR]
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        return unit_dir / SAVED_MODEL_DIR if (unit_dir / SAVED_MODEL_DIR).is_dir() else None
+
+    def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+        raise TypeError("the SavedModel is the reference; it is checked by running it (verify.validate)")

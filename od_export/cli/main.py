@@ -14,9 +14,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from od_export import __version__, cli_inspect, log
+from od_export import __version__, log
+from od_export.cli import inspect as cli_inspect
 from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
-from od_export.options import FROZEN_FORMATS, INPUT_TYPES, SIGNATURE_KEYS, ExportOptions, parse_side_inputs
+from od_export.options import (
+    FROZEN_FORMATS, INPUT_FORMATS, INPUT_TYPES, OPTIONAL_TARGET_NAMES, SIGNATURE_KEYS, ConversionOptions, ExportOptions,
+    parse_input_shape, parse_side_inputs,
+)
 from od_export.storage.location import location
 
 PROG = "od-export"
@@ -59,11 +63,27 @@ def _add_export(subparsers: Any) -> None:
     parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="skip the frozen graph")
     parser.add_argument("--frozen-format", default="pb", help=f"one of {', '.join(FROZEN_FORMATS)} (default pb)")
     parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
+    add_target_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
-    parser.add_argument("--validate", action="store_true", help="run `od-export validate` on the export before it is moved into place")
+    parser.add_argument("--validate", action="store_true", help="kept for scripts: every export is verified (as `od-export validate` does) before it is moved into place")
     parser.add_argument("--wait", action="store_true", help="if another od-export is writing the same output, wait for it instead of failing")
     _add_common(parser)
     parser.set_defaults(handler=_run_export)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--target`` and the converter targets' options (export and convert share them)."""
+    parser.add_argument("--target", dest="targets", action="append", default=[], metavar="TARGET",
+                        help=f"repeatable; also write this artifact: {', '.join(OPTIONAL_TARGET_NAMES)}")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset for onnx and tensorrt (default 17)")
+    parser.add_argument("--batch-size", type=int, default=1, help="tensorrt: static batch size (default 1)")
+    parser.add_argument("--input-shape", metavar="H,W", help="tensorrt: input height and width for a model whose resizer has no fixed size")
+    parser.add_argument("--input-format", default="NHWC", help=f"tensorrt: {' or '.join(INPUT_FORMATS)} (default NHWC)")
+
+
+def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
+    return ConversionOptions(opset=args.opset, batch_size=args.batch_size, input_shape=parse_input_shape(args.input_shape),
+                             input_format=args.input_format)
 
 
 def _add_demo_checkpoint(subparsers: Any) -> None:
@@ -92,8 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def option_spellings(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Option name → its long flag, over every subcommand, so errors name what the user typed."""
+    spellings: dict[str, str] = {}
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.option_strings:
+                spellings.setdefault(action.dest, max(action.option_strings, key=lambda s: s.startswith("--")))
+    return spellings
+
+
 def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
-    from od_export.pipeline_config import read_text
+    from od_export.source.pipeline_config import read_text
 
     overrides = list(args.config_overrides)
     overrides += [read_text(path, "config override file") for path in args.config_override_files]
@@ -115,6 +149,8 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         overwrite=args.overwrite,
         validate=args.validate,
         wait=args.wait,
+        targets=tuple(args.targets),
+        conversion=conversion_options_from_args(args),
     )
 
 
@@ -129,7 +165,7 @@ def _run_export(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_demo_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.demo import DemoCheckpointOptions, create_demo_checkpoint
+    from od_export.source.demo import DemoCheckpointOptions, create_demo_checkpoint
 
     result = create_demo_checkpoint(
         DemoCheckpointOptions(location(args.pipeline_config), location(args.output_dir), args.seed, overwrite=args.overwrite)
@@ -149,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OdExportError as exc:
         if args.verbosity >= log.VERBOSE:
             traceback.print_exc()
-        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        print(f"{PROG}: error: {exc.render(option_spellings(parser))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no partial output was left", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from od_export.errors import CheckpointError
+from od_export.errors import CheckpointError, option
 from od_export.storage.location import AnyPath, is_remote, location
 
 STATE_FILE = "checkpoint"
@@ -149,5 +149,5 @@ def _from_state_file(directory: AnyPath, available: tuple[str, ...], state_file:
         )
     raise CheckpointError(
         f"{state_file} names {named.name}, which is not in {directory}; checkpoints present: "
-        f"{_listing(available)}; pass --checkpoint {available[-1]} or fix the state file"
+        f"{_listing(available)}; pass {option('checkpoint')} {available[-1]} or fix the state file"
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from od_export.storage.location import location
+from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD
 
 _LIST_LIMIT = 25
 
@@ -19,7 +20,7 @@ def add_subcommands(subparsers: Any, add_common: Callable[[argparse.ArgumentPars
     )
     inspect.add_argument("path", metavar="PATH")
     inspect.add_argument("--pipeline-config", metavar="PATH", help="with a checkpoint: check that the model built from this config restores from it")
-    inspect.add_argument("--tensorboard", metavar="LOGDIR", help="write the graph so that `tensorboard --logdir LOGDIR` shows it")
+    inspect.add_argument("--tensorboard", dest="tensorboard_dir", metavar="LOGDIR", help="write the graph so that `tensorboard --logdir LOGDIR` shows it")
     add_common(inspect)
     inspect.set_defaults(handler=run_inspect)
 
@@ -31,21 +32,21 @@ def add_subcommands(subparsers: Any, add_common: Callable[[argparse.ArgumentPars
     validate.add_argument("export_dir", metavar="EXPORT_DIR")
     source = validate.add_mutually_exclusive_group()
     source.add_argument("--images", metavar="DIR", help="directory of .jpg/.png test images")
-    source.add_argument("--random", type=int, default=2, metavar="N", help="N seeded synthetic images (default 2)")
-    validate.add_argument("--atol", type=float, default=1e-4, help="tolerance for boxes, scores and raw outputs (default 1e-4)")
-    validate.add_argument("--score-threshold", type=float, default=0.05, help="compare classes/boxes of detections scoring above this (default 0.05)")
+    source.add_argument("--random", dest="random_images", type=int, default=2, metavar="N", help="N seeded synthetic images (default 2)")
+    validate.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"tolerance for boxes and scores, raw and final (default {DEFAULT_ATOL:g}; see the README)")
+    validate.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="compare classes/boxes of detections scoring above this (default 0.05)")
     validate.add_argument("--signature-key", default="serving_default")
     add_common(validate)
     validate.set_defaults(handler=run_validate)
 
 
 def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.inspect import InspectOptions, inspect_path
+    from od_export.inspect.paths import InspectOptions, inspect_path
 
     report = inspect_path(InspectOptions(
         location(args.path),
         location(args.pipeline_config) if args.pipeline_config else None,
-        Path(args.tensorboard) if args.tensorboard else None,
+        Path(args.tensorboard_dir) if args.tensorboard_dir else None,
     ))
     if not args.json:
         print("\n".join(render(report)))
@@ -53,10 +54,10 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_validate(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.validate import ValidateOptions, format_report, validate
+    from od_export.verify.validate import ValidateOptions, format_report, validate
 
     report = validate(ValidateOptions(
-        location(args.export_dir), Path(args.images) if args.images else None, args.random, args.atol,
+        location(args.export_dir), Path(args.images) if args.images else None, args.random_images, args.atol,
         args.score_threshold, args.signature_key,
     ))
     if not args.json:

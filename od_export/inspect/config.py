@@ -6,7 +6,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from od_export.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes
 
 
 def _nms(model: Any, architecture: str) -> dict[str, Any] | None:

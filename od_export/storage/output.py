@@ -10,6 +10,7 @@ parents, takes the target's lock and clears leftovers of killed writers;
 """
 from __future__ import annotations
 
+import logging
 import contextlib
 import os
 import tempfile
@@ -17,13 +18,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from od_export import log
-from od_export.errors import OutputError
+from od_export.errors import OutputError, option
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, RemotePath, location
 from od_export.storage.lock import lock_path_for, target_lock
 from od_export.storage.staging import recover_retired, remove_stale, staged_directory
 
+
+logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OutputPlan:
@@ -45,7 +47,7 @@ def _resolve_local(requested: str) -> Path:
         if not resolved.exists():
             raise OutputError(f"output {requested} is a symlink to {resolved}, which does not exist; "
                               "point it at a directory or choose another path")
-        log.info(f"output {requested} is a symlink: writing the export to {resolved}")
+        logger.info(f"output {requested} is a symlink: writing the export to {resolved}")
         return resolved
     return Path(os.path.realpath(absolute.parent)) / absolute.name
 
@@ -95,7 +97,7 @@ def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[
         if not target.is_dir():
             raise OutputError(f"output {requested} exists and is not a directory; remove it or choose another path")
         if not overwrite:
-            raise OutputError(f"output {requested} already exists; pass --overwrite to replace it or choose another path")
+            raise OutputError(f"output {requested} already exists; pass {option('overwrite')} to replace it or choose another path")
     _check_not_sources(requested, target, sources)
     _check_writable(requested, target)
     return OutputPlan(requested, target, overwrite)

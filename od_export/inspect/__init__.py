@@ -1,0 +1,1 @@
+"""What an artifact holds: export directories, SavedModels, graphs, checkpoints, configs, ONNX files."""

@@ -1,0 +1,91 @@
+"""What every target supplies, and what an export hands to it.
+
+A target is one kind of artifact (SavedModel, frozen graph, ONNX, …).  It knows which
+optional packages it needs, which requests it cannot serve (checked before any model
+is built), how to write its artifact from what the export holds in memory, how to
+recognise that artifact in an existing export, and how to run it, as its users do,
+against the SavedModel's reference outputs.  Adding a target is one module and one
+line in :mod:`od_export.targets`.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from od_export.errors import EnvironmentProblem
+from od_export.storage.location import AnyPath
+
+if TYPE_CHECKING:
+    from od_export.options import ExportOptions
+    from od_export.source.tracing import TracedFunction
+    from od_export.targets.frozen_graph import FrozenGraph
+    from od_export.verify.reference import Reference
+    from od_export.verify.report import ArtifactCheck, Tolerance
+
+
+@dataclass
+class ExportContext:
+    """One input type's model in memory, shared by every target written for it.
+
+    ``model`` is None when converting an existing export: targets then work from
+    ``traced`` alone (the SavedModel's signature), and ``checkpoint_prefix`` is None.
+    """
+
+    config: Any
+    architecture: str
+    input_type: str
+    traced: TracedFunction
+    options: ExportOptions
+    model: Any = None
+    #: Shared by the units of one export (a checkpoint written once, a conversion done once).
+    shared: dict[str, Any] = field(default_factory=dict)
+    _frozen: FrozenGraph | None = field(default=None, repr=False)
+
+    def frozen_graph(self) -> FrozenGraph:
+        """The serving function frozen in memory, once, for every target that starts from it."""
+        if self._frozen is None:
+            from od_export import health
+            from od_export.targets.frozen_graph import freeze_function
+
+            self._frozen = freeze_function(self.traced.concrete, self.options.signature_key)
+            health.check_frozen_graph_fits(self._frozen.graph_def.ByteSize())
+        return self._frozen
+
+
+class Target:
+    """Base class: override what differs (see the module docstring)."""
+
+    name: ClassVar[str]
+    directory: ClassVar[str]
+    #: pip extra that provides ``modules`` (``od-export[onnx]``), None for the base install.
+    extra: ClassVar[str | None] = None
+    modules: ClassVar[tuple[str, ...]] = ()
+
+    def check_available(self) -> None:
+        missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise EnvironmentProblem(
+                f"the {self.name} target needs {', '.join(missing)}: pip install 'od-export[{self.extra}]'"
+            )
+
+    def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
+        """Raise :class:`InputError` for a request this target cannot serve (pure, no TensorFlow)."""
+
+    def supports_input_type(self, input_type: str) -> bool:
+        return not self.unsupported_reason(input_type)
+
+    def unsupported_reason(self, input_type: str) -> str:
+        """Why this target has no artifact for ``input_type`` ("" when it has one)."""
+        return ""
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        raise NotImplementedError
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        """This target's artifact in an export unit, or None."""
+        return None
+
+    def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+        raise NotImplementedError

@@ -1,0 +1,141 @@
+"""``onnx/model.onnx``: the serving function converted by tf2onnx, verified in onnxruntime.
+
+tf2onnx converts the traced serving function in memory (no SavedModel reload, no
+subprocess).  It freezes the function itself, keeping TensorFlow's functional control
+flow, which it turns into ONNX ``Loop``/``If``; the frozen-graph target's lowered
+control flow (``Enter``/``Exit`` frames, kept for TF1 tools) does not convert.  Inputs
+and outputs carry the signature's names (``input_tensor``, ``detection_boxes``, …),
+and dynamic dimensions stay dynamic.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export.errors import ExportFailed
+from od_export.layout import IO_SPEC_NAME
+from od_export.storage.location import AnyPath
+from od_export.targets.base import ExportContext, Target
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
+
+logger = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+ONNX_FILE = "model.onnx"
+ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
+#: ONNX has no image decoder and no tf.Example parser: these input types do not convert.
+STRING_INPUT_TYPES = ("encoded_image_string_tensor", "tf_example")
+
+
+class _Traced:
+    """What ``tf2onnx.convert.from_function`` asks of a ``tf.function``, for a traced ConcreteFunction."""
+
+    def __init__(self, concrete: Any) -> None:
+        self._concrete = concrete
+
+    def get_concrete_function(self, *args: Any) -> Any:
+        return self._concrete
+
+
+def convert_function(concrete: Any, opset: int) -> Any:
+    """A traced function → ONNX ModelProto named after the signature; conversion errors fail the export."""
+    from od_export import compat
+
+    compat.import_tensorflow()
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(max(logging.getLogger("od_export").getEffectiveLevel(), logging.ERROR))
+    try:
+        model_proto, _ = tf2onnx.convert.from_function(_Traced(concrete), input_signature=[None], opset=opset)
+    except Exception as exc:  # tf2onnx raises plain ValueError/KeyError/RuntimeError for what it cannot convert
+        raise ExportFailed(f"tf2onnx cannot convert this model: {' '.join(str(exc).split())[:300]}") from exc
+    return model_proto
+
+
+def _value_info(value: Any) -> dict[str, Any]:
+    import onnx
+
+    tensor = value.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    return {"dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": dims}
+
+
+def describe_onnx(model_proto: Any) -> dict[str, Any]:
+    """Opset, inputs and outputs (name, dtype, shape with None for dynamic) of an ONNX model."""
+    opsets = {entry.domain or "ai.onnx": entry.version for entry in model_proto.opset_import}
+    return {
+        "format": "onnx",
+        "opset": opsets.get("ai.onnx"),
+        "opsets": opsets,
+        "producer": f"{model_proto.producer_name} {model_proto.producer_version}".strip(),
+        "inputs": {v.name: _value_info(v) for v in model_proto.graph.input},
+        "outputs": {v.name: _value_info(v) for v in model_proto.graph.output},
+    }
+
+
+def write_onnx(model_proto: Any, directory: Path, extra_spec: dict[str, Any] | None = None) -> list[Path]:
+    """``model.onnx`` and its ``io_spec.json`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ONNX_FILE
+    path.write_bytes(model_proto.SerializeToString())
+    spec = {**describe_onnx(model_proto), **(extra_spec or {})}
+    spec_path = directory / IO_SPEC_NAME
+    spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    return [path, spec_path]
+
+
+class OnnxRunner:
+    """An ONNX file in onnxruntime with its default providers and settings, as users run it."""
+
+    def __init__(self, model: bytes | str) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(model, providers=onnxruntime.get_available_providers())
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+
+def read_bytes(path: AnyPath) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read()
+
+
+def run_failure(check: ArtifactCheck, exc: Exception) -> ArtifactCheck:
+    check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return check
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    directory = ONNX_DIR
+    extra = "onnx"
+    modules = ONNX_MODULES
+
+    def unsupported_reason(self, input_type: str) -> str:
+        if input_type in STRING_INPUT_TYPES:
+            return "ONNX has no image decoder; convert an image_tensor or float_image_tensor export"
+        return ""
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        model_proto = convert_function(context.traced.concrete, context.options.conversion.opset)
+        return write_onnx(model_proto, directory, {"input_type": context.input_type})
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        path = unit_dir / ONNX_DIR / ONNX_FILE
+        return path if path.is_file() else None
+
+    def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+        check = ArtifactCheck(reference.unit.name, self.name, reference.input_type)
+        try:
+            runner = OnnxRunner(read_bytes(artifact))
+        except Exception as exc:  # onnxruntime's load errors have no common base class
+            return run_failure(check, exc)
+        return compare_runs(check, reference.outputs,
+                            lambda i: runner.run({"input_tensor": reference.feed(reference.images[i])}), tolerance)

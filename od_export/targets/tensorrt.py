@@ -1,0 +1,187 @@
+"""``tensorrt/model.onnx``: an ONNX file that TensorRT builds without surgery.
+
+* float32 input of a **static** shape ``[B,H,W,3]`` (or ``[B,3,H,W]``), whatever the
+  export's input type, with the model's own preprocessing inside the graph: a client
+  feeds raw pixel values exactly as it would to the SavedModel;
+* for SSD-family models (SSD, SSD FPN-lite, EfficientDet) the graph ends at the
+  decoded boxes and converted scores that the model computes before NMS
+  (``raw_detection_boxes``/``raw_detection_scores``); one ``EfficientNMS_TRT`` node,
+  configured from the config's ``post_processing``, replaces TensorFlow's NMS, and
+  the clip to the image window that TensorFlow applies after NMS follows it.  No op
+  names are matched: the traced function simply stops before NMS;
+* CenterNet needs no plugin (max-pool and top-k): its graph is the whole model;
+* Faster R-CNN (two NMS stages) is refused.
+
+Verification (:mod:`od_export.targets.tensorrt_check`) runs without a GPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export.errors import InputError, option
+from od_export.options import ExportOptions
+from od_export.source.pipeline_config import num_classes
+from od_export.storage.location import AnyPath
+from od_export.targets.base import ExportContext, Target
+from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, convert_function, write_onnx
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance
+
+TENSORRT_DIR = "tensorrt"
+NMS_OP = "EfficientNMS_TRT"
+#: NVIDIA's OD API sample never lets the plugin's score threshold go below this (speed).
+PLUGIN_MIN_SCORE_THRESHOLD = 0.01
+#: Meta-architecture → how its post-processing becomes TensorRT-ready.
+SUPPORTED = {"ssd": "efficient_nms", "center_net": "in_graph"}
+RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
+
+
+def static_input_size(config: Any, options: ExportOptions) -> tuple[int, int]:
+    """(height, width) of the static input: the user's, else the size the resizer always produces."""
+    if options.conversion.input_shape is not None:
+        return options.conversion.input_shape
+    architecture = config.model.WhichOneof("model")
+    resizer = getattr(config.model, architecture).image_resizer
+    kind = resizer.WhichOneof("image_resizer_oneof")
+    if kind == "fixed_shape_resizer":
+        return resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width
+    keep = resizer.keep_aspect_ratio_resizer
+    if kind == "keep_aspect_ratio_resizer" and keep.pad_to_max_dimension:
+        return keep.max_dimension, keep.max_dimension
+    raise InputError(f"this model's {kind} gives no fixed input size, and TensorRT needs one; "
+                     f"give the input height and width ({option('input_shape')})")
+
+
+def nms_settings(config: Any) -> Any:
+    return getattr(config.model, config.model.WhichOneof("model")).post_processing.batch_non_max_suppression
+
+
+def _static_function(context: ExportContext, height: int, width: int, keys: tuple[str, ...] | None) -> Any:
+    """The serving function at a static float32 shape, ending at ``keys`` (all outputs when None)."""
+    from od_export import compat
+    from od_export.source.tracing import detection_module, python_function
+
+    tf = compat.import_tensorflow()
+    conversion = context.options.conversion
+    if context.model is not None:
+        serve = python_function(detection_module(context.model, "float_image_tensor"))
+    else:  # an existing export: its signature, fed the dtype it takes
+        dtype = context.traced.concrete.structured_input_signature[1]["input_tensor"].dtype
+        serve = lambda images: context.traced.concrete(input_tensor=tf.cast(images, dtype))  # noqa: E731
+
+    def static(input_tensor: Any) -> dict[str, Any]:
+        images = tf.transpose(input_tensor, [0, 2, 3, 1]) if conversion.input_format == "NCHW" else input_tensor
+        outputs = serve(images)
+        return {k: outputs[k] for k in (keys or outputs)}
+
+    shape = [conversion.batch_size] + ([3, height, width] if conversion.input_format == "NCHW" else [height, width, 3])
+    spec = tf.TensorSpec(shape, tf.float32, name="input_tensor")
+    return tf.function(static, input_signature=[spec], autograph=False).get_concrete_function()
+
+
+def clip_window(context: ExportContext, height: int, width: int) -> np.ndarray:
+    """[ymin, xmin, ymax, xmax] of the real image inside the preprocessed one (padding excluded)."""
+    from od_export import compat
+    from od_export.source.model import build_model
+
+    tf = compat.import_tensorflow()
+    model = context.model if context.model is not None else build_model(context.config)
+    preprocessed, true_shapes = model.preprocess(tf.zeros([1, height, width, 3], tf.float32))
+    padded = np.array(preprocessed.shape[1:3], np.float32)
+    return np.concatenate([[0.0, 0.0], np.asarray(true_shapes)[0, :2] / padded]).astype(np.float32)
+
+
+def append_nms(model_proto: Any, config: Any, window: np.ndarray) -> Any:
+    """Raw boxes/scores → ``EfficientNMS_TRT`` → window clip (+ coordinate change) → the four outputs."""
+    import onnx_graphsurgeon as gs
+
+    settings = nms_settings(config)
+    graph = gs.import_onnx(model_proto)
+    tensors = graph.tensors()
+    boxes, scores = tensors["raw_detection_boxes"], tensors["raw_detection_scores"]
+    batch, anchors, columns = scores.shape
+    if columns == num_classes(config):  # no background column: add an empty one so classes count from 1
+        padded = gs.Variable("scores_with_background", np.float32, (batch, anchors, columns + 1))
+        zero = gs.Constant("background_scores", np.zeros((batch, anchors, 1), np.float32))
+        graph.layer(op="Concat", inputs=[zero, scores], outputs=[padded], attrs={"axis": 2})
+        scores = padded
+    k = int(settings.max_total_detections)
+    outputs = [gs.Variable("num_detections", np.int32, (batch, 1)), gs.Variable("nms_boxes", np.float32, (batch, k, 4)),
+               gs.Variable("detection_scores", np.float32, (batch, k)), gs.Variable("detection_classes", np.int32, (batch, k))]
+    attrs = {"plugin_version": "1", "background_class": 0, "max_output_boxes": k,
+             "score_threshold": max(float(settings.score_threshold), PLUGIN_MIN_SCORE_THRESHOLD),
+             "iou_threshold": float(settings.iou_threshold), "score_activation": 0, "box_coding": 0}
+    if settings.use_class_agnostic_nms:
+        attrs["class_agnostic"] = 1
+    graph.layer(op=NMS_OP, name="nms", inputs=[boxes, scores], outputs=outputs, attrs=attrs)
+    low, high = np.tile(window[:2], 2).astype(np.float32), np.tile(window[2:], 2).astype(np.float32)
+    clipped = gs.Variable("clipped_boxes", np.float32, (batch, k, 4))
+    lifted = gs.Variable("boxes_above_window_start", np.float32, (batch, k, 4))
+    graph.layer(op="Max", inputs=[outputs[1], gs.Constant("window_start", low)], outputs=[lifted])
+    final = gs.Variable("detection_boxes", np.float32, (batch, k, 4))
+    if settings.change_coordinate_frame:  # boxes relative to the real image, as TensorFlow gives them
+        graph.layer(op="Min", inputs=[lifted, gs.Constant("window_end", high)], outputs=[clipped])
+        shifted = gs.Variable("boxes_from_window_start", np.float32, (batch, k, 4))
+        graph.layer(op="Sub", inputs=[clipped, gs.Constant("window_offset", low)], outputs=[shifted])
+        graph.layer(op="Div", inputs=[shifted, gs.Constant("window_size", high - low)], outputs=[final])
+    else:
+        graph.layer(op="Min", inputs=[lifted, gs.Constant("window_end", high)], outputs=[final])
+    graph.outputs = [outputs[0], final, outputs[2], outputs[3]]
+    graph.cleanup().toposort()
+    exported = gs.export_onnx(graph)
+    exported.producer_name, exported.producer_version = model_proto.producer_name, model_proto.producer_version
+    return exported
+
+
+class TensorRTTarget(Target):
+    name = "tensorrt"
+    directory = TENSORRT_DIR
+    extra = "onnx"
+    modules = ONNX_MODULES + ("onnx_graphsurgeon",)
+
+    def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
+        if architecture not in SUPPORTED:
+            raise InputError(
+                f"the tensorrt target supports single-stage models (SSD, SSD FPN-lite, EfficientDet, CenterNet), not "
+                f"{architecture} (two NMS stages); this model's targets are saved_model, frozen_graph and onnx"
+            )
+        static_input_size(config, options)
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        """Float input whatever the unit's input type, so one conversion serves every unit."""
+        done = context.shared.get(self.name)
+        if done is None:
+            done = context.shared[self.name] = self._convert(context)
+        model_proto, spec = done
+        return write_onnx(model_proto, directory, spec)
+
+    def _convert(self, context: ExportContext) -> tuple[Any, dict[str, Any]]:
+        height, width = static_input_size(context.config, context.options)
+        kind = SUPPORTED[context.architecture]
+        keys = RAW_OUTPUTS if kind == "efficient_nms" else None
+        model_proto = convert_function(_static_function(context, height, width, keys), context.options.conversion.opset)
+        conversion = context.options.conversion
+        spec: dict[str, Any] = {"input_type": "float_image_tensor", "input_format": conversion.input_format,
+                                "input_size": [height, width], "batch_size": conversion.batch_size,
+                                "postprocessing": kind}
+        if kind == "efficient_nms":
+            window = clip_window(context, height, width)
+            model_proto = append_nms(model_proto, context.config, window)
+            spec["clip_window"] = [float(v) for v in window]
+            spec["max_detections_per_class"] = int(nms_settings(context.config).max_detections_per_class)
+            spec["classes"] = ("int32; numbered as the SavedModel's detection_classes (1 = the first class of the "
+                               "label map); the plugin's padding rows have class 0 and score 0")
+            spec["boxes"] = "[ymin, xmin, ymax, xmax], normalised to the image, as the SavedModel's"
+        return model_proto, spec
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        path = unit_dir / TENSORRT_DIR / ONNX_FILE
+        return path if path.is_file() else None
+
+    def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+        from od_export.targets.tensorrt_check import verify_tensorrt_onnx
+
+        return verify_tensorrt_onnx(self.name, artifact, reference, tolerance)

@@ -1,0 +1,131 @@
+"""Verify a TensorRT-ready ONNX file on a CPU, in two parts, every time it is written or validated.
+
+onnxruntime cannot run ``EfficientNMS_TRT``, so:
+
+1. the graph **before** the NMS node runs in onnxruntime and must reproduce the
+   SavedModel's ``raw_detection_boxes`` and ``raw_detection_scores`` (every anchor);
+2. :func:`od_export.verify.efficient_nms.efficient_nms`, a reference implementation
+   of the plugin with the node's own attributes, is applied to those tensors; the
+   graph **after** the node (the window clip) runs in onnxruntime on its result, and
+   the final detections must match the SavedModel's, by class and box overlap.
+   Where the plugin differs from TensorFlow by design, the comparison accounts for
+   it instead of loosening tolerances: only detections above the plugin's score
+   threshold (at least 0.01) are compared, and boxes that TensorFlow would cap per
+   class or drop as empty after clipping are set aside and counted in the report.
+
+A graph without the plugin (CenterNet) runs whole in onnxruntime.  The SavedModel
+sees the same pixels: each image is resized to the file's static input size first.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from od_export.layout import IO_SPEC_NAME
+from od_export.storage.location import AnyPath
+from od_export.targets.onnx import OnnxRunner, read_bytes, run_failure
+from od_export.targets.tensorrt import NMS_OP, RAW_OUTPUTS
+from od_export.verify.compare import compare_outputs
+from od_export.verify.efficient_nms import EfficientNmsAttributes, as_tensorflow_would, efficient_nms
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance, merge
+
+DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
+
+
+def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` at the static input size, as uint8, so both sides see identical pixels."""
+    from od_export import compat
+
+    tf = compat.import_tensorflow()
+    if image.shape[:2] == (height, width):
+        return image
+    return np.clip(np.round(tf.image.resize(image, (height, width)).numpy()), 0, 255).astype(np.uint8)
+
+
+def _batches(reference: Reference, spec: dict[str, Any]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(input batch for the ONNX file, the SavedModel's outputs for the same images, stacked)."""
+    height, width = spec["input_size"]
+    batch = int(spec["batch_size"])
+    images = [resized(image, height, width) for image in reference.images]
+    outputs = [reference.run(image) for image in images]
+    groups = []
+    for start in range(0, len(images), batch):
+        indices = [(start + i) % len(images) for i in range(batch)]  # the last batch is filled up by cycling
+        feed = np.stack([images[i] for i in indices]).astype(np.float32)
+        if spec.get("input_format") == "NCHW":
+            feed = feed.transpose(0, 3, 1, 2)
+        stacked = {k: np.concatenate([outputs[i][k] for i in indices]) for k in outputs[0]}
+        groups.append((feed, stacked))
+    return groups
+
+
+def _subgraph(model: Any, inputs: list[str] | None, outputs: list[str]) -> bytes:
+    """The part of ``model`` between tensors ``inputs`` (None: the graph's own) and ``outputs``."""
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    if inputs is not None:
+        for node in [n for n in graph.nodes if n.op == NMS_OP]:
+            node.outputs.clear()  # cut the plugin out: its outputs become graph inputs
+        graph.inputs = [tensors[name] for name in inputs]
+    graph.outputs = [tensors[name] for name in outputs]
+    graph.cleanup().toposort()
+    return gs.export_onnx(graph).SerializeToString()
+
+
+def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict) -> ArtifactCheck:
+    box_name, score_name = (t.name for t in node.inputs)
+    before = OnnxRunner(_subgraph(model, None, [box_name, score_name]))
+    attrs = EfficientNmsAttributes.from_node(node.attrs)
+    nms_names = [t.name for t in node.outputs]
+    final_names = [o.name for o in model.graph.output]
+    after_names = [n for n in final_names if n not in nms_names]
+    after = OnnxRunner(_subgraph(model, nms_names, after_names)) if after_names else None
+    threshold = max(tolerance.score_threshold, attrs.score_threshold)
+    parts, capped, empty = [], 0, 0
+    for feed, reference in groups:
+        raw = before.run({"input_tensor": feed})
+        boxes, scores = raw[box_name], raw[score_name]
+        trimmed = scores[..., 1:] if scores.shape[-1] == reference["raw_detection_scores"].shape[-1] + 1 else scores
+        parts.append(compare_outputs({k: reference[k] for k in RAW_OUTPUTS},
+                                     {"raw_detection_boxes": boxes, "raw_detection_scores": trimmed},
+                                     tolerance.atol, threshold))
+        plugin = dict(zip(nms_names, efficient_nms(boxes, scores, attrs).values()))
+        final = {n: plugin[n] for n in final_names if n in plugin}
+        if after is not None:
+            final.update(after.run({i.name: plugin[i.name] for i in after.session.get_inputs()}))
+        full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
+        floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
+        final, c, e = as_tensorflow_would(final, int(spec.get("max_detections_per_class", attrs.max_output_boxes)))
+        capped, empty = capped + c, empty + e
+        candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
+        parts.append(compare_outputs({k: reference[k] for k in DETECTION_KEYS}, candidate, tolerance.atol, threshold, floors))
+    check.differences = merge(parts)
+    check.notes.append(f"NMS by od-export's reference EfficientNMS (no GPU here); compared above score {threshold:g}; "
+                       f"set aside as TensorFlow would: {capped} over the per-class cap, {empty} empty after clipping")
+    return check
+
+
+def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    check = ArtifactCheck(reference.unit.name, name, reference.input_type)
+    try:
+        spec = json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
+        model = onnx.load_from_string(read_bytes(artifact))
+        groups = _batches(reference, spec)
+        nms = [node for node in gs.import_onnx(model).nodes if node.op == NMS_OP]
+        if nms:
+            return _with_nms(model, nms[0], groups, tolerance, check, spec)
+        runner = OnnxRunner(model.SerializeToString())
+        check.differences = merge([compare_outputs(reference_outputs, runner.run({"input_tensor": feed}),
+                                                   tolerance.atol, tolerance.score_threshold)
+                                   for feed, reference_outputs in groups])
+    except Exception as exc:  # a file that does not load or run is a failed check, on one line
+        return run_failure(check, exc)
+    return check

@@ -1,0 +1,71 @@
+"""The SavedModel as the reference every other artifact is judged against."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from od_export import compat
+from od_export.errors import InputError
+from od_export.layout import Unit
+from od_export.options import INPUT_TYPES
+from od_export.verify import samples
+
+
+@dataclass
+class Reference:
+    """A unit's SavedModel signature, the input type it takes, and its outputs on the images."""
+
+    unit: Unit
+    input_type: str
+    function: Any
+    images: list[np.ndarray]
+    outputs: list[dict[str, np.ndarray]]
+
+    def feed(self, image: np.ndarray) -> np.ndarray:
+        """The ``input_tensor`` value holding ``image`` for this unit's input type."""
+        return samples.input_batch(self.input_type, image)
+
+    def run(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The SavedModel on another image (targets with a fixed input size need their own)."""
+        tf = compat.import_tensorflow()
+        return {k: v.numpy() for k, v in self.function(input_tensor=tf.constant(self.feed(image))).items()}
+
+
+def load_signature(unit: Unit, signature_key: str) -> Any:
+    tf = compat.import_tensorflow()
+    try:
+        loaded = tf.saved_model.load(str(unit.saved_model))
+    except (OSError, ValueError, tf.errors.OpError) as exc:
+        raise InputError(f"cannot load the SavedModel {unit.saved_model}: {exc}") from exc
+    if signature_key not in loaded.signatures:
+        raise InputError(f"{unit.saved_model} has no signature {signature_key!r}; it has: {', '.join(loaded.signatures)}")
+    return loaded.signatures[signature_key]
+
+
+def _input_type_candidates(unit: Unit, signature: Any) -> list[str]:
+    if unit.name in INPUT_TYPES:
+        return [unit.name]
+    inputs = signature.structured_input_signature[1]
+    if "input_tensor" not in inputs:
+        raise InputError(
+            f"{unit.saved_model} takes {', '.join(inputs) or 'no inputs'}, not input_tensor; it is not an OD API export"
+        )
+    dtype = inputs["input_tensor"].dtype.name
+    return {"uint8": ["image_tensor"], "float32": ["float_image_tensor"]}.get(dtype, ["encoded_image_string_tensor", "tf_example"])
+
+
+def run_reference(unit: Unit, signature_key: str, images: list[np.ndarray]) -> Reference:
+    """Load the unit's SavedModel and run it on ``images``; find its input type if the name does not say."""
+    tf = compat.import_tensorflow()
+    function = load_signature(unit, signature_key)
+    last_error: Exception | None = None
+    for input_type in _input_type_candidates(unit, function):
+        reference = Reference(unit, input_type, function, images, [])
+        try:
+            reference.outputs = [reference.run(image) for image in images]
+            return reference
+        except (tf.errors.InvalidArgumentError, ValueError) as exc:
+            last_error = exc
+    raise InputError(f"the SavedModel rejects every sample input ({last_error}); is it an OD API export?")

@@ -1,0 +1,113 @@
+"""Results of checking artifacts against their SavedModel, and how they are shown."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from od_export.storage.location import AnyPath
+from od_export.verify.compare import OutputDifference, compare_outputs
+from od_export.verify.tolerance import Tolerance
+
+
+@dataclass
+class ArtifactCheck:
+    unit: str
+    artifact: str
+    input_type: str
+    differences: tuple[OutputDifference, ...] = ()
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(d.ok for d in self.differences)
+
+    def to_dict(self) -> dict[str, Any]:
+        document = {
+            "unit": self.unit, "artifact": self.artifact, "input_type": self.input_type, "ok": self.ok, "error": self.error,
+            "outputs": {d.key: {"max_abs_diff": d.max_abs_diff, "ok": d.ok} for d in self.differences},
+        }
+        if self.notes:
+            document["notes"] = list(self.notes)
+        return document
+
+
+def merge(per_image: Sequence[tuple[OutputDifference, ...]]) -> tuple[OutputDifference, ...]:
+    """Worst difference per output over several images (or several parts of one check)."""
+    merged: dict[str, OutputDifference] = {}
+    for differences in per_image:
+        for d in differences:
+            seen = merged.get(d.key)
+            merged[d.key] = OutputDifference(d.key, max(d.max_abs_diff, seen.max_abs_diff if seen else 0.0),
+                                             d.ok and (seen.ok if seen else True))
+    return tuple(merged[k] for k in sorted(merged))
+
+
+def compare_runs(check: ArtifactCheck, references: Sequence[dict[str, np.ndarray]],
+                 run: Callable[[int], dict[str, np.ndarray]], tolerance: Tolerance) -> ArtifactCheck:
+    """Fill ``check`` by running the artifact on each image (``run(i)``) against ``references[i]``.
+
+    Any exception from the artifact's runtime means the artifact does not run; it is
+    recorded on one line rather than raised, so the report still shows every artifact.
+    """
+    try:
+        check.differences = merge([
+            compare_outputs(reference, run(index), tolerance.atol, tolerance.score_threshold)
+            for index, reference in enumerate(references)
+        ])
+    except Exception as exc:  # the runtime's own error types vary (TF, onnxruntime, …)
+        check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return check
+
+
+@dataclass
+class ValidationReport:
+    export_dir: AnyPath
+    images: int
+    atol: float
+    checks: list[ArtifactCheck] = field(default_factory=list)
+    manifest: str = "none"  # "verified", "none" (not written by od-export) or the problem found
+
+    @property
+    def compared(self) -> int:
+        """Artifacts compared with a SavedModel (not counting SavedModels that only ran)."""
+        return sum(1 for check in self.checks if check.artifact != "saved_model")
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks) and self.manifest in ("verified", "none")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"export_dir": str(self.export_dir), "images": self.images, "atol": self.atol, "ok": self.ok,
+                "compared": self.compared, "manifest": self.manifest, "checks": [c.to_dict() for c in self.checks]}
+
+
+def _verdict(report: ValidationReport) -> str:
+    if not report.ok:
+        if report.manifest not in ("verified", "none"):
+            return "DAMAGED: the export's files do not match its manifest"
+        return "MISMATCH: an artifact does not compute the SavedModel's detections (or does not run)"
+    saved_models = len(report.checks) - report.compared
+    if report.compared == 0:
+        return (f"{saved_models} SavedModel(s) load and run with finite outputs; there is no other artifact "
+                "to compare with them (exported without a frozen graph)")
+    return f"all {report.compared} artifact(s) match their SavedModel"
+
+
+def format_report(report: ValidationReport) -> str:
+    lines = [f"{'unit':<28} {'artifact':<13} {'output':<28} {'max |diff|':>11}  result"]
+    for check in report.checks:
+        if check.artifact == "saved_model" and check.ok:
+            lines.append(f"{check.unit:<28} {check.artifact:<13} {'(loads and runs)':<28} {'':>11}  ok")
+        if check.error:
+            lines.append(f"{check.unit:<28} {check.artifact:<13} {'(failed to run)':<28} {'':>11}  FAIL: {check.error}")
+        for d in check.differences:
+            lines.append(f"{check.unit:<28} {check.artifact:<13} {d.key:<28} {d.max_abs_diff:>11.3g}  {'ok' if d.ok else 'MISMATCH'}")
+        lines += [f"{check.unit:<28} {check.artifact:<13} note: {note}" for note in check.notes]
+    if report.manifest not in ("verified", "none"):
+        lines.append(f"manifest: {report.manifest}")
+    lines.append(f"{report.images} image(s), atol {report.atol:g}: {_verdict(report)}")
+    return "\n".join(lines)

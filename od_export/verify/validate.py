@@ -1,0 +1,94 @@
+"""Export directory → proof that every artifact computes the SavedModel's detections.
+
+This one function is both ``od-export validate`` and the check every export runs in
+its staging directory before anything is published.  Each unit's SavedModel is the
+reference; every other artifact found beside it is loaded and run by its target in
+the runtime and with the settings its users get by default (a default TF session,
+onnxruntime's default providers, …) on the same images, and judged as
+:mod:`od_export.verify.compare` describes.  Works on exports from od-export and from
+exporter_main_v2 (plus a freezing script).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from od_export import compat
+from od_export.errors import InputError, NonFiniteOutputs, option
+from od_export.health import check_finite_outputs
+from od_export.layout import find_units
+from od_export.manifest import read_manifest, verify_inventory
+from od_export.storage.location import AnyPath, check_scheme_supported, location
+from od_export.verify import samples
+from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD
+from od_export.verify.reference import Reference, run_reference
+from od_export.verify.report import ArtifactCheck, Tolerance, ValidationReport, format_report
+
+__all__ = ["ValidateOptions", "ValidationReport", "format_report", "validate"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    export_dir: AnyPath
+    images_dir: Path | None = None
+    random_images: int = 2
+    atol: float = DEFAULT_ATOL
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    signature_key: str = "serving_default"
+    staged: bool = False  # the export's own check of its staging directory (not yet a finished export)
+
+
+def load_images(options: ValidateOptions) -> list[np.ndarray]:
+    if options.images_dir is None:
+        if options.random_images < 1:
+            raise InputError(f"{option('random_images')} needs at least 1 image")
+        return [samples.sample_image(120 + 16 * i, 160 - 8 * i, seed=100 + i) for i in range(options.random_images)]
+    directory = Path(options.images_dir)
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if directory.is_dir() else []
+    if not files:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}; pass a directory of test images "
+                         f"or use {option('random_images')} N")
+    tf = compat.import_tensorflow()
+    return [tf.io.decode_image(p.read_bytes(), channels=3, expand_animations=False).numpy() for p in files]
+
+
+def _manifest_state(export_dir: AnyPath) -> str:
+    manifest = read_manifest(export_dir)
+    if manifest is None:
+        return "none"
+    problems = verify_inventory(export_dir, manifest)
+    return "verified" if not problems else "damaged: " + "; ".join(problems[:3])
+
+
+def _reference_check(reference: Reference) -> ArtifactCheck:
+    ran = ArtifactCheck(reference.unit.name, "saved_model", reference.input_type)
+    try:
+        for outputs in reference.outputs:
+            check_finite_outputs(outputs, f"the {reference.input_type} SavedModel")
+    except NonFiniteOutputs as exc:
+        ran.error = exc.message
+    return ran
+
+
+def validate(options: ValidateOptions) -> ValidationReport:
+    from od_export.targets import TARGETS
+
+    export_dir = location(options.export_dir)
+    check_scheme_supported(export_dir, "export")
+    units = find_units(export_dir, options.staged)
+    images = load_images(options)
+    tolerance = Tolerance(options.atol, options.score_threshold)
+    report = ValidationReport(options.export_dir, len(images), options.atol, manifest=_manifest_state(export_dir))
+    for unit in units:
+        reference = run_reference(unit, options.signature_key, images)
+        ran = _reference_check(reference)
+        report.checks.append(ran)
+        if not ran.ok:
+            continue
+        for name, artifact in unit.artifacts.items():
+            report.checks.append(TARGETS[name].verify(artifact, reference, tolerance))
+    return report
