@@ -1,2 +1,45 @@
-"""od-export: turn a TF2 Object Detection API training run into deployable artifacts."""
+"""od-export: turn a TF2 Object Detection API training run into deployable, verified artifacts.
+
+The public API; everything else is internal.  Names are imported on first use, so
+``import od_export`` (and ``od-export --help``) stays free of TensorFlow::
+
+    import od_export
+
+    result = od_export.export(od_export.ExportOptions("pipeline.config", "run/", "out/", targets=("onnx",)))
+    report = od_export.validate(od_export.ValidateOptions("out/"))
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "export": "od_export.export",
+    "ExportResult": "od_export.export",
+    "ExportOptions": "od_export.options",
+    "ConversionOptions": "od_export.options",
+    "SideInput": "od_export.options",
+    "convert": "od_export.convert",
+    "ConvertOptions": "od_export.convert",
+    "validate": "od_export.verify.validate",
+    "ValidateOptions": "od_export.verify.validate",
+    "ValidationReport": "od_export.verify.validate",
+    "inspect_path": "od_export.inspect.paths",
+    "InspectOptions": "od_export.inspect.paths",
+    "create_demo_checkpoint": "od_export.source.demo",
+    "DemoCheckpointOptions": "od_export.source.demo",
+    "TARGETS": "od_export.targets",
+    "OdExportError": "od_export.errors",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'od_export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -119,19 +119,17 @@ def _check_sources(options: ExportOptions) -> _Sources:
     the import, before any model is built.
     """
     options.check()
-    targets = requested_targets(options)
-    for target in targets:
-        target.check_available()
     config_path, checkpoint_path = location(options.pipeline_config), location(options.checkpoint_dir)
     for what, path in (("pipeline config", config_path), ("checkpoint directory", checkpoint_path),
                        ("output", location(options.output_dir))):
         check_scheme_supported(path, what)  # imports TensorFlow for a URL only
     config = load_pipeline_config(config_path, options.config_overrides)
-    for target in targets:
-        target.check_request(meta_architecture(config), config, options)
     resolved = checkpoints.resolve_checkpoint(checkpoint_path, options.checkpoint)
     output = plan_output(options.output_dir, options.overwrite,
                          [("checkpoint directory", resolved.directory), ("pipeline config", config_path)])
+    for target in requested_targets(options):  # still before TensorFlow: a missing extra fails in a second
+        target.check_available()
+        target.check_request(meta_architecture(config), config, options)
     return _Sources(config, resolved, output)
 
 

@@ -97,6 +97,7 @@ def build_manifest(
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     path = root / MANIFEST_NAME
+    path.unlink(missing_ok=True)  # never write through a hard link into a published export
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -134,3 +135,15 @@ def read_manifest(root: AnyPath) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None
+
+
+def update_manifest(source_root: Path, root: Path, validation: dict[str, Any], targets: list[str]) -> Path:
+    """The manifest of an export that ``convert`` extended: new inventory, new validation, the conversion noted.
+
+    An export without a manifest (exporter_main_v2's) gets one, whose source is the export itself.
+    """
+    manifest = read_manifest(source_root) or {"format": 1, "source": {"converted_from": str(source_root)}}
+    manifest.setdefault("conversions", []).append({"targets": targets, "versions": tool_versions()})
+    manifest["artifacts"] = file_inventory(root)
+    manifest["validation"] = validation
+    return write_manifest(root, manifest)

@@ -91,10 +91,9 @@ class ExportOptions:
         if self.frozen_format not in FROZEN_FORMATS:
             raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")
         self.conversion.check()
-        from od_export.targets import get_target
-
         for name in self.targets:
-            get_target(name)
+            if name not in OPTIONAL_TARGET_NAMES:
+                raise InputError(f"unknown target {name!r}; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")
         if self.side_inputs and self.input_types != ("image_tensor",):
             raise InputError(f"side inputs work with {option('input_types')} image_tensor only (as in exporter_main_v2)")
 

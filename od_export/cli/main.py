@@ -86,6 +86,38 @@ def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
                              input_format=args.input_format)
 
 
+def _add_convert(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="add targets (onnx, tensorrt, frozen_graph) to an existing export, without its checkpoint",
+        description="Convert an export (od-export's, exporter_main_v2's or a model-zoo directory) to more targets; "
+        "the new artifacts are verified and the export is updated atomically.",
+    )
+    parser.add_argument("export_dir", metavar="EXPORT_DIR")
+    parser.add_argument("--pipeline-config", metavar="PATH", help="the run's pipeline.config (default: the one in the export)")
+    parser.add_argument("--signature-key", default="serving_default")
+    add_target_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace artifacts of these targets that the export already has")
+    parser.add_argument("--wait", action="store_true", help="if another od-export is writing this export, wait for it")
+    _add_common(parser)
+    parser.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> dict[str, Any]:
+    from od_export.convert import ConvertOptions, convert
+
+    result = convert(ConvertOptions(
+        location(args.export_dir), tuple(args.targets),
+        location(args.pipeline_config) if args.pipeline_config else None,
+        conversion_options_from_args(args), args.signature_key, args.overwrite, args.wait,
+    ))
+    if not args.json:
+        for unit, targets in result.written.items():
+            for name, files in targets.items():
+                print(f"{unit}: {name}: {files[0]}")
+    return result.to_dict()
+
+
 def _add_demo_checkpoint(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo-checkpoint",
@@ -107,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     subparsers.required = True
     _add_export(subparsers)
+    _add_convert(subparsers)
     _add_demo_checkpoint(subparsers)
     cli_inspect.add_subcommands(subparsers, _add_common)
     return parser

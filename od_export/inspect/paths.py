@@ -17,11 +17,10 @@ from typing import Any
 from od_export import compat
 from od_export.source import checkpoints
 from od_export.errors import InputError, option
-from od_export.targets.frozen_graph import IO_SPEC_NAME
 from od_export.inspect.graph_summary import summarize_graph, summarize_signatures
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location
-from od_export.storage.owners import is_od_export_temporary
+from od_export.layout import IO_SPEC_NAME, looks_like_export, unit_directories
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,6 @@ class InspectOptions:
 
 
 _CONFIG_START = re.compile(rb"^\s*(model|train_config|eval_config)\s*:?\s*\{", re.M)
-
-
-def _visible_subdirectories(path: AnyPath) -> list[AnyPath]:
-    """Sub-directories, without od-export's own temporary ones (never an export)."""
-    return [p for p in path.iterdir() if p.is_dir() and not is_od_export_temporary(p.name)]
 
 
 def _looks_like_pipeline_config(path: AnyPath) -> bool:
@@ -56,7 +50,7 @@ def detect_kind(path: AnyPath) -> str:
         require_finished(path)
         if (path / "saved_model.pb").is_file():
             return "saved_model"
-        if (path / "saved_model").is_dir() or any((p / "saved_model").is_dir() for p in _visible_subdirectories(path)):
+        if looks_like_export(path):
             return "export"
         if checkpoints.available_checkpoints(path) or checkpoints.available_checkpoints(path / "checkpoint"):
             return "checkpoint"
@@ -67,13 +61,15 @@ def detect_kind(path: AnyPath) -> str:
         return "meta_graph"
     if path.suffix in (".pb", ".pbtxt"):
         return "graph"
+    if path.suffix == ".onnx":
+        return "onnx"
     if path.suffix == ".index" or ".data-" in path.name:
         return "checkpoint"
     if _looks_like_pipeline_config(path):
         return "pipeline_config"
     raise InputError(
         f"od-export does not know what {path} is; inspect takes an export directory, a SavedModel, a .pb or "
-        ".pbtxt graph, a TF1 .meta graph, a checkpoint or a pipeline.config"
+        ".pbtxt graph, a TF1 .meta graph, an .onnx file, a checkpoint or a pipeline.config"
     )
 
 
@@ -84,6 +80,7 @@ def inspect_path(options: InspectOptions) -> dict[str, Any]:
     handlers = {
         "export": _export, "saved_model": _saved_model, "graph": _graph_file, "meta_graph": _meta_graph,
         "checkpoint": lambda p: _checkpoint(p, options.pipeline_config), "pipeline_config": _pipeline_config,
+        "onnx": _onnx,
     }
     report = {"path": str(path), "kind": kind, **handlers[kind](path)}
     if "config_check" in report:  # a gate: a checkpoint that does not fit its config fails
@@ -158,15 +155,46 @@ def _meta_graph(path: Path) -> dict[str, Any]:
     }
 
 
+def _onnx(path: AnyPath) -> dict[str, Any]:
+    """Opset, inputs, outputs and any TensorRT plugin nodes (with their attributes) of an ONNX file."""
+    from od_export.targets import get_target
+
+    get_target("onnx").check_available()
+    import onnx
+
+    from od_export.targets.onnx import describe_onnx
+
+    try:
+        with path.open("rb") as handle:
+            model = onnx.load_from_string(handle.read())
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise InputError(f"{path} is not an ONNX model ({' '.join(str(exc).split())[:200]})") from exc
+    plugins = [{"name": node.name, "op": node.op_type, "attributes": {a.name: _attribute(a) for a in node.attribute}}
+               for node in model.graph.node if node.op_type.endswith("_TRT")]
+    return {**describe_onnx(model), "nodes": len(model.graph.node), "plugins": plugins}
+
+
+def _attribute(attribute: Any) -> Any:
+    import onnx
+
+    value = onnx.helper.get_attribute_value(attribute)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _export(path: Path) -> dict[str, Any]:
-    units = [path] if (path / "saved_model").is_dir() else sorted(
-        (p for p in _visible_subdirectories(path) if (p / "saved_model").is_dir()), key=str)
+    from od_export.targets import find_artifacts
+
+    units = unit_directories(path) or [path]
     report_units = []
     for unit in units:
         entry: dict[str, Any] = {"name": unit.name, "directory": str(unit), "saved_model": _saved_model(unit / "saved_model")}
-        frozen = sorted((unit / "frozen_graph").glob("*.pb*")) if (unit / "frozen_graph").is_dir() else []
-        if frozen:
-            entry["frozen_graph"] = {"path": str(frozen[0]), **_graph_file(frozen[0])}
+        artifacts = find_artifacts(unit)
+        entry["targets"] = ["saved_model", *artifacts]
+        if "frozen_graph" in artifacts:
+            entry["frozen_graph"] = {"path": str(artifacts["frozen_graph"]), **_graph_file(artifacts["frozen_graph"])}
+        for name in ("onnx", "tensorrt"):
+            if name in artifacts:
+                entry[name] = {"path": str(artifacts[name]), **_onnx(artifacts[name])}
         entry["has_checkpoint"] = (unit / "checkpoint").is_dir()
         entry["has_pipeline_config"] = (unit / "pipeline.config").is_file()
         report_units.append(entry)

@@ -56,6 +56,23 @@ def python_function(module: Any) -> Any:
     return functools.partial(type(module).__call__.python_function, module)
 
 
+def batched_serving_function(model: Any) -> Any:
+    """float images [B,H,W,3] → the exporter's outputs, without its per-image ``tf.map_fn``.
+
+    The exporter preprocesses each image of the batch inside a ``tf.map_fn`` (images of
+    one batch may differ in size), which converts to an ONNX ``Loop``.  At a static
+    shape the model's own batched ``preprocess`` gives the same tensors with no loop;
+    the rest is the exporter's own ``_run_inference_on_images`` (class offset, casts).
+    """
+    module = detection_module(model, "float_image_tensor")
+
+    def serve(images: Any) -> dict[str, Any]:
+        preprocessed, true_shapes = model.preprocess(images)
+        return module._run_inference_on_images(preprocessed, true_shapes)
+
+    return serve
+
+
 def trace(module: Any, input_type: str, architecture: str) -> TracedFunction:
     """Trace ``module`` without autograph where that is proven safe, else as the exporter does."""
     tf = compat.import_tensorflow()

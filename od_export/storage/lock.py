@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from od_export.errors import OutputBusy
+from od_export.errors import OutputBusy, option
 from od_export.storage.owners import LOCK_PREFIX, owner_token
 
 
@@ -71,7 +71,7 @@ def target_lock(target: Path | str, lock_file: Path, wait: bool) -> Iterator[Non
         holder = _holder(lock_file)
         if not wait:
             raise OutputBusy(
-                f"output {target} is being written by {holder}; wait for it to finish, or ask to wait for it"
+                f"output {target} is being written by {holder}; wait for it to finish, or use {option('wait')} to wait for it"
             )
         logger.info(f"waiting for {holder} to finish writing {target}")
         started = time.monotonic()

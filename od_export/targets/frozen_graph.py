@@ -45,10 +45,14 @@ def _output_node_name(key: str, taken: set[str]) -> str:
     return f"outputs/{key}"  # a graph node already uses the key itself
 
 
-def freeze_function(concrete: Any, signature_key: str = "serving_default") -> FrozenGraph:
-    """Freeze ``concrete`` in memory (no SavedModel round trip) and describe its I/O."""
+def freeze_function(concrete: Any, signature_key: str = "serving_default", lower_control_flow: bool = True) -> FrozenGraph:
+    """Freeze ``concrete`` in memory (no SavedModel round trip) and describe its I/O.
+
+    Control flow is lowered to TF1's ``Enter``/``Exit`` frames by default, which every
+    TF1-era tool reads; converters (tf2onnx) want it functional (``lower_control_flow=False``).
+    """
     tf = compat.import_tensorflow()
-    graph_def, input_names, output_tensors = _variables_to_constants(concrete)
+    graph_def, input_names, output_tensors = _variables_to_constants(concrete, lower_control_flow)
     taken = {node.name for node in graph_def.node}
 
     outputs = concrete.structured_outputs
@@ -80,7 +84,7 @@ def freeze_function(concrete: Any, signature_key: str = "serving_default") -> Fr
     return FrozenGraph(graph_def, io_spec)
 
 
-def _variables_to_constants(concrete: Any) -> tuple[Any, list[str], list[Any]]:
+def _variables_to_constants(concrete: Any, lower_control_flow: bool) -> tuple[Any, list[str], list[Any]]:
     """GraphDef with variables folded in, its input tensor names, and the output tensors.
 
     ``convert_variables_to_constants_v2`` spends most of its time wrapping the GraphDef
@@ -94,12 +98,12 @@ def _variables_to_constants(concrete: Any) -> tuple[Any, list[str], list[Any]]:
     user_inputs = [t for t in concrete.inputs if t.dtype != tf.resource]
     try:
         data = convert_to_constants._FunctionConverterDataInEager(
-            func=concrete, lower_control_flow=True, aggressive_inlining=False
+            func=concrete, lower_control_flow=lower_control_flow, aggressive_inlining=False
         )
         graph_def, _ = convert_to_constants._replace_variables_by_constants(converter_data=data)
         return graph_def, [t.name for t in user_inputs], list(concrete.outputs)
     except AttributeError:
-        frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+        frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=lower_control_flow)
         inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
         return frozen.graph.as_graph_def(), inputs, list(frozen.outputs)
 

@@ -1,11 +1,11 @@
 """``onnx/model.onnx``: the serving function converted by tf2onnx, verified in onnxruntime.
 
-tf2onnx converts the traced serving function in memory (no SavedModel reload, no
-subprocess).  It freezes the function itself, keeping TensorFlow's functional control
-flow, which it turns into ONNX ``Loop``/``If``; the frozen-graph target's lowered
-control flow (``Enter``/``Exit`` frames, kept for TF1 tools) does not convert.  Inputs
-and outputs carry the signature's names (``input_tensor``, ``detection_boxes``, …),
-and dynamic dimensions stay dynamic.
+The traced serving function is frozen in memory, as for the frozen-graph target but
+with TensorFlow's functional control flow kept (tf2onnx turns ``While``/``If`` into
+ONNX ``Loop``/``If``; the lowered ``Enter``/``Exit`` frames kept for TF1 tools do not
+convert), and tf2onnx converts that GraphDef: no SavedModel reload, no subprocess.
+Inputs and outputs carry the signature's names (``input_tensor``,
+``detection_boxes``, …), and dynamic dimensions stay dynamic.
 """
 from __future__ import annotations
 
@@ -32,26 +32,19 @@ ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
 STRING_INPUT_TYPES = ("encoded_image_string_tensor", "tf_example")
 
 
-class _Traced:
-    """What ``tf2onnx.convert.from_function`` asks of a ``tf.function``, for a traced ConcreteFunction."""
-
-    def __init__(self, concrete: Any) -> None:
-        self._concrete = concrete
-
-    def get_concrete_function(self, *args: Any) -> Any:
-        return self._concrete
-
-
 def convert_function(concrete: Any, opset: int) -> Any:
     """A traced function → ONNX ModelProto named after the signature; conversion errors fail the export."""
-    from od_export import compat
+    from od_export.targets.frozen_graph import freeze_function
 
-    compat.import_tensorflow()
+    frozen = freeze_function(concrete, lower_control_flow=False)
     import tf2onnx
 
     logging.getLogger("tf2onnx").setLevel(max(logging.getLogger("od_export").getEffectiveLevel(), logging.ERROR))
+    names = {entry["tensor"]: key for part in ("inputs", "outputs") for key, entry in frozen.io_spec[part].items()}
     try:
-        model_proto, _ = tf2onnx.convert.from_function(_Traced(concrete), input_signature=[None], opset=opset)
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph_def, input_names=[e["tensor"] for e in frozen.io_spec["inputs"].values()],
+            output_names=[e["tensor"] for e in frozen.io_spec["outputs"].values()], opset=opset, tensors_to_rename=names)
     except Exception as exc:  # tf2onnx raises plain ValueError/KeyError/RuntimeError for what it cannot convert
         raise ExportFailed(f"tf2onnx cannot convert this model: {' '.join(str(exc).split())[:300]}") from exc
     return model_proto

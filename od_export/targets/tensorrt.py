@@ -62,12 +62,12 @@ def nms_settings(config: Any) -> Any:
 def _static_function(context: ExportContext, height: int, width: int, keys: tuple[str, ...] | None) -> Any:
     """The serving function at a static float32 shape, ending at ``keys`` (all outputs when None)."""
     from od_export import compat
-    from od_export.source.tracing import detection_module, python_function
+    from od_export.source.tracing import batched_serving_function
 
     tf = compat.import_tensorflow()
     conversion = context.options.conversion
     if context.model is not None:
-        serve = python_function(detection_module(context.model, "float_image_tensor"))
+        serve = batched_serving_function(context.model)
     else:  # an existing export: its signature, fed the dtype it takes
         dtype = context.traced.concrete.structured_input_signature[1]["input_tensor"].dtype
         serve = lambda images: context.traced.concrete(input_tensor=tf.cast(images, dtype))  # noqa: E731

@@ -14,7 +14,7 @@ every converter reorder float32 sums.  So the comparison has two parts:
   1.4× margin; a real defect (a changed weight, a wrong preprocessing step, swapped
   outputs) moves them by 0.05 or more (see ``tests/test_validate.py``).
 * **Final detections** (above ``score_threshold``) are matched by class and box overlap
-  (IoU ≥ ``MATCH_IOU``), not by index: two detections with near-equal scores may swap
+  (IoU ≥ ``MATCH_IOU``, or coordinates equal within ``atol`` for boxes with no area), not by index: two detections with near-equal scores may swap
   places in NMS without being a failure.  A matched pair must agree within ``atol``;
   a detection without a partner is a failure unless it is explained by the same
   rounding: its score lies within ``atol`` of the threshold, or the other side's list
@@ -85,7 +85,11 @@ def match_detections(reference: dict[str, np.ndarray], candidate: dict[str, np.n
     ref_scores, cand_scores = reference["detection_scores"][item], candidate["detection_scores"][item]
     ref_keep, cand_keep = np.flatnonzero(ref_scores > score_threshold), np.flatnonzero(cand_scores > score_threshold)
     ref_keep = ref_keep[np.argsort(-ref_scores[ref_keep], kind="stable")]
-    iou = box_iou(reference["detection_boxes"][item][ref_keep], candidate["detection_boxes"][item][cand_keep])
+    ref_boxes, cand_boxes = reference["detection_boxes"][item][ref_keep], candidate["detection_boxes"][item][cand_keep]
+    iou = box_iou(ref_boxes, cand_boxes)
+    # boxes with (almost) no area have no meaningful IoU: equal within atol counts as overlapping fully
+    close = np.abs(ref_boxes[:, None].astype(np.float64) - cand_boxes[None]).max(axis=-1, initial=0.0) <= atol
+    iou = np.where(close, 1.0, iou)
     same_class = reference["detection_classes"][item][ref_keep][:, None] == candidate["detection_classes"][item][cand_keep][None]
     iou = np.where(same_class, iou, -1.0)
     pairs, taken = [], np.zeros(len(cand_keep), bool)

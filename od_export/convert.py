@@ -1,0 +1,159 @@
+"""Existing export → more targets, without the training checkpoint (``od-export convert``).
+
+Works on od-export's exports, exporter_main_v2's and model-zoo directories
+(``saved_model/`` plus ``pipeline.config``).  When a unit carries the exporter's own
+``checkpoint/ckpt-0`` the model is rebuilt from the config and restored from it, so
+the targets start from the same traced function as in an export; otherwise they
+start from the SavedModel's signature.  The export is rebuilt in a staging directory
+(unchanged files hard-linked, not copied), the new artifacts are verified like any
+export, the manifest is updated, and the whole directory is swapped into place.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from od_export import compat
+from od_export.errors import InputError, OutputError, ValidationFailed, option
+from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit, find_units
+from od_export.manifest import MANIFEST_NAME, update_manifest
+from od_export.options import INPUT_TYPES, ConversionOptions, ExportOptions
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
+from od_export.source.tracing import TracedFunction
+from od_export.storage.location import RemotePath, location
+from od_export.storage.output import plan_output, reserve, staged_output
+from od_export.targets import ExportContext, Target, get_target
+from od_export.verify.validate import ValidateOptions, format_report, validate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    export_dir: str | Path
+    targets: tuple[str, ...]
+    pipeline_config: str | Path | None = None
+    conversion: ConversionOptions = field(default_factory=ConversionOptions)
+    signature_key: str = "serving_default"
+    overwrite: bool = False
+    wait: bool = False
+
+
+@dataclass
+class ConvertResult:
+    export_dir: Path
+    written: dict[str, dict[str, list[str]]]
+    validation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"export_dir": str(self.export_dir), "written": self.written, "validation": self.validation}
+
+
+def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]]:
+    if not options.targets:
+        raise InputError(f"no target given; choose from: {', '.join(n for n in ('onnx', 'tensorrt', 'frozen_graph'))}")
+    targets = [get_target(name) for name in dict.fromkeys(options.targets)]
+    if any(t.name == "saved_model" for t in targets):
+        raise InputError("an export already has its SavedModel; choose another target")
+    options.conversion.check()
+    for target in targets:
+        target.check_available()
+    export_dir = location(options.export_dir)
+    if isinstance(export_dir, RemotePath):
+        raise InputError(f"convert works on local exports; copy {export_dir} here first")
+    units = find_units(export_dir)
+    config_path = options.pipeline_config or next(
+        (p for p in [u.directory / PIPELINE_CONFIG_NAME for u in units] + [export_dir / PIPELINE_CONFIG_NAME] if p.is_file()),
+        None)
+    if config_path is None:
+        raise InputError(f"{export_dir} has no pipeline.config; give the run's config ({option('pipeline_config')})")
+    config = load_pipeline_config(config_path)
+    request = ExportOptions(config_path, export_dir, export_dir, signature_key=options.signature_key,
+                            conversion=options.conversion)
+    for target in targets:
+        target.check_request(meta_architecture(config), config, request)
+        taken = [u.name for u in units if target.name in u.artifacts]
+        if taken and not options.overwrite:
+            raise OutputError(f"{export_dir} already has a {target.name} artifact ({', '.join(taken)}); "
+                              f"pass {option('overwrite')} to replace it")
+    return Path(export_dir), units, config, targets
+
+
+def _input_type(unit: Unit, signature: Any) -> str:
+    if unit.name in INPUT_TYPES:
+        return unit.name
+    dtype = signature.structured_input_signature[1]["input_tensor"].dtype.name
+    return {"uint8": "image_tensor", "float32": "float_image_tensor"}.get(dtype, "encoded_image_string_tensor")
+
+
+def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any]) -> tuple[TracedFunction, Any]:
+    """The unit's serving function: retraced from its checkpoint when it has one, else its signature."""
+    from od_export.source.model import build_model, restore_checked
+    from od_export.source.tracing import detection_module, trace
+    from od_export.verify.reference import load_signature
+
+    signature = load_signature(unit, signature_key)
+    input_type = _input_type(unit, signature)
+    prefix = unit.directory / CHECKPOINT_DIR / "ckpt-0"
+    if not prefix.with_name("ckpt-0.index").is_file():
+        logger.info(f"{unit.name}: no checkpoint/ckpt-0 beside the SavedModel: converting its signature")
+        return TracedFunction(input_type, None, signature, autograph=True), None
+    if "model" not in models:
+        models["model"] = build_model(config)
+    model = models["model"]
+    traced = trace(detection_module(model, input_type), input_type, meta_architecture(config))
+    if "restored" not in models:
+        restore_checked(model, prefix)
+        models["restored"] = True
+    return traced, model
+
+
+def _link_tree(source: Path, destination: Path, replaced: set[str]) -> None:
+    """Hard-link the export into staging, leaving out what is rewritten (never written through a link)."""
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if n == MANIFEST_NAME or (n in replaced and os.path.isdir(os.path.join(directory, n)))]
+
+    shutil.copytree(source, destination, copy_function=os.link, ignore=ignore, dirs_exist_ok=True)
+
+
+def convert(options: ConvertOptions) -> ConvertResult:
+    export_dir, units, config, targets = _check(options)
+    plan = plan_output(str(export_dir), overwrite=True)
+    written: dict[str, dict[str, list[str]]] = {}
+    with reserve(plan, options.wait):
+        logger.info("loading TensorFlow and the Object Detection API")
+        compat.import_object_detection()
+        with staged_output(plan) as staging:
+            _link_tree(export_dir, staging, {t.directory for t in targets})
+            models: dict[str, Any] = {}
+            shared: dict[str, Any] = {}
+            for unit in units:
+                relative = unit.directory.relative_to(export_dir)
+                traced, model = _traced(unit, config, options.signature_key, models)
+                request = ExportOptions(export_dir, export_dir, export_dir, signature_key=options.signature_key,
+                                        conversion=options.conversion)
+                context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model, shared)
+                written[unit.name] = _write_targets(context, targets, staging / relative, export_dir / relative)
+            report = validate(ValidateOptions(staging, signature_key=options.signature_key, staged=True))
+            if not report.ok:
+                raise ValidationFailed(format_report(report).splitlines()[-1] + "; the export was left unchanged")
+            validation = {**report.to_dict(), "export_dir": str(export_dir)}
+            update_manifest(export_dir, staging, validation, [t.name for t in targets])
+    logger.info(f"updated {export_dir}")
+    return ConvertResult(export_dir, written, validation)
+
+
+def _write_targets(context: ExportContext, targets: list[Target], directory: Path, final: Path) -> dict[str, list[str]]:
+    written = {}
+    for target in targets:
+        if not target.supports_input_type(context.input_type):
+            logger.warning(f"{context.input_type}: no {target.name} artifact: {target.unsupported_reason(context.input_type)}")
+            continue
+        logger.info(f"{context.input_type}: writing {target.name}")
+        files = target.write(context, directory / target.directory)
+        written[target.name] = [str(final / p.relative_to(directory)) for p in files]
+    return written

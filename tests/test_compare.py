@@ -1,0 +1,78 @@
+"""Detections are compared as a user judges them: by class and overlap, not by index."""
+from __future__ import annotations
+
+import numpy as np
+
+from od_export.verify.compare import UNMATCHED_KEY, box_iou, compare_outputs
+
+
+def detections(rows: list[tuple[float, int, tuple[float, float, float, float]]], slots: int = 5) -> dict[str, np.ndarray]:
+    """A batch of one: (score, class, box) rows, padded with zeros to ``slots``."""
+    scores, classes, boxes = np.zeros((1, slots), np.float32), np.zeros((1, slots), np.float32), np.zeros((1, slots, 4), np.float32)
+    for i, (score, cls, box) in enumerate(rows):
+        scores[0, i], classes[0, i], boxes[0, i] = score, cls, box
+    return {"detection_scores": scores, "detection_classes": classes, "detection_boxes": boxes,
+            "num_detections": np.array([float(slots)], np.float32)}
+
+
+A = (0.9, 1, (0.1, 0.1, 0.4, 0.4))
+B = (0.5001, 2, (0.5, 0.5, 0.9, 0.9))
+C = (0.5, 3, (0.2, 0.6, 0.3, 0.8))
+
+
+def verdict(reference, candidate, **kwargs) -> dict[str, bool]:
+    return {d.key: d.ok for d in compare_outputs(reference, candidate, **kwargs)}
+
+
+def test_identical_detections_match():
+    result = verdict(detections([A, B, C]), detections([A, B, C]))
+    assert all(result.values()) and UNMATCHED_KEY in result
+
+
+def test_near_equal_scores_that_swap_places_in_nms_are_not_a_failure():
+    swapped = (C[0] + 0.0003, C[1], C[2]), (B[0] - 0.0002, B[1], B[2])
+    assert all(verdict(detections([A, B, C]), detections([A, *swapped])).values())
+
+
+def test_missing_extra_moved_or_reclassified_detections_fail():
+    assert not verdict(detections([A, B, C]), detections([A, B]))[UNMATCHED_KEY]  # missing
+    assert not verdict(detections([A, B]), detections([A, B, C]))[UNMATCHED_KEY]  # extra
+    moved = (B[0], B[1], (0.52, 0.5, 0.92, 0.9))  # IoU still > 0.5, but 0.02 off
+    assert not verdict(detections([A, B]), detections([A, moved]))["detection_boxes"]
+    other_class = (B[0], 3, B[2])
+    assert not verdict(detections([A, B]), detections([A, other_class]))[UNMATCHED_KEY]
+
+
+def test_detections_at_the_threshold_or_cut_by_a_full_list_are_explained():
+    faint = (0.052, 1, (0.6, 0.1, 0.7, 0.2))
+    assert all(verdict(detections([A, faint]), detections([A]), score_threshold=0.05).values())
+    # both lists are full (3 slots); their last entries differ by rounding: each fell off the other's list
+    other = (0.5003, 1, (0.7, 0.7, 0.8, 0.8))
+    assert all(verdict(detections([A, B, C], slots=3), detections([A, B, other], slots=3)).values())
+    # a list that was full before entries were set aside (candidate_floors) still explains what fell off
+    thinned = detections([A, B], slots=3)
+    assert not verdict(detections([A, B, C], slots=3), thinned)[UNMATCHED_KEY]
+    assert verdict(detections([A, B, C], slots=3), thinned, candidate_floors=np.array([0.5]))[UNMATCHED_KEY]
+
+
+def test_outputs_of_different_shapes_are_reported():
+    result = verdict(detections([A, B, C]), detections([A, B], slots=2))
+    assert result["detection_boxes"] is False and result["detection_scores"] is False
+
+
+def test_raw_outputs_and_counts():
+    reference = {"raw_detection_scores": np.array([[0.1, 0.2]]), "num_detections": np.array([2.0])}
+    assert verdict(reference, {"raw_detection_scores": np.array([[0.105, 0.2]]), "num_detections": np.array([2.0])},
+                   atol=1e-2) == {"num_detections": True, "raw_detection_scores": True}
+    assert not verdict(reference, {"raw_detection_scores": np.array([[0.2, 0.2]]), "num_detections": np.array([2.0])},
+                       atol=1e-2)["raw_detection_scores"]
+    assert not verdict(reference, {"raw_detection_scores": np.array([[0.1, 0.2]]), "num_detections": np.array([3.0])})[
+        "num_detections"]
+    assert verdict(reference, {"num_detections": np.array([2.0])}) == {"num_detections": True, "raw_detection_scores": False}
+
+
+def test_box_iou_accepts_either_corner_order():
+    a = np.array([[0.0, 0.0, 1.0, 1.0]])
+    b = np.array([[0.5, 1.0, 0.0, 0.0]])  # same as [0, 0, 0.5, 1] with corners swapped
+    assert np.isclose(box_iou(a, b)[0, 0], 0.5)
+    assert box_iou(a, np.array([[2.0, 2.0, 3.0, 3.0]]))[0, 0] == 0.0
