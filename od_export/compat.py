@@ -240,3 +240,4 @@ def import_object_detection() -> types.SimpleNamespace:
         pipeline_pb2=pipeline_pb2,
         config_util=config_util,
     )
+

@@ -30,6 +30,8 @@ import numpy as np
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD
 MATCH_IOU = 0.5
 EXACT_KEYS = ("num_detections",)
+#: Before NMS: one row per anchor (single-stage) or per proposal (two-stage models).
+RAW_KEYS = ("raw_detection_boxes", "raw_detection_scores")
 #: Per-detection outputs compared between matched pairs; every ``detection_*`` key is one.
 PER_DETECTION_PREFIX = "detection_"
 UNMATCHED_KEY = "unmatched_detections"
@@ -132,6 +134,32 @@ def _per_detection(reference: dict[str, np.ndarray], candidate: dict[str, np.nda
     return [OutputDifference(k, d, d == 0.0 if k in exact else d <= atol) for k, d in worst.items()], unexplained
 
 
+def _raw_row_order(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], atol: float) -> list[np.ndarray] | None:
+    """Candidate rows reordered to the reference's, for raw outputs whose rows are proposals.
+
+    A single-stage model's raw rows are its anchors, always in the same order.  A
+    two-stage model's are the proposals its first stage kept, in score order, and
+    near-tied proposals trade places under float rounding like detections do.  When
+    the rows differ by index, each reference row takes the unused candidate row with
+    the closest box; a proposal that only one side kept still fails the comparison.
+    """
+    if not set(RAW_KEYS) <= set(reference) or not set(RAW_KEYS) <= set(candidate):
+        return None
+    ref_boxes, cand_boxes = np.asarray(reference[RAW_KEYS[0]], np.float64), np.asarray(candidate[RAW_KEYS[0]], np.float64)
+    if ref_boxes.shape != cand_boxes.shape or ref_boxes.ndim != 3 or _max_diff(ref_boxes, cand_boxes) <= atol:
+        return None
+    orders = []
+    for ref_item, cand_item in zip(ref_boxes, cand_boxes):
+        distance = np.abs(ref_item[:, None] - cand_item[None]).max(axis=-1)
+        order, used = [], np.zeros(len(cand_item), bool)
+        for row in range(len(ref_item)):
+            best = int(np.argmin(np.where(used, np.inf, distance[row])))
+            used[best] = True
+            order.append(best)
+        orders.append(np.array(order))
+    return orders
+
+
 def compare_outputs(
     reference: dict[str, np.ndarray],
     candidate: dict[str, np.ndarray],
@@ -149,10 +177,14 @@ def compare_outputs(
     differences = [OutputDifference(k, float("inf"), False) for k in shared if k not in shaped]
     detections = {"detection_boxes", "detection_scores", "detection_classes"} <= set(shaped)
     per_detection = [k for k in shaped if k.startswith(PER_DETECTION_PREFIX)] if detections else []
+    rows = _raw_row_order(reference, candidate, atol)
     for key in shaped:
         if key in per_detection:
             continue
-        diff = _max_diff(np.asarray(reference[key]), np.asarray(candidate[key]))
+        ref, cand = np.asarray(reference[key]), np.asarray(candidate[key])
+        if key in RAW_KEYS and rows is not None:
+            cand = np.stack([cand[item][order] for item, order in enumerate(rows)])
+        diff = _max_diff(ref, cand)
         differences.append(OutputDifference(key, diff, diff == 0.0 if key in EXACT_KEYS else diff <= atol))
     if per_detection:
         matched, unexplained = _per_detection(reference, candidate, per_detection, score_threshold, atol,
