@@ -7,8 +7,14 @@ layer, which it needs to run at all) and one freezing process (load the SavedMod
 take ``serving_default``, ``convert_variables_to_constants_v2``, ``write_graph``).
 Candidate: one ``od-export export`` process for all the input types.  Both run on
 the same demo checkpoint, alternating, several times; the table gives median wall
-time, peak RSS of the child processes and the ratio to the baseline.  A second
-table compares per-image CPU latency of the frozen graph and the SavedModel.
+time, peak RSS of the child processes and the ratio to the baseline.
+
+Time to a TensorRT-ready ONNX: ``od-export export --input-type float_image_tensor
+--target tensorrt`` against the path users take today without od-export (an
+``exporter_main_v2`` float export, then a process that reloads the SavedModel and
+converts it with ``python -m tf2onnx.convert``; it does not even do the NMS surgery
+that NVIDIA's ``create_onnx.py`` adds), alternating.  A last table compares per-image
+CPU latency of the SavedModel, the frozen graph and the ONNX file in onnxruntime.
 
     .venv/bin/python scripts/bench_export.py --architectures ssd_mobilenet_v2 --repetitions 3
 """
@@ -96,6 +102,37 @@ def od_export(run: Path, input_types: tuple[str, ...], out: Path) -> tuple[float
     return run_child(command)
 
 
+def tensorrt_baseline(run: Path, out: Path) -> tuple[float, int]:
+    wall, peak = run_child([
+        sys.executable, __file__, "_exporter_main_v2", "--input_type=float_image_tensor",
+        f"--pipeline_config_path={run / 'pipeline.config'}", f"--trained_checkpoint_dir={run}", f"--output_directory={out}",
+    ])
+    seconds, rss = run_child([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(out / "saved_model"),
+                              "--opset", "17", "--output", str(out / "model.onnx")])
+    return wall + seconds, max(peak, rss)
+
+
+def tensorrt_od_export(run: Path, out: Path) -> tuple[float, int]:
+    return run_child([str(Path(sys.executable).with_name("od-export")), "export", "-q", "--input-type",
+                      "float_image_tensor", "--target", "tensorrt", "--pipeline-config", str(run / "pipeline.config"),
+                      "--checkpoint-dir", str(run), "--output-dir", str(out)])
+
+
+def tensorrt_time(run: Path, repetitions: int, scratch: Path) -> dict:
+    samples: dict[str, list[tuple[float, int]]] = {"baseline": [], "od-export": []}
+    for repetition in range(repetitions):
+        order = ("baseline", "od-export") if repetition % 2 == 0 else ("od-export", "baseline")
+        for variant in order:
+            out = scratch / f"trt-{variant}-{repetition}"
+            measure = tensorrt_baseline if variant == "baseline" else tensorrt_od_export
+            samples[variant].append(measure(run, out))
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"  tensorrt {variant:9s} rep {repetition + 1}: {samples[variant][-1][0]:.1f} s", file=sys.stderr, flush=True)
+    medians = {variant: statistics.median(v[0] for v in values) for variant, values in samples.items()}
+    return {"baseline_s": medians["baseline"], "od_export_s": medians["od-export"],
+            "ratio": medians["od-export"] / medians["baseline"]}
+
+
 def export_time(run: Path, input_types: tuple[str, ...], repetitions: int, scratch: Path, keep: Path) -> dict:
     samples: dict[str, list[tuple[float, int]]] = {"baseline": [], "od-export": []}
     phases: list[dict[str, float]] = []  # od-export's own per-phase timings, from its manifest
@@ -124,13 +161,21 @@ def export_time(run: Path, input_types: tuple[str, ...], repetitions: int, scrat
     return summary
 
 
-def inference_latency(export_dir: Path, runs: int) -> dict:
-    """Median ms per image, SavedModel vs frozen graph, alternating, same image, CPU."""
+def inference_latency(export_dir: Path, architecture: str, runs: int) -> dict:
+    """Median ms per image: SavedModel, frozen graph, ONNX in onnxruntime; alternating, same image, CPU."""
+    import od_export
     from od_export import compat
     from od_export.verify import samples
 
     tf = compat.import_tensorflow()
     directory = export_dir / "image_tensor" if (export_dir / "image_tensor").is_dir() else export_dir
+    calls = {}
+    if architecture != "faster_rcnn_resnet50":  # refused: see the README
+        od_export.convert(od_export.ConvertOptions(directory, targets=("onnx",)))
+        from od_export.targets.onnx import OnnxRunner
+
+        onnx_runner = OnnxRunner(str(directory / "onnx" / "model.onnx"))
+        calls["onnx"] = lambda: onnx_runner.run({"input_tensor": image})
     image = samples.input_batch("image_tensor", samples.sample_image())
     loaded = tf.saved_model.load(str(directory / "saved_model"))
     function = loaded.signatures["serving_default"]
@@ -147,17 +192,20 @@ def inference_latency(export_dir: Path, runs: int) -> dict:
     def frozen_once() -> None:
         runner.run({"input_tensor:0": image}, fetches)
 
+    calls = {"saved_model": saved_model_once, "frozen_graph": frozen_once, **calls}
     for _ in range(5):
-        saved_model_once()
-        frozen_once()
-    timings: dict[str, list[float]] = {"saved_model": [], "frozen_graph": []}
+        for call in calls.values():
+            call()
+    timings: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(runs):
-        for name, call in (("saved_model", saved_model_once), ("frozen_graph", frozen_once)):
+        for name, call in calls.items():
             start = time.perf_counter()
             call()
             timings[name].append((time.perf_counter() - start) * 1000)
     result = {name: statistics.median(values) for name, values in timings.items()}
     result["ratio"] = result["frozen_graph"] / result["saved_model"]
+    if "onnx" in result:
+        result["onnx_ratio"] = result["onnx"] / result["saved_model"]
     return result
 
 
@@ -180,6 +228,7 @@ def main() -> None:
     parser.add_argument("--input-type-counts", nargs="+", type=int, default=[1, 4], choices=[1, 2, 3, 4])
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--latency-runs", type=int, default=50)
+    parser.add_argument("--no-tensorrt", dest="tensorrt", action="store_false", help="skip the TensorRT-ready ONNX timing")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -193,7 +242,9 @@ def main() -> None:
             for count in args.input_type_counts:
                 summary = export_time(run, INPUT_TYPES[:count], args.repetitions, scratch, keep / str(count))
                 results.append({"architecture": architecture, "input_types": count, **summary})
-            latency = inference_latency(keep / str(args.input_type_counts[0]), args.latency_runs)
+            if args.tensorrt and architecture != "faster_rcnn_resnet50":
+                results.append({"architecture": architecture, "tensorrt": tensorrt_time(run, args.repetitions, scratch)})
+            latency = inference_latency(keep / str(args.input_type_counts[0]), architecture, args.latency_runs)
             results.append({"architecture": architecture, "latency_ms": latency})
     print_tables(results, args.repetitions)
     if args.json:
@@ -215,12 +266,20 @@ def print_tables(results: list[dict], repetitions: int) -> None:
     for r in exports:
         phases = r["od-export"]["phases_s"]
         print(f"| {r['architecture']} | {r['input_types']} | " + " | ".join(f"{phases[p]:.1f}" for p in phase_names) + " |")
-    print("\nInference on CPU, image_tensor, one image, median ms per call:\n")
-    print("| architecture | SavedModel | frozen graph | ratio |")
+    print(f"\nTime to a TensorRT-ready ONNX, median of {repetitions} alternating runs:\n")
+    print("| architecture | exporter_main_v2 float + tf2onnx | od-export --target tensorrt | ratio |")
     print("|---|---|---|---|")
+    for r in (r for r in results if "tensorrt" in r):
+        t = r["tensorrt"]
+        print(f"| {r['architecture']} | {t['baseline_s']:.1f} s | {t['od_export_s']:.1f} s | {t['ratio']:.2f}× |")
+    print("\nInference on CPU, image_tensor, one image, median ms per call:\n")
+    print("| architecture | SavedModel | frozen graph | ratio | ONNX (onnxruntime) | ratio |")
+    print("|---|---|---|---|---|---|")
     for r in (r for r in results if "latency_ms" in r):
         latency = r["latency_ms"]
-        print(f"| {r['architecture']} | {latency['saved_model']:.1f} ms | {latency['frozen_graph']:.1f} ms | {latency['ratio']:.2f}× |")
+        onnx = f"{latency['onnx']:.1f} ms | {latency['onnx_ratio']:.2f}×" if "onnx" in latency else "— | —"
+        print(f"| {r['architecture']} | {latency['saved_model']:.1f} ms | {latency['frozen_graph']:.1f} ms "
+              f"| {latency['ratio']:.2f}× | {onnx} |")
 
 
 if __name__ == "__main__":

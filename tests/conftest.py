@@ -60,6 +60,33 @@ def demo_checkpoint(workspace: Path):
     return make
 
 
+#: The converter targets each sample architecture supports (the others are refused in one line).
+CONVERTER_TARGETS = {
+    "ssd_mobilenet_v2": ("onnx", "tensorrt"),
+    "ssd_mobilenet_v2_fpnlite": ("onnx", "tensorrt"),
+    "efficientdet_d0": ("onnx", "tensorrt"),
+    "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt"),
+    "faster_rcnn_resnet50": (),
+}
+
+
+@pytest.fixture(scope="session")
+def target_export(workspace: Path, demo_checkpoint):
+    """``target_export(name)`` → an image_tensor export with every converter target the model supports."""
+    from od_export import ExportOptions, export
+
+    cache: dict[str, object] = {}
+
+    def make(name: str):
+        if name not in cache:
+            run = demo_checkpoint(name)
+            out = workspace / "target_exports" / name
+            cache[name] = export(ExportOptions(run / "pipeline.config", run, out, targets=CONVERTER_TARGETS[name]))
+        return cache[name]
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def exported(workspace: Path, demo_checkpoint):
     """``exported(name, input_types)`` → ExportResult, exported once per (name, types)."""

@@ -1,0 +1,60 @@
+"""The target registry, and target requests refused before TensorFlow is imported (fast)."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from od_export.errors import EnvironmentProblem
+from od_export.options import OPTIONAL_TARGET_NAMES
+from od_export.targets import OPTIONAL_TARGETS, TARGETS, get_target
+from tests.conftest import sample_config
+from tests.test_cli import FAST_FAILURE, QUIET_ENV, fake_run
+
+
+def test_registry_is_the_one_list_of_targets():
+    assert OPTIONAL_TARGET_NAMES == OPTIONAL_TARGETS  # the CLI's help lists exactly the registry
+    directories = [target.directory for target in TARGETS.values()]
+    assert len(set(directories)) == len(directories)
+    assert list(TARGETS)[0] == "saved_model"  # the reference is written (and checked) first
+
+
+def test_a_missing_extra_names_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    for name in ("onnx", "tensorrt"):
+        with pytest.raises(EnvironmentProblem, match=r"needs tf2onnx: pip install 'od-export\[onnx\]'"):
+            get_target(name).check_available()
+
+
+@pytest.mark.parametrize(
+    "case, arguments, fragment",
+    [
+        ("unknown_target", ["--target", "tflite"], "unknown target 'tflite'; choose from: frozen_graph, onnx, tensorrt"),
+        ("two_stage_tensorrt", ["--target", "tensorrt"], "supports single-stage models"),
+        ("two_stage_onnx", ["--target", "onnx"], "does not convert to ONNX faithfully"),
+        ("dynamic_resizer", ["--target", "tensorrt"], "gives no fixed input size, and TensorRT needs one; give the input "
+                                                      "height and width (--input-shape)"),
+        ("batch_size", ["--target", "tensorrt", "--batch-size", "0"], "batch size 0 is below 1"),
+        ("input_shape", ["--target", "tensorrt", "--input-shape", "320"], "is not a height and width"),
+        ("opset", ["--target", "onnx", "--opset", "7"], "ONNX opset 7 is not supported"),
+        ("input_format", ["--target", "tensorrt", "--input-format", "NCWH"], "unknown input format 'NCWH'"),
+    ],
+)
+def test_bad_target_requests_fail_fast_with_one_line(case, arguments, fragment, tmp_path):
+    run = fake_run(tmp_path / "run")
+    config = sample_config("faster_rcnn_resnet50" if case.startswith("two_stage") else "ssd_mobilenet_v2")
+    if case == "dynamic_resizer":  # CenterNet without padding: every image keeps its own size
+        config = tmp_path / "centernet.config"
+        config.write_text(sample_config("centernet_mobilenet_v2_fpn").read_text().replace(
+            "pad_to_max_dimension: true", "pad_to_max_dimension: false"))
+    result = subprocess.run(
+        [sys.executable, "-c", FAST_FAILURE, "export", "--pipeline-config", str(config), "--checkpoint-dir", str(run),
+         "--output-dir", str(tmp_path / "out"), *arguments], capture_output=True, text=True, env=QUIET_ENV, timeout=60)
+    code, seconds, imported_tf = result.stdout.split()
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert code == "2" and len(errors) == 1 and fragment in errors[0], result.stderr
+    assert imported_tf == "False" and float(seconds) < 2.0, result.stdout
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,43 @@
+"""--target tensorrt (and onnx) on EfficientDet and CenterNet; string input types get no ONNX."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from od_export.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_efficientdet_gets_the_nms_plugin_and_validates(target_export):
+    import onnx
+
+    result = target_export("efficientdet_d0")
+    assert result.validation["ok"] is True
+    model = onnx.load(str(result.output_dir / "tensorrt" / "model.onnx"))
+    assert [n.op_type for n in model.graph.node].count("EfficientNMS_TRT") == 1
+    [tensor_input] = model.graph.input
+    assert [d.dim_value for d in tensor_input.type.tensor_type.shape.dim] == [1, 256, 256, 3]  # the padded resizer's size
+    spec = json.loads((result.output_dir / "tensorrt" / "io_spec.json").read_text())
+    assert spec["postprocessing"] == "efficient_nms" and spec["clip_window"] == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_centernet_needs_no_plugin(target_export):
+    import onnx
+
+    result = target_export("centernet_mobilenet_v2_fpn")
+    assert result.validation["ok"] is True
+    model = onnx.load(str(result.output_dir / "tensorrt" / "model.onnx"))
+    assert not [n for n in model.graph.node if n.op_type.endswith("_TRT")]
+    assert json.loads((result.output_dir / "tensorrt" / "io_spec.json").read_text())["postprocessing"] == "in_graph"
+
+
+def test_string_input_types_get_no_onnx_and_say_why(demo_checkpoint, workspace, capsys):
+    run = demo_checkpoint("centernet_mobilenet_v2_fpn")
+    out = workspace / "centernet_strings"
+    assert main(["export", "--pipeline-config", str(run / "pipeline.config"), "--checkpoint-dir", str(run),
+                 "--output-dir", str(out), "--input-type", "encoded_image_string_tensor", "--target", "onnx"]) == 0
+    assert "no onnx artifact: ONNX has no image decoder" in capsys.readouterr().err
+    assert not (out / "onnx").exists()
+
