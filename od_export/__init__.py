@@ -16,13 +16,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "export": "od_export.export",
-    "ExportResult": "od_export.export",
+    "export": "od_export.exporter",
+    "ExportResult": "od_export.exporter",
     "ExportOptions": "od_export.options",
     "ConversionOptions": "od_export.options",
     "SideInput": "od_export.options",
-    "convert": "od_export.convert",
-    "ConvertOptions": "od_export.convert",
+    "convert": "od_export.converter",
+    "ConvertOptions": "od_export.converter",
     "validate": "od_export.verify.validate",
     "ValidateOptions": "od_export.verify.validate",
     "ValidationReport": "od_export.verify.validate",

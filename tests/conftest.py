@@ -47,7 +47,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_checkpoint(workspace: Path):
     """``demo_checkpoint(name)`` → a training-style run directory, created once per name."""
-    from od_export.source.demo import DemoCheckpointOptions, create_demo_checkpoint
+    from od_export import DemoCheckpointOptions, create_demo_checkpoint
 
     cache: dict[str, Path] = {}
 
@@ -90,8 +90,8 @@ def target_export(workspace: Path, demo_checkpoint):
 @pytest.fixture(scope="session")
 def exported(workspace: Path, demo_checkpoint):
     """``exported(name, input_types)`` → ExportResult, exported once per (name, types)."""
-    from od_export.export import export
-    from od_export.options import ExportOptions
+    from od_export import export
+    from od_export import ExportOptions
 
     cache: dict[tuple[str, tuple[str, ...]], object] = {}
 

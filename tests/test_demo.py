@@ -14,7 +14,7 @@ from google.protobuf import text_format
 
 from od_export import compat
 from od_export.verify import samples
-from od_export.source.demo import DemoCheckpointOptions, create_demo_checkpoint
+from od_export import DemoCheckpointOptions, create_demo_checkpoint
 from od_export.source.model import build_model, create_variables
 from od_export.source.pipeline_config import load_pipeline_config
 from tests.conftest import ARCHITECTURES, sample_config

@@ -147,8 +147,8 @@ def test_zoo_layout_and_overwrite_keeps_nothing_stale(demo_checkpoint, workspace
 
 
 def test_pipeline_config_written_is_the_merged_one(demo_checkpoint, workspace):
-    from od_export.export import export
-    from od_export.options import ExportOptions
+    from od_export import export
+    from od_export import ExportOptions
     from od_export.source.pipeline_config import load_pipeline_config
 
     run = demo_checkpoint("ssd_mobilenet_v2")

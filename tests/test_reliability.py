@@ -118,7 +118,7 @@ def test_kill_9_at_any_point_leaves_earlier_export_intact(earlier_export, tmp_pa
                 detect_kind(leftover)
     out = targets["frozen graph written"]
     assert any(p.name.startswith(".od-export-staging") for p in temporaries(out.parent))
-    from od_export.inspect.paths import InspectOptions, inspect_path
+    from od_export import InspectOptions, inspect_path
 
     assert [unit["name"] for unit in inspect_path(InspectOptions(out.parent))["units"]] == ["out"]
     # The next export to the same target removes what the killed one left.

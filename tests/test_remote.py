@@ -15,9 +15,9 @@ import pytest
 from od_export import compat
 from od_export.cli import main
 from od_export.errors import OutputError
-from od_export.export import export
+from od_export import export
 from od_export.manifest import read_manifest, verify_inventory
-from od_export.options import ExportOptions
+from od_export import ExportOptions
 from od_export.storage import remote
 from od_export.storage.location import RemotePath, location
 from od_export.storage.markers import INCOMPLETE_MARKER, MANIFEST_NAME

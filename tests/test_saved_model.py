@@ -52,8 +52,8 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
 
 
 def test_full_object_graph_option(exported, demo_checkpoint, workspace):
-    from od_export.export import export
-    from od_export.options import ExportOptions
+    from od_export import export
+    from od_export import ExportOptions
 
     run = demo_checkpoint("ssd_mobilenet_v2")
     result = export(ExportOptions(run / "pipeline.config", run, workspace / "full", full_object_graph=True, freeze=False))

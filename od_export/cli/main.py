@@ -104,7 +104,7 @@ def _add_convert(subparsers: Any) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.convert import ConvertOptions, convert
+    from od_export.converter import ConvertOptions, convert
 
     result = convert(ConvertOptions(
         location(args.export_dir), tuple(args.targets),
@@ -188,7 +188,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
 
 
 def _run_export(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.export import export
+    from od_export.exporter import export
 
     result = export(export_options_from_args(args))
     if not args.json:
