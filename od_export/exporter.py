@@ -31,6 +31,8 @@ from od_export.verify.compare import OutputDifference
 from od_export.verify.validate import ValidateOptions, ValidationReport, format_report, validate
 
 logger = logging.getLogger(__name__)
+#: Timing phase per target, as manifests have always named them (other targets use their own name).
+PHASES = {"saved_model": "save", "frozen_graph": "freeze"}
 
 
 @dataclass
@@ -179,9 +181,8 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
             context = ExportContext(sources.config, architecture, item.input_type, item, options, model, shared)
             results.append(_write_unit(context, staging, final_dir, len(traced) == 1, clock))
         report = _verify_staged(staging, options)
-        clock.lap("verify")
-        validation = report.to_dict()
-        validation["export_dir"] = str(final_dir)
+        clock.lap("check")
+        validation = {**report.to_dict(), "export_dir": str(final_dir)} if options.validate else None
         for result in results:
             result.check = _unit_differences(report, result)
         write_manifest(staging, build_manifest(
@@ -211,7 +212,7 @@ def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, singl
         where = directory if target.name == "saved_model" else directory / target.directory
         written = target.write(context, where)
         result.artifacts[target.name] = [final_directory / p.relative_to(directory) for p in written]
-        clock.lap(target.name)
+        clock.lap(PHASES.get(target.name, target.name))
     return result
 
 

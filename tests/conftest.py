@@ -81,7 +81,8 @@ def target_export(workspace: Path, demo_checkpoint):
         if name not in cache:
             run = demo_checkpoint(name)
             out = workspace / "target_exports" / name
-            cache[name] = export(ExportOptions(run / "pipeline.config", run, out, targets=CONVERTER_TARGETS[name]))
+            cache[name] = export(ExportOptions(run / "pipeline.config", run, out, targets=CONVERTER_TARGETS[name],
+                                               validate=True))
         return cache[name]
 
     return make

@@ -116,6 +116,7 @@ def test_convert_an_exporter_main_v2_directory(target_export, tmp_path, capsys):
     directory = exporter_main_v2_layout(target_export("ssd_mobilenet_v2").output_dir, tmp_path / "exporter")
     assert main(["convert", str(directory), "--target", "onnx", "--target", "tensorrt", "--batch-size", "2",
                  "--input-format", "NCHW", "-q"]) == 0
+    assert "tensorrt: " in capsys.readouterr().out  # one line per file written
     assert (directory / "onnx" / "model.onnx").is_file() and (directory / "tensorrt" / "model.onnx").is_file()
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["conversions"][0]["targets"] == ["onnx", "tensorrt"] and manifest["validation"]["ok"]

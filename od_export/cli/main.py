@@ -65,7 +65,7 @@ def _add_export(subparsers: Any) -> None:
     parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
     add_target_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
-    parser.add_argument("--validate", action="store_true", help="kept for scripts: every export is verified (as `od-export validate` does) before it is moved into place")
+    parser.add_argument("--validate", action="store_true", help="also record the verification report in manifest.json and --json (every export is verified, as `od-export validate` does, before it is moved into place)")
     parser.add_argument("--wait", action="store_true", help="if another od-export is writing the same output, wait for it instead of failing")
     _add_common(parser)
     parser.set_defaults(handler=_run_export)

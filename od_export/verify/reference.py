@@ -34,6 +34,7 @@ class Reference:
 
 
 def load_signature(unit: Unit, signature_key: str) -> Any:
+    """The SavedModel's signature function; it keeps the loaded object (and so its variables) alive."""
     tf = compat.import_tensorflow()
     try:
         loaded = tf.saved_model.load(str(unit.saved_model))
@@ -41,7 +42,9 @@ def load_signature(unit: Unit, signature_key: str) -> Any:
         raise InputError(f"cannot load the SavedModel {unit.saved_model}: {exc}") from exc
     if signature_key not in loaded.signatures:
         raise InputError(f"{unit.saved_model} has no signature {signature_key!r}; it has: {', '.join(loaded.signatures)}")
-    return loaded.signatures[signature_key]
+    signature = loaded.signatures[signature_key]
+    signature._od_export_loaded = loaded  # the signature holds its variables weakly: they go with `loaded`
+    return signature
 
 
 def _input_type_candidates(unit: Unit, signature: Any) -> list[str]:
