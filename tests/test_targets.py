@@ -34,7 +34,6 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
     [
         ("unknown_target", ["--target", "tflite"], "unknown target 'tflite'; choose from: frozen_graph, onnx, tensorrt"),
         ("two_stage_tensorrt", ["--target", "tensorrt"], "supports single-stage models"),
-        ("two_stage_onnx", ["--target", "onnx"], "does not convert to ONNX faithfully"),
         ("dynamic_resizer", ["--target", "tensorrt"], "gives no fixed input size, and TensorRT needs one; give the input "
                                                       "height and width (--input-shape)"),
         ("batch_size", ["--target", "tensorrt", "--batch-size", "0"], "batch size 0 is below 1"),

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from od_export.errors import ExportFailed, InputError
-from od_export.options import ExportOptions
+from od_export.errors import ExportFailed
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ExportContext, Target
@@ -29,12 +28,6 @@ logger = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
 ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
-#: Architectures whose ONNX conversion gives other detections than the SavedModel, and why (measured).
-UNFAITHFUL_ARCHITECTURES = {
-    "faster_rcnn": "TensorFlow's CropAndResize rounds the last sample of a proposal that ends at the image border "
-                   "just outside the feature map and makes it 0, where ONNX's Resize samples it (crops differ by up "
-                   "to 4.7 on the sample model, and so do the detections)",
-}
 #: ONNX has no image decoder and no tf.Example parser: these input types do not convert.
 STRING_INPUT_TYPES = ("encoded_image_string_tensor", "tf_example")
 
@@ -112,16 +105,23 @@ def run_failure(check: ArtifactCheck, exc: Exception) -> ArtifactCheck:
     return check
 
 
+def onnx_ready_function(context: ExportContext) -> Any:
+    """The serving function, retraced where an op does not convert faithfully (see compat)."""
+    from od_export import compat
+    from od_export.source.tracing import detection_module, trace
+
+    if context.model is None or not hasattr(context.model, "_crop_and_resize_fn"):
+        return context.traced.concrete
+    with compat.portable_crop_and_resize(context.model):
+        module = detection_module(context.model, context.input_type, context.options.side_inputs)
+        return trace(module, context.input_type, context.architecture).concrete
+
+
 class OnnxTarget(Target):
     name = "onnx"
     directory = ONNX_DIR
     extra = "onnx"
     modules = ONNX_MODULES
-
-    def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
-        if architecture in UNFAITHFUL_ARCHITECTURES:
-            raise InputError(f"{architecture} does not convert to ONNX faithfully: {UNFAITHFUL_ARCHITECTURES[architecture]}; "
-                             "this model's targets are saved_model and frozen_graph")
 
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
@@ -129,7 +129,7 @@ class OnnxTarget(Target):
         return ""
 
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
-        model_proto = convert_function(context.traced.concrete, context.options.conversion.opset)
+        model_proto = convert_function(onnx_ready_function(context), context.options.conversion.opset)
         return write_onnx(model_proto, directory, {"input_type": context.input_type})
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
