@@ -42,12 +42,14 @@ class EfficientNmsAttributes:
                    int(attrs.get("background_class", -1)), int(attrs.get("class_agnostic", 0)))
 
 
-def _greedy_nms(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> list[int]:
+def _greedy_nms(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, limit: int) -> list[int]:
+    """Indices kept from ``order`` (best first), at most ``limit``: no more can reach the merged top ``limit``."""
     kept: list[int] = []
-    for index in order:
-        if kept and np.max(box_iou(boxes[[index]], boxes[kept])[0]) > iou_threshold:
-            continue
-        kept.append(int(index))
+    while order.size and len(kept) < limit:
+        best, order = int(order[0]), order[1:]
+        kept.append(best)
+        if order.size:
+            order = order[box_iou(boxes[[best]], boxes[order])[0] <= iou_threshold]
     return kept
 
 
@@ -58,13 +60,17 @@ def _one_image(boxes: np.ndarray, scores: np.ndarray, attrs: EfficientNmsAttribu
     if attrs.class_agnostic:
         best = np.array(classes)[np.argmax(scores[:, classes], axis=1)]
         best_scores = scores[np.arange(len(boxes)), best]
-        order = [i for i in np.argsort(-best_scores, kind="stable") if best_scores[i] > attrs.score_threshold]
-        candidates = [(float(best_scores[i]), int(best[i]), i) for i in _greedy_nms(boxes, np.array(order, int), attrs.iou_threshold)]
+        order = np.argsort(-best_scores, kind="stable")
+        order = order[best_scores[order] > attrs.score_threshold]
+        kept = _greedy_nms(boxes, np.array(order, int), attrs.iou_threshold, attrs.max_output_boxes)
+        candidates = [(float(best_scores[i]), int(best[i]), i) for i in kept]
     else:
         for c in classes:
             column = scores[:, c]
-            order = np.array([i for i in np.argsort(-column, kind="stable") if column[i] > attrs.score_threshold], int)
-            candidates += [(float(column[i]), c, i) for i in _greedy_nms(boxes, order, attrs.iou_threshold)]
+            order = np.argsort(-column, kind="stable")
+            order = order[column[order] > attrs.score_threshold]
+            kept = _greedy_nms(boxes, order, attrs.iou_threshold, attrs.max_output_boxes)
+            candidates += [(float(column[i]), c, i) for i in kept]
     candidates.sort(key=lambda item: -item[0])
     return candidates[: attrs.max_output_boxes]
 
