@@ -43,7 +43,13 @@ class InputTypeResult:
     signature: dict[str, Any]
     autograph: bool
     artifacts: dict[str, list[AnyPath]] = field(default_factory=dict)
-    check: tuple[OutputDifference, ...] = ()
+    #: Verification per artifact (target name → its differences from the SavedModel).
+    checks: dict[str, tuple[OutputDifference, ...]] = field(default_factory=dict)
+
+    @property
+    def check(self) -> tuple[OutputDifference, ...]:
+        """The frozen graph's differences: what ``check`` held before there were other targets."""
+        return self.checks.get("frozen_graph", ())
 
     @property
     def frozen_files(self) -> list[AnyPath]:
@@ -60,8 +66,13 @@ class InputTypeResult:
             "artifacts": {name: [str(p) for p in paths] for name, paths in self.artifacts.items()},
             "signature": self.signature,
             "traced_with_autograph": self.autograph,
-            "check": {d.key: {"max_abs_diff": d.max_abs_diff, "ok": d.ok} for d in self.check},
+            "check": _differences(self.check),
+            "checks": {name: _differences(differences) for name, differences in self.checks.items()},
         }
+
+
+def _differences(differences: tuple[OutputDifference, ...]) -> dict[str, dict[str, Any]]:
+    return {d.key: {"max_abs_diff": d.max_abs_diff, "ok": d.ok} for d in differences}
 
 
 @dataclass
@@ -184,7 +195,7 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
         clock.lap("check")
         validation = {**report.to_dict(), "export_dir": str(final_dir)} if options.validate else None
         for result in results:
-            result.check = _unit_differences(report, result)
+            result.checks = _unit_checks(report, result)
         write_manifest(staging, build_manifest(
             staging, pipeline_config=location(options.pipeline_config), checkpoint_prefix=sources.checkpoint.prefix,
             config_overrides=options.config_overrides, architecture=architecture,
@@ -240,11 +251,11 @@ def _failures(report: ValidationReport) -> list[str]:
     return lines
 
 
-def _unit_differences(report: ValidationReport, result: InputTypeResult) -> tuple[OutputDifference, ...]:
-    """The verification results of one unit (a single-input-type export has only one)."""
+def _unit_checks(report: ValidationReport, result: InputTypeResult) -> dict[str, tuple[OutputDifference, ...]]:
+    """The verification results of one unit, per artifact (a single-input-type export has only one unit)."""
     single = str(result.relative) == "."
-    return tuple(d for check in report.checks if check.artifact != "saved_model"
-                 and (single or check.unit == result.input_type) for d in check.differences)
+    return {check.artifact: check.differences for check in report.checks
+            if check.artifact != "saved_model" and (single or check.unit == result.input_type)}
 
 
 def _trace(model: Any, input_type: str, architecture: str, options: ExportOptions) -> TracedFunction:

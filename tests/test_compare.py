@@ -76,3 +76,16 @@ def test_box_iou_accepts_either_corner_order():
     b = np.array([[0.5, 1.0, 0.0, 0.0]])  # same as [0, 0, 0.5, 1] with corners swapped
     assert np.isclose(box_iou(a, b)[0, 0], 0.5)
     assert box_iou(a, np.array([[2.0, 2.0, 3.0, 3.0]]))[0, 0] == 0.0
+
+
+def test_raw_rows_of_proposals_that_trade_places_are_paired_by_box():
+    rng = np.random.default_rng(1)
+    boxes = np.sort(rng.uniform(0, 1, (1, 6, 2, 2)), axis=3).transpose(0, 1, 3, 2).reshape(1, 6, 4)
+    scores = rng.uniform(0, 1, (1, 6, 3))
+    reference = {"raw_detection_boxes": boxes, "raw_detection_scores": scores}
+    order = [1, 0, 2, 3, 5, 4]  # near-tied proposals in another order: the same rows
+    swapped = {key: value[:, order] for key, value in reference.items()}
+    assert all(verdict(reference, swapped).values())
+    replaced = {key: value.copy() for key, value in swapped.items()}
+    replaced["raw_detection_boxes"][0, 2] = [0.0, 0.0, 0.05, 0.05]  # a proposal only one side kept
+    assert not verdict(reference, replaced)["raw_detection_boxes"]
