@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Demo on a fresh machine: set up, make a seeded demo checkpoint from the SSD sample,
-# export it with all four input types, and print what was written.
+# export it with all four input types plus ONNX and a TensorRT-ready ONNX, and print what was written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -16,6 +16,7 @@ OUT="${OD_EXPORT_DEMO_DIR:-demo_output}"
     --output-dir "$OUT/exported" \
     --input-type image_tensor --input-type float_image_tensor \
     --input-type encoded_image_string_tensor --input-type tf_example \
+    --target onnx --target tensorrt \
     --overwrite --json > "$OUT/export.json"
 
 "$VENV/bin/python" - "$OUT/export.json" <<'PY'
@@ -27,9 +28,11 @@ for artifact in result["input_types"]:
     inputs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in signature["inputs"].items())
     print(f"\n{artifact['input_type']}: {artifact['directory']}")
     print(f"  SavedModel  {artifact['saved_model']}  (input {inputs})")
-    for path in artifact["frozen_graph"]:
-        print(f"  frozen      {path}")
-    checked = all(c["ok"] for c in artifact["check"].values())
-    print(f"  outputs     {', '.join(signature['outputs'])}")
-    print(f"  check       frozen graph == SavedModel on a sample image: {'yes' if checked else 'NO'}")
+    for target, paths in artifact["artifacts"].items():
+        if target != "saved_model":
+            print(f"  {target:<12} {paths[0]}")
+    print(f"  outputs      {', '.join(signature['outputs'])}")
+    for target, differences in artifact["checks"].items():
+        same = all(d["ok"] for d in differences.values())
+        print(f"  checked      {target} gives the SavedModel's detections: {'yes' if same else 'NO'}")
 PY

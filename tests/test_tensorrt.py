@@ -1,4 +1,4 @@
-"""--target tensorrt (and onnx) on EfficientDet and CenterNet; string input types get no ONNX."""
+"""--target tensorrt (and onnx) on EfficientDet and CenterNet; string input types get neither."""
 from __future__ import annotations
 
 import json
@@ -37,7 +37,9 @@ def test_string_input_types_get_no_onnx_and_say_why(demo_checkpoint, workspace, 
     run = demo_checkpoint("centernet_mobilenet_v2_fpn")
     out = workspace / "centernet_strings"
     assert main(["export", "--pipeline-config", str(run / "pipeline.config"), "--checkpoint-dir", str(run),
-                 "--output-dir", str(out), "--input-type", "encoded_image_string_tensor", "--target", "onnx"]) == 0
-    assert "no onnx artifact: ONNX has no image decoder" in capsys.readouterr().err
-    assert not (out / "onnx").exists()
+                 "--output-dir", str(out), "--input-type", "encoded_image_string_tensor", "--target", "onnx",
+                 "--target", "tensorrt"]) == 0
+    err = capsys.readouterr().err
+    assert "no onnx artifact: ONNX has no image decoder" in err and "no tensorrt artifact: the TensorRT file takes pixels" in err
+    assert not (out / "onnx").exists() and not (out / "tensorrt").exists()
 

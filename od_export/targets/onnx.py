@@ -88,6 +88,7 @@ class OnnxRunner:
     def __init__(self, model: bytes | str) -> None:
         import onnxruntime
 
+        onnxruntime.set_default_logger_severity(3)  # its warnings are about graph rewrites, not results
         self.session = onnxruntime.InferenceSession(model, providers=onnxruntime.get_available_providers())
         self.output_names = [o.name for o in self.session.get_outputs()]
 

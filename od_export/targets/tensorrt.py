@@ -26,7 +26,7 @@ from od_export.options import ExportOptions
 from od_export.source.pipeline_config import num_classes
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ExportContext, Target
-from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, convert_function, write_onnx
+from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, STRING_INPUT_TYPES, convert_function, write_onnx
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -150,8 +150,13 @@ class TensorRTTarget(Target):
             )
         static_input_size(config, options)
 
+    def unsupported_reason(self, input_type: str) -> str:
+        if input_type in STRING_INPUT_TYPES:  # verified against a SavedModel that sees the same pixels
+            return "the TensorRT file takes pixels; it is written beside the image_tensor and float_image_tensor SavedModels"
+        return ""
+
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
-        """Float input whatever the unit's input type, so one conversion serves every unit."""
+        """Float input whatever the unit's (pixel) input type, so one conversion serves every unit."""
         done = context.shared.get(self.name)
         if done is None:
             done = context.shared[self.name] = self._convert(context)
