@@ -21,7 +21,7 @@ from od_export import compat
 from od_export.errors import InputError, OutputError, ValidationFailed, option
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit, find_units
 from od_export.manifest import MANIFEST_NAME, update_manifest
-from od_export.options import INPUT_TYPES, ConversionOptions, ExportOptions
+from od_export.options import INPUT_TYPES, OPTIONAL_TARGET_NAMES, ConversionOptions, ExportOptions
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
@@ -55,7 +55,7 @@ class ConvertResult:
 
 def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]]:
     if not options.targets:
-        raise InputError(f"no target given; choose from: {', '.join(n for n in ('onnx', 'tensorrt', 'frozen_graph'))}")
+        raise InputError(f"no target given; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
     if any(t.name == "saved_model" for t in targets):
         raise InputError("an export already has its SavedModel; choose another target")

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 class ExportContext:
     """One input type's model in memory, shared by every target written for it.
 
-    ``model`` is None when converting an existing export: targets then work from
-    ``traced`` alone (the SavedModel's signature), and ``checkpoint_prefix`` is None.
+    ``model`` is None when converting an export that has no checkpoint: targets then
+    work from ``traced`` alone (the SavedModel's signature).
     """
 
     config: Any
