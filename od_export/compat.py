@@ -290,6 +290,12 @@ def _portable_crop_and_resize(features: list[Any], boxes: Any, box_levels: Any, 
     return tf.einsum("bnyxc,bnwx->bnywc", tf.einsum("bnyh,bhxc->bnyxc", rows, images), columns)
 
 
+def uses_native_crop_and_resize(model: Any) -> bool:
+    """True for a two-stage model that crops with ``tf.image.crop_and_resize`` (the OD API's default)."""
+    crop = getattr(model, "_crop_and_resize_fn", None)
+    return getattr(crop, "__name__", "") == "multilevel_native_crop_and_resize"
+
+
 @contextlib.contextmanager
 def portable_crop_and_resize(model: Any) -> Iterator[None]:
     """Trace a Faster R-CNN without ``CropAndResize``, which does not convert faithfully.
@@ -300,9 +306,17 @@ def portable_crop_and_resize(model: Any) -> Iterator[None]:
     its detections).  Proposals are clipped to the image, so every Faster R-CNN meets
     this.  The replacement reproduces the kernel, border rows included, with ops that
     convert exactly; verification checks the result against the SavedModel.  Models
-    without the attribute, or with several feature levels, are traced unchanged.
+    without the attribute, with several feature levels, or configured with
+    ``use_matmul_crop_and_resize`` (the OD API's gather-based crop, which converts as
+    it is) are traced unchanged.
+
+    The replica agrees with TensorFlow only while the proposal boxes agree to the bit:
+    TensorFlow's own choice of a zero border row flips when a box coordinate moves by
+    one float32 step, and a converted backbone moves proposals by ~1e-5.  Models with
+    ``use_matmul_crop_and_resize: true`` (as the model zoo's TF2 Faster R-CNN configs
+    set it) have no such edge and verify reliably.
     """
-    if not hasattr(model, "_crop_and_resize_fn"):
+    if not uses_native_crop_and_resize(model):
         yield
         return
     original = model._crop_and_resize_fn

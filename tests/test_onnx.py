@@ -39,6 +39,15 @@ def test_onnx_and_tensorrt_files_are_verified_in_the_export(name, target_export)
     assert spec["opset"] == 17 and spec["inputs"]["input_tensor"] == {"dtype": "uint8", "shape": [1, None, None, 3]}
 
 
+def test_two_stage_onnx_with_the_gather_crop_is_verified(target_export):
+    """Faster R-CNN with use_matmul_crop_and_resize (as the zoo sets it) converts and verifies."""
+    result = target_export("faster_rcnn_resnet50")
+    checks = {c["artifact"]: c for c in result.validation["checks"]}
+    assert result.validation["ok"] is True and set(checks) == {"saved_model", "frozen_graph", "onnx"}
+    assert checks["onnx"]["outputs"]["raw_detection_scores"]["max_abs_diff"] < 1e-2
+    assert (result.output_dir / "onnx" / "model.onnx").is_file()
+
+
 def test_tensorrt_file_is_static_float_with_one_nms_node_from_the_config(target_export):
     result = target_export("ssd_mobilenet_v2")
     model = onnx_model(result.output_dir / "tensorrt" / "model.onnx")

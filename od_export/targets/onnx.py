@@ -111,7 +111,7 @@ def onnx_ready_function(context: ExportContext) -> Any:
     from od_export import compat
     from od_export.source.tracing import detection_module, trace
 
-    if context.model is None or not hasattr(context.model, "_crop_and_resize_fn"):
+    if context.model is None or not compat.uses_native_crop_and_resize(context.model):
         return context.traced.concrete
     with compat.portable_crop_and_resize(context.model):
         module = detection_module(context.model, context.input_type, context.options.side_inputs)
