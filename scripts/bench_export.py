@@ -36,11 +36,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from od_export.options import INPUT_TYPES  # noqa: E402  (light: no TensorFlow import)
 
+#: Latency calls per runtime before switching to the next runtime.
+LATENCY_BLOCK = 10
 ARCHITECTURES = tuple(sorted(p.stem for p in (REPO / "pipeline_samples").glob("*.config")))
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1"}
 os.environ.update(TF_CPP_MIN_LOG_LEVEL="3")  # the latency step imports TensorFlow here too
-# Latency is measured as users run TensorFlow: oneDNN on (od-export itself turns it off).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# Latency is measured with TensorFlow's kernel choice as the environment has it.  Note that
+# TF_ENABLE_ONEDNN_OPTS=1 on a CPU without AVX-512 made the SavedModel ~20x slower (SSD:
+# 94 ms against 4.6 ms per image), while the default there is oneDNN off.
 
 
 # ----------------------------------------------------------------- child modes
@@ -169,17 +172,15 @@ def inference_latency(export_dir: Path, architecture: str, runs: int) -> dict:
 
     tf = compat.import_tensorflow()
     directory = export_dir / "image_tensor" if (export_dir / "image_tensor").is_dir() else export_dir
-    calls = {}
-    if architecture != "faster_rcnn_resnet50":  # refused: see the README
-        od_export.convert(od_export.ConvertOptions(directory, targets=("onnx",)))
-        import onnxruntime
+    od_export.convert(od_export.ConvertOptions(directory, targets=("onnx",)))
+    import onnxruntime
 
-        # onnxruntime's threads spin for a while after each run; alternating with TensorFlow on
-        # two cores, that spinning would be charged to the TensorFlow calls, so it is turned off.
-        options = onnxruntime.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(str(directory / "onnx" / "model.onnx"), options)
-        calls["onnx"] = lambda: session.run(None, {"input_tensor": image})
+    # onnxruntime's threads spin for a while after each run; alternating with TensorFlow on
+    # two cores, that spinning would be charged to the TensorFlow calls, so it is turned off.
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(directory / "onnx" / "model.onnx"), options)
+    calls = {"onnx": lambda: session.run(None, {"input_tensor": image})}
     image = samples.input_batch("image_tensor", samples.sample_image())
     loaded = tf.saved_model.load(str(directory / "saved_model"))
     function = loaded.signatures["serving_default"]
@@ -200,12 +201,16 @@ def inference_latency(export_dir: Path, architecture: str, runs: int) -> dict:
     for _ in range(5):
         for call in calls.values():
             call()
+    # Runtimes alternate in blocks, not call by call: switching between TensorFlow's eager
+    # runtime and a session on every call made the SavedModel's calls ~15× slower than
+    # alone (measured, SSD), which is not what a server running one of them sees.
     timings: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(runs):
+    for _ in range(max(1, runs // LATENCY_BLOCK)):
         for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            timings[name].append((time.perf_counter() - start) * 1000)
+            for _ in range(LATENCY_BLOCK):
+                start = time.perf_counter()
+                call()
+                timings[name].append((time.perf_counter() - start) * 1000)
     result = {name: statistics.median(values) for name, values in timings.items()}
     result["ratio"] = result["frozen_graph"] / result["saved_model"]
     if "onnx" in result:
