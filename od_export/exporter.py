@@ -17,7 +17,7 @@ from typing import Any
 from od_export import compat, health
 from od_export.errors import NonFiniteOutputs, ValidationFailed
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, SAVED_MODEL_DIR, unit_relative
-from od_export.manifest import MANIFEST_NAME, build_manifest, write_manifest
+from od_export.manifest import MANIFEST_NAME, build_manifest, export_request, write_manifest
 from od_export.options import ExportOptions
 from od_export.source import checkpoints
 from od_export.source.model import build_model, restore_checked
@@ -146,8 +146,34 @@ def _check_sources(options: ExportOptions) -> _Sources:
     return _Sources(config, resolved, output)
 
 
-def export(options: ExportOptions) -> ExportResult:
-    """Run the whole export; raises an :class:`OdExportError` subclass on any problem."""
+class BuiltModels:
+    """Models built and traced in this process, kept so that further checkpoints only restore weights.
+
+    A batch or watch passes one instance to every :func:`export`: an export whose config,
+    overrides, input types and side inputs match an earlier one reuses its model and
+    traced functions (they read the variables, which the restore overwrites) and skips
+    the build and the traces.  Targets that retrace (ONNX, TensorRT) still do.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[Any, list[TracedFunction]]] = {}
+
+    @staticmethod
+    def key(options: ExportOptions, config: Any) -> tuple[Any, ...]:
+        return (config.SerializeToString(deterministic=True), options.input_types, options.side_inputs)
+
+    def get(self, key: tuple[Any, ...]) -> tuple[Any, list[TracedFunction]] | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[Any, ...], model: Any, traced: list[TracedFunction]) -> None:
+        self._entries = {key: (model, traced)}  # one at a time: a model holds ~100 MB to GBs
+
+
+def export(options: ExportOptions, built: BuiltModels | None = None) -> ExportResult:
+    """Run the whole export; raises an :class:`OdExportError` subclass on any problem.
+
+    ``built`` lets a series of exports (a batch, a watched run) build each model once.
+    """
     clock = _Stopwatch()
     sources = _check_sources(options)
     notes = [sources.checkpoint.note] if sources.checkpoint.note else []
@@ -159,30 +185,46 @@ def export(options: ExportOptions) -> ExportResult:
         logger.info("loading TensorFlow and the Object Detection API")
         compat.import_object_detection()
         clock.lap("import_and_config")
-        return _export_reserved(options, sources, notes, clock)
+        return _export_reserved(options, sources, notes, clock, built)
 
 
-def _build_and_restore(options: ExportOptions, sources: _Sources, clock: _Stopwatch) -> tuple[Any, list[TracedFunction]]:
-    """One model build, a trace per input type, and one checked restore."""
+def _build_and_restore(options: ExportOptions, sources: _Sources, clock: _Stopwatch,
+                       built: BuiltModels | None) -> tuple[Any, list[TracedFunction]]:
+    """One model build, a trace per input type, and one checked restore (only the restore when reused)."""
     architecture = meta_architecture(sources.config)
     prefix = sources.checkpoint.prefix
+    key = BuiltModels.key(options, sources.config)
+    reused = built.get(key) if built is not None else None
+    if reused is not None:
+        logger.info(f"reusing the built {architecture} model, checkpoint {prefix}")
+        model, traced = reused
+        _restore(model, prefix, options)
+        clock.lap("restore")
+        return model, traced
     logger.info(f"building {architecture} model, checkpoint {prefix}")
     model = build_model(sources.config)
     traced = [_trace(model, options.input_types[0], architecture, options)]
     clock.lap("build_and_trace")
-    restore_checked(model, prefix)  # the first trace created the variables
-    health.check_finite_weights(model, prefix)
-    if options.freeze:
-        health.check_frozen_graph_fits(health.model_weight_bytes(model))
+    _restore(model, prefix, options)  # the first trace created the variables
     clock.lap("restore")
     traced += [_trace(model, t, architecture, options) for t in options.input_types[1:]]
     clock.lap("build_and_trace")
+    if built is not None:
+        built.put(key, model, traced)
     return model, traced
 
 
-def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str], clock: _Stopwatch) -> ExportResult:
+def _restore(model: Any, prefix: AnyPath, options: ExportOptions) -> None:
+    restore_checked(model, prefix)
+    health.check_finite_weights(model, prefix)
+    if options.freeze:
+        health.check_frozen_graph_fits(health.model_weight_bytes(model))
+
+
+def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str], clock: _Stopwatch,
+                     built: BuiltModels | None) -> ExportResult:
     """Build, write every target in staging, verify, write the manifest, publish; the target is reserved."""
-    model, traced = _build_and_restore(options, sources, clock)
+    model, traced = _build_and_restore(options, sources, clock, built)
     architecture = meta_architecture(sources.config)
     final_dir = sources.output.target
     shared: dict[str, Any] = {}
@@ -197,7 +239,7 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
         for result in results:
             result.checks = _unit_checks(report, result)
         write_manifest(staging, build_manifest(
-            staging, pipeline_config=location(options.pipeline_config), checkpoint_prefix=sources.checkpoint.prefix,
+            staging, request=export_request(options), pipeline_config=location(options.pipeline_config), checkpoint_prefix=sources.checkpoint.prefix,
             config_overrides=options.config_overrides, architecture=architecture,
             input_types=[{"input_type": r.input_type, "directory": str(r.relative), "signature": r.signature,
                           "traced_with_autograph": r.autograph, "targets": sorted(r.artifacts)} for r in results],

@@ -10,12 +10,14 @@ before TensorFlow is imported because ``TF_CPP_MIN_LOG_LEVEL`` is read at import
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 _state: dict = {"verbosity": NORMAL}
@@ -35,6 +37,20 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = "od-export: warning: " if record.levelno == logging.WARNING else "od-export: "
         return prefix + record.getMessage()
+
+
+@contextlib.contextmanager
+def progress_shows_info() -> Iterator[None]:
+    """While a progress display shows the library's info records itself, stderr gets only warnings."""
+    handlers = [h for h in logging.getLogger("od_export").handlers if isinstance(h, _StderrHandler)]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)
 
 
 def configure(verbosity: int) -> None:

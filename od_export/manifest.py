@@ -7,6 +7,7 @@ size and sha256, per-phase timings, and validation results when they were run.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -65,9 +66,27 @@ def file_inventory(root: Path) -> list[dict[str, Any]]:
     return entries
 
 
+#: Options that do not change what an export contains (paths and sources are recorded by hash).
+_NOT_IN_REQUEST = ("pipeline_config", "checkpoint_dir", "output_dir", "checkpoint", "overwrite", "wait", "validate")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def export_request(options: Any) -> dict[str, Any]:
+    """The options that shape an export's content, as JSON: equal requests give equal exports."""
+    return {name: value for name, value in _plain(options).items() if name not in _NOT_IN_REQUEST}
+
+
 def build_manifest(
     root: Path,
     *,
+    request: dict[str, Any],
     pipeline_config: AnyPath,
     checkpoint_prefix: AnyPath,
     config_overrides: tuple[str, ...],
@@ -88,6 +107,7 @@ def build_manifest(
             },
             "architecture": architecture,
         },
+        "request": request,
         "input_types": input_types,
         "artifacts": file_inventory(root),
         "timings_s": {phase: round(seconds, 3) for phase, seconds in timings.items()},

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from od_export import __version__, log
+from od_export.cli import batch as cli_batch
 from od_export.cli import inspect as cli_inspect
 from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
 from od_export.options import (
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _add_export(subparsers)
     _add_convert(subparsers)
+    cli_batch.add_subcommand(subparsers, _add_common)
     _add_demo_checkpoint(subparsers)
     cli_inspect.add_subcommands(subparsers, _add_common)
     return parser
@@ -218,20 +220,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OdExportError as exc:
         if args.verbosity >= log.VERBOSE:
             traceback.print_exc()
-        print(f"{PROG}: error: {exc.render(option_spellings(parser))}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, type(exc).__name__, exc.render(option_spellings(parser)), exc.exit_code)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no partial output was left", file=sys.stderr)
-        return 130
+        return _fail(args, "Interrupted", "interrupted; no partial output was left", 130, prefix="")
     except Exception as exc:  # an unexpected TensorFlow/OD API failure: still one line
         if args.verbosity >= log.VERBOSE:
             traceback.print_exc()
-        print(f"{PROG}: error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} (rerun with -v for details)", file=sys.stderr)
-        return FAILURE_EXIT_CODE
+        message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]} (rerun with -v for details)"
+        return _fail(args, type(exc).__name__, message, FAILURE_EXIT_CODE)
     if args.json:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     return 0 if document.get("ok", True) else FAILURE_EXIT_CODE
+
+
+def _fail(args: argparse.Namespace, kind: str, message: str, exit_code: int, prefix: str = "error: ") -> int:
+    """One line on stderr; with --json also one JSON document on stdout, so a script can always parse it."""
+    print(f"{PROG}: {prefix}{message}", file=sys.stderr)
+    if args.json:
+        json.dump({"ok": False, "error": {"kind": kind, "message": message, "exit_code": exit_code}}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return exit_code
 
 
 def console_main() -> None:

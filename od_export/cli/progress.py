@@ -1,0 +1,69 @@
+"""Progress of a batch on stderr: a live display on a terminal, one line per event otherwise.
+
+stdout stays free for the summary table or the ``--json`` document.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Callable
+
+Progress = Callable[[str, str, str], None]
+
+
+@contextlib.contextmanager
+def progress_display(total: int, quiet: bool = False) -> Iterator[Progress]:
+    """``progress(label, event, detail)`` for events ``start``, ``phase`` and ``done``."""
+    if quiet:
+        yield _failures_only
+    elif sys.stderr.isatty():
+        with _live(total) as progress:
+            yield progress
+    else:
+        yield _Lines(total)
+
+
+def _failures_only(label: str, event: str, detail: str) -> None:
+    if event == "done" and detail.startswith("failed"):
+        print(f"od-export: {label}: {detail}", file=sys.stderr, flush=True)
+
+
+class _Lines:
+    """Plain lines for logs and pipes: ``od-export: [done/total] label: what happened``."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, label: str, event: str, detail: str) -> None:
+        with self.lock:
+            if event == "done":
+                self.done += 1
+            text = {"start": "started", "phase": detail, "done": detail}[event]
+            print(f"od-export: [{self.done}/{self.total}] {label}: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _live(total: int) -> Iterator[Progress]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    console = Console(file=sys.stderr)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with RichProgress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("starting", total=total)
+        lock = threading.Lock()
+
+        def progress(label: str, event: str, detail: str) -> None:
+            with lock:
+                if event == "done":
+                    bar.advance(task)
+                    if detail.startswith("failed"):
+                        console.print(f"od-export: {label}: {detail}")
+                bar.update(task, description=f"{label}: {detail or 'starting'}"[:60])
+
+        yield progress
