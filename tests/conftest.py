@@ -54,6 +54,34 @@ def demo_checkpoint(workspace: Path):
     return make
 
 
+@pytest.fixture(scope="session")
+def training_run(workspace: Path):
+    """``training_run(name, numbers)`` → a run directory with ckpt-N for each number, each with its own weights."""
+    import shutil
+
+    from od_export import DemoCheckpointOptions, create_demo_checkpoint
+
+    cache: dict[tuple[str, tuple[int, ...]], Path] = {}
+
+    def make(name: str, numbers: tuple[int, ...] = (1, 2, 3)) -> Path:
+        key = (name, numbers)
+        if key not in cache:
+            run = workspace / "training_runs" / f"{name}-{'-'.join(map(str, numbers))}"
+            run.mkdir(parents=True)
+            for number in numbers:  # seeded by number: every checkpoint has different weights
+                demo = create_demo_checkpoint(DemoCheckpointOptions(
+                    sample_config(name), workspace / "training_runs" / f".{name}-{number}", seed=number,
+                    checkpoint_number=number))
+                for path in demo.output_dir.iterdir():
+                    if path.name.startswith(f"ckpt-{number}.") or path.name in ("pipeline.config", "checkpoint"):
+                        shutil.copy(path, run / path.name)
+                shutil.rmtree(demo.output_dir)
+            cache[key] = run
+        return cache[key]
+
+    return make
+
+
 #: The converter targets each sample architecture supports (the others are refused in one line).
 CONVERTER_TARGETS = {
     "ssd_mobilenet_v2": ("onnx", "tensorrt"),

@@ -101,9 +101,10 @@ def load_batch(path: str | Path) -> list[Job]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BatchFileError(f"{file}: not valid YAML{where}: {problem}") from exc
+    if isinstance(document, dict):
+        _check_keys(document, ("defaults", "jobs"), f"{file}")
     if not isinstance(document, dict) or not isinstance(document.get("jobs"), list) or not document["jobs"]:
         raise BatchFileError(f"{file}: a batch file is a mapping with a non-empty list of `jobs` (and optional `defaults`)")
-    _check_keys(document, ("defaults", "jobs"), f"{file}")
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise BatchFileError(f"{file}: defaults: must be a mapping of job keys")
