@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from od_export import __version__, log
 from od_export.cli import batch as cli_batch
+from od_export.cli import legacy
 from od_export.cli import inspect as cli_inspect
 from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
 from od_export.options import (
@@ -25,6 +29,7 @@ from od_export.options import (
 from od_export.storage.location import location
 
 PROG = "od-export"
+logger = logging.getLogger("od_export.cli")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -51,9 +56,9 @@ def _add_export(subparsers: Any) -> None:
     )
     parser.add_argument("--pipeline-config", "--pipeline_config_path", dest="pipeline_config", required=True, metavar="PATH", help="the run's pipeline.config")
     parser.add_argument("--checkpoint-dir", "--trained_checkpoint_dir", dest="checkpoint_dir", required=True, metavar="DIR", help="directory with ckpt-N files (or a checkpoint prefix)")
-    parser.add_argument("--output-dir", "--output_directory", dest="output_dir", required=True, metavar="DIR", help="where to write the export (must not exist unless --overwrite)")
+    parser.add_argument("--output-dir", "--output_directory", dest="output_dir", required=True, metavar="DIR", action=legacy.RecordSpelling, help="where to write the export (must not exist unless --overwrite; exporter_main_v2's --output_directory replaces it, as that tool does)")
     parser.add_argument("--input-type", "--input_type", dest="input_types", action="append", metavar="TYPE", help=f"repeatable; one of {', '.join(INPUT_TYPES)} (default image_tensor)")
-    parser.add_argument("--checkpoint", default="latest", help="ckpt-N, N, a prefix path, or latest (default)")
+    parser.add_argument("--checkpoint", default="latest", help="ckpt-N, N, a prefix path, latest (default), or all (each into OUTPUT/ckpt-N, with OUTPUT/latest)")
     parser.add_argument("--config-override", "--config_override", dest="config_overrides", action="append", default=[], metavar="TEXT_PROTO", help="text proto merged into the config (repeatable)")
     parser.add_argument("--config-override-file", dest="config_override_files", action="append", default=[], metavar="PATH", help="file holding a text-proto override (repeatable)")
     parser.add_argument("--use-side-inputs", "--use_side_inputs", dest="use_side_inputs", action="store_true", help="add side inputs to the image_tensor signature")
@@ -147,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
 def option_spellings(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Option name → its long flag, over every subcommand, so errors name what the user typed."""
     spellings: dict[str, str] = {}
@@ -192,10 +202,30 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
 def _run_export(args: argparse.Namespace) -> dict[str, Any]:
     from od_export.exporter import export
 
-    result = export(export_options_from_args(args))
+    options = export_options_from_args(args)
+    if options.checkpoint == "all":
+        return _export_all_checkpoints(args, options)
+    if legacy.replaces_like_exporter_main_v2(args) and not options.overwrite and location(options.output_dir).exists():
+        logger.info(f"{options.output_dir} exists: replacing it (atomically), as exporter_main_v2 writes over it; "
+                    "--output-dir refuses instead")
+        options = replace(options, overwrite=True)
+    result = export(options)
     if not args.json:
         for artifact in result.artifacts:
             print(f"{artifact.input_type}: {artifact.directory}")
+    return result.to_dict()
+
+
+def _export_all_checkpoints(args: argparse.Namespace, options: ExportOptions) -> dict[str, Any]:
+    from od_export.cli.progress import progress_display
+    from od_export.pipelines.batch import export_checkpoints
+    from od_export.pipelines.jobs import CheckpointSelection
+
+    start = time.perf_counter()
+    with log.progress_shows_info(), progress_display(0, quiet=args.verbosity < 0) as progress:
+        result = export_checkpoints(options, CheckpointSelection("all"), progress)
+    if not args.json:
+        cli_batch.print_summary(result, time.perf_counter() - start)
     return result.to_dict()
 
 
@@ -212,6 +242,9 @@ def _run_demo_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export"]:
+        argv = argv[:1] + legacy.absl_to_argparse(argv[1:], _subparser(parser, "export"))
     args = parser.parse_args(argv)
     log.configure(args.verbosity)
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.handler

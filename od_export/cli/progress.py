@@ -15,7 +15,7 @@ Progress = Callable[[str, str, str], None]
 
 @contextlib.contextmanager
 def progress_display(total: int, quiet: bool = False) -> Iterator[Progress]:
-    """``progress(label, event, detail)`` for events ``start``, ``phase`` and ``done``."""
+    """``progress(label, event, detail)`` for events ``start``, ``phase`` and ``done``; ``total`` 0 if unknown."""
     if quiet:
         yield _failures_only
     elif sys.stderr.isatty():
@@ -42,7 +42,8 @@ class _Lines:
             if event == "done":
                 self.done += 1
             text = {"start": "started", "phase": detail, "done": detail}[event]
-            print(f"od-export: [{self.done}/{self.total}] {label}: {text}", file=sys.stderr, flush=True)
+            count = f"{self.done}/{self.total}" if self.total else str(self.done)
+            print(f"od-export: [{count}] {label}: {text}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -55,7 +56,7 @@ def _live(total: int) -> Iterator[Progress]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with RichProgress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("starting", total=total)
+        task = bar.add_task("starting", total=total or None)  # None: a count without a known end
         lock = threading.Lock()
 
         def progress(label: str, event: str, detail: str) -> None:

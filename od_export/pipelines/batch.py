@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from od_export.errors import FAILURE_EXIT_CODE, OdExportError
-from od_export.pipelines.jobs import Task, expand, load_batch, shard
+from od_export.options import ExportOptions
+from od_export.pipelines.jobs import CheckpointSelection, Job, Task, expand, load_batch, shard
 from od_export.storage.location import location
 
 logger = logging.getLogger(__name__)
@@ -102,17 +103,29 @@ def group_tasks(tasks: list[Task]) -> list[list[Task]]:
 
 def run_batch(options: BatchOptions, progress: Progress | None = None) -> BatchResult:
     tasks = plan(options)
-    groups = group_tasks(tasks)
-    workers = options.workers or default_workers(len(groups))
-    result = BatchResult(str(options.batch_file), workers)
     if options.check_only:
+        result = BatchResult(str(options.batch_file), 0)
         result.results = [_result(task, "planned") for task in tasks]
         return result
+    return run_tasks(tasks, str(options.batch_file), options.force, options.workers, options.fail_fast, progress)
+
+
+def export_checkpoints(options: ExportOptions, selection: CheckpointSelection, progress: Progress | None = None) -> BatchResult:
+    """Several checkpoints of one run, each into ``OUTPUT/ckpt-N`` (``export --checkpoint all``)."""
+    job = Job("command line", 1, Path(str(options.output_dir)).name, options, selection)
+    return run_tasks(expand([job]), "command line", False, 1, False, progress)
+
+
+def run_tasks(tasks: list[Task], source: str, force: bool, workers: int | None, fail_fast: bool,
+              progress: Progress | None) -> BatchResult:
+    groups = group_tasks(tasks)
+    workers = workers or default_workers(len(groups))
     report = progress or (lambda label, event, detail: None)
     if workers == 1:
-        outcomes = _run_groups_here(groups, options, report)
+        outcomes = _run_groups_here(groups, force, fail_fast, report)
     else:
-        outcomes = _run_groups_in_workers(groups, options, workers, report)
+        outcomes = _run_groups_in_workers(groups, force, fail_fast, workers, report)
+    result = BatchResult(source, workers)
     result.results = [outcomes.get(task.label) or _result(task, "not run") for task in tasks]
     return result
 
@@ -121,15 +134,15 @@ def _result(task: Task, status: str, seconds: float = 0.0, error: dict[str, Any]
     return TaskResult(task.label, task.job.name, task.checkpoint, str(task.options.output_dir), status, seconds, error)
 
 
-def _run_groups_here(groups: list[list[Task]], options: BatchOptions, report: Progress) -> dict[str, TaskResult]:
+def _run_groups_here(groups: list[list[Task]], force: bool, fail_fast: bool, report: Progress) -> dict[str, TaskResult]:
     from od_export.exporter import BuiltModels
 
     built, outcomes = BuiltModels(), {}
     for group in groups:
         for task in group:
-            outcome = run_task(task, options.force, built, report)
+            outcome = run_task(task, force, built, report)
             outcomes[task.label] = outcome
-            if outcome.status == "failed" and options.fail_fast:
+            if outcome.status == "failed" and fail_fast:
                 return outcomes
     return outcomes
 
@@ -191,7 +204,7 @@ def _phases_to(label: str, report: Progress) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ worker processes
-def _run_groups_in_workers(groups: list[list[Task]], options: BatchOptions, workers: int,
+def _run_groups_in_workers(groups: list[list[Task]], force: bool, fail_fast: bool, workers: int,
                            report: Progress) -> dict[str, TaskResult]:
     import multiprocessing
     import threading
@@ -203,13 +216,13 @@ def _run_groups_in_workers(groups: list[list[Task]], options: BatchOptions, work
     pump.start()
     outcomes: dict[str, TaskResult] = {}
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending = {pool.submit(_worker_group, group, options.force, options.fail_fast, events, stop) for group in groups}
+        pending = {pool.submit(_worker_group, group, force, fail_fast, events, stop) for group in groups}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 for outcome in future.result():
                     outcomes[outcome.label] = outcome
-            if options.fail_fast and any(o.status == "failed" for o in outcomes.values()):
+            if fail_fast and any(o.status == "failed" for o in outcomes.values()):
                 stop.set()
                 for future in pending:
                     future.cancel()

@@ -55,7 +55,7 @@ class CheckpointSelection:
 
 @dataclass(frozen=True)
 class Job:
-    file: Path
+    file: Path | str  # the batch file, or "command line"
     index: int
     name: str
     options: ExportOptions
