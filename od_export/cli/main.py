@@ -11,21 +11,17 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, NoReturn
 
 from od_export import __version__, log
 from od_export.cli import batch as cli_batch
+from od_export.cli import export as cli_export
 from od_export.cli import legacy
+from od_export.cli import watch as cli_watch
 from od_export.cli import inspect as cli_inspect
 from od_export.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, OdExportError
-from od_export.options import (
-    FROZEN_FORMATS, INPUT_FORMATS, INPUT_TYPES, OPTIONAL_TARGET_NAMES, SIGNATURE_KEYS, ConversionOptions, ExportOptions,
-    parse_input_shape, parse_side_inputs,
-)
 from od_export.storage.location import location
 
 PROG = "od-export"
@@ -48,50 +44,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(verbosity=log.NORMAL)
 
 
-def _add_export(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "export",
-        help="checkpoint → SavedModel (+ frozen graph) for one or more input types",
-        description="Export an OD API training run. Also accepts exporter_main_v2.py's flag spellings.",
-    )
-    parser.add_argument("--pipeline-config", "--pipeline_config_path", dest="pipeline_config", required=True, metavar="PATH", help="the run's pipeline.config")
-    parser.add_argument("--checkpoint-dir", "--trained_checkpoint_dir", dest="checkpoint_dir", required=True, metavar="DIR", help="directory with ckpt-N files (or a checkpoint prefix)")
-    parser.add_argument("--output-dir", "--output_directory", dest="output_dir", required=True, metavar="DIR", action=legacy.RecordSpelling, help="where to write the export (must not exist unless --overwrite; exporter_main_v2's --output_directory replaces it, as that tool does)")
-    parser.add_argument("--input-type", "--input_type", dest="input_types", action="append", metavar="TYPE", help=f"repeatable; one of {', '.join(INPUT_TYPES)} (default image_tensor)")
-    parser.add_argument("--checkpoint", default="latest", help="ckpt-N, N, a prefix path, latest (default), or all (each into OUTPUT/ckpt-N, with OUTPUT/latest)")
-    parser.add_argument("--config-override", "--config_override", dest="config_overrides", action="append", default=[], metavar="TEXT_PROTO", help="text proto merged into the config (repeatable)")
-    parser.add_argument("--config-override-file", dest="config_override_files", action="append", default=[], metavar="PATH", help="file holding a text-proto override (repeatable)")
-    parser.add_argument("--use-side-inputs", "--use_side_inputs", dest="use_side_inputs", action="store_true", help="add side inputs to the image_tensor signature")
-    parser.add_argument("--side-input-shapes", "--side_input_shapes", dest="side_input_shapes", default="", help="e.g. 1,-1,4/1,-1 (as exporter_main_v2)")
-    parser.add_argument("--side-input-types", "--side_input_types", dest="side_input_types", default="", help="e.g. float32,int32")
-    parser.add_argument("--side-input-names", "--side_input_names", dest="side_input_names", default="", help="e.g. boxes,classes")
-    parser.add_argument("--signature-key", default="serving_default", help=f"signature the frozen graph is made from ({', '.join(SIGNATURE_KEYS)})")
-    parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="skip the frozen graph")
-    parser.add_argument("--frozen-format", default="pb", help=f"one of {', '.join(FROZEN_FORMATS)} (default pb)")
-    parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
-    add_target_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
-    parser.add_argument("--validate", action="store_true", help="also record the verification report in manifest.json and --json (every export is verified, as `od-export validate` does, before it is moved into place)")
-    parser.add_argument("--wait", action="store_true", help="if another od-export is writing the same output, wait for it instead of failing")
-    _add_common(parser)
-    parser.set_defaults(handler=_run_export)
-
-
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--target`` and the converter targets' options (export and convert share them)."""
-    parser.add_argument("--target", dest="targets", action="append", default=[], metavar="TARGET",
-                        help=f"repeatable; also write this artifact: {', '.join(OPTIONAL_TARGET_NAMES)}")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset for onnx and tensorrt (default 17)")
-    parser.add_argument("--batch-size", type=int, default=1, help="tensorrt: static batch size (default 1)")
-    parser.add_argument("--input-shape", metavar="H,W", help="tensorrt: input height and width for a model whose resizer has no fixed size")
-    parser.add_argument("--input-format", default="NHWC", help=f"tensorrt: {' or '.join(INPUT_FORMATS)} (default NHWC)")
-
-
-def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
-    return ConversionOptions(opset=args.opset, batch_size=args.batch_size, input_shape=parse_input_shape(args.input_shape),
-                             input_format=args.input_format)
-
-
 def _add_convert(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
@@ -102,7 +54,7 @@ def _add_convert(subparsers: Any) -> None:
     parser.add_argument("export_dir", metavar="EXPORT_DIR")
     parser.add_argument("--pipeline-config", metavar="PATH", help="the run's pipeline.config (default: the one in the export)")
     parser.add_argument("--signature-key", default="serving_default")
-    add_target_arguments(parser)
+    cli_export.add_target_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace artifacts of these targets that the export already has")
     parser.add_argument("--wait", action="store_true", help="if another od-export is writing this export, wait for it")
     _add_common(parser)
@@ -115,7 +67,7 @@ def _run_convert(args: argparse.Namespace) -> dict[str, Any]:
     result = convert(ConvertOptions(
         location(args.export_dir), tuple(args.targets),
         location(args.pipeline_config) if args.pipeline_config else None,
-        conversion_options_from_args(args), args.signature_key, args.overwrite, args.wait,
+        cli_export.conversion_options_from_args(args), args.signature_key, args.overwrite, args.wait,
     ))
     if not args.json:
         for unit, targets in result.written.items():
@@ -144,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     subparsers.required = True
-    _add_export(subparsers)
+    cli_export.add_subcommand(subparsers, _add_common)
     _add_convert(subparsers)
     cli_batch.add_subcommand(subparsers, _add_common)
+    cli_watch.add_subcommand(subparsers, _add_common)
     _add_demo_checkpoint(subparsers)
     cli_inspect.add_subcommands(subparsers, _add_common)
     return parser
@@ -169,64 +122,6 @@ def option_spellings(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.option_strings:
                 spellings.setdefault(action.dest, max(action.option_strings, key=lambda s: s.startswith("--")))
     return spellings
-
-
-def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
-    from od_export.source.pipeline_config import read_text
-
-    overrides = list(args.config_overrides)
-    overrides += [read_text(path, "config override file") for path in args.config_override_files]
-    side_inputs = ()
-    if args.use_side_inputs:
-        side_inputs = parse_side_inputs(args.side_input_shapes, args.side_input_types, args.side_input_names)
-    return ExportOptions(
-        pipeline_config=location(args.pipeline_config),
-        checkpoint_dir=location(args.checkpoint_dir),
-        output_dir=location(args.output_dir),
-        input_types=tuple(args.input_types or ("image_tensor",)),
-        checkpoint=args.checkpoint,
-        config_overrides=tuple(overrides),
-        side_inputs=side_inputs,
-        signature_key=args.signature_key,
-        freeze=args.freeze,
-        frozen_format=args.frozen_format,
-        full_object_graph=args.full_object_graph,
-        overwrite=args.overwrite,
-        validate=args.validate,
-        wait=args.wait,
-        targets=tuple(args.targets),
-        conversion=conversion_options_from_args(args),
-    )
-
-
-def _run_export(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.exporter import export
-
-    options = export_options_from_args(args)
-    if options.checkpoint == "all":
-        return _export_all_checkpoints(args, options)
-    if legacy.replaces_like_exporter_main_v2(args) and not options.overwrite and location(options.output_dir).exists():
-        logger.info(f"{options.output_dir} exists: replacing it (atomically), as exporter_main_v2 writes over it; "
-                    "--output-dir refuses instead")
-        options = replace(options, overwrite=True)
-    result = export(options)
-    if not args.json:
-        for artifact in result.artifacts:
-            print(f"{artifact.input_type}: {artifact.directory}")
-    return result.to_dict()
-
-
-def _export_all_checkpoints(args: argparse.Namespace, options: ExportOptions) -> dict[str, Any]:
-    from od_export.cli.progress import progress_display
-    from od_export.pipelines.batch import export_checkpoints
-    from od_export.pipelines.jobs import CheckpointSelection
-
-    start = time.perf_counter()
-    with log.progress_shows_info(), progress_display(0, quiet=args.verbosity < 0) as progress:
-        result = export_checkpoints(options, CheckpointSelection("all"), progress)
-    if not args.json:
-        cli_batch.print_summary(result, time.perf_counter() - start)
-    return result.to_dict()
 
 
 def _run_demo_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
