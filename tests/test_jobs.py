@@ -120,3 +120,18 @@ def test_check_lists_the_planned_exports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ckpt-2" in out and "planned" in out and "ckpt-1  " not in out
     assert not (tmp_path / "out").exists()
+
+
+def test_the_readme_example_batch_file_checks(tmp_path, capsys):
+    """pipeline_samples/batch.yaml as the README runs it: next to the runs that demo.sh and demo-checkpoint make."""
+    from tests.conftest import SAMPLES
+
+    (tmp_path / "pipeline_samples").mkdir()
+    example = tmp_path / "pipeline_samples" / "batch.yaml"
+    example.write_text((SAMPLES / "batch.yaml").read_text())
+    write_run(tmp_path / "demo_output" / "training_run", [1])
+    write_run(tmp_path / "demo_output" / "centernet_run", [1])
+    assert main(["batch", str(example), "--check", "--json"]) == 0
+    jobs = __import__("json").loads(capsys.readouterr().out)["jobs"]
+    assert [(j["job"], j["checkpoint"], j["status"]) for j in jobs] == [("ssd", "ckpt-1", "planned"),
+                                                                          ("centernet", "ckpt-1", "planned")]
