@@ -98,6 +98,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from od_export.cli.progress import phase_spinner
     from od_export.exporter import export
 
     options = export_options_from_args(args)
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         logger.info(f"{options.output_dir} exists: replacing it (atomically), as exporter_main_v2 writes over it; "
                     "--output-dir refuses instead")
         options = replace(options, overwrite=True)
-    result = export(options)
+    with phase_spinner(quiet=args.verbosity < 0):
+        result = export(options)
     if not args.json:
         for artifact in result.artifacts:
             print(f"{artifact.input_type}: {artifact.directory}")

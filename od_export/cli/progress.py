@@ -68,3 +68,32 @@ def _live(total: int) -> Iterator[Progress]:
                 bar.update(task, description=f"{label}: {detail or 'starting'}"[:60])
 
         yield progress
+
+
+@contextlib.contextmanager
+def phase_spinner(quiet: bool = False) -> Iterator[None]:
+    """A spinner with the current phase under the log lines, on a terminal only (a single export)."""
+    if quiet or not sys.stderr.isatty():
+        yield
+        return
+    import logging
+
+    from rich.console import Console
+
+    from od_export import log
+
+    console = Console(file=sys.stderr)
+
+    class _ToStatus(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            console.print(f"od-export: {record.getMessage()}", highlight=False)
+            status.update(f"{record.getMessage()} …")
+
+    handler = _ToStatus(logging.INFO)
+    library = logging.getLogger("od_export")
+    with console.status("starting …") as status, log.progress_shows_info():
+        library.addHandler(handler)
+        try:
+            yield
+        finally:
+            library.removeHandler(handler)
