@@ -9,7 +9,7 @@ import time
 import pytest
 
 from od_export import ExportOptions
-from od_export.pipelines.watch import WatchOptions, watch
+from od_export import WatchOptions, watch
 
 pytestmark = pytest.mark.integration
 
