@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from od_export import ExportOptions
-from od_export import WatchOptions, watch
+from od_export import ExportOptions, WatchOptions, watch
 
 pytestmark = pytest.mark.integration
 
