@@ -43,8 +43,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from od_export.cli.progress import progress_display
     from od_export.pipelines.batch import BatchOptions, plan, run_batch
 
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"{args.workers} workers is below 1; give -j 1 or more")
     options = BatchOptions(args.batch_file, args.check_only, args.force, args.workers, args.fail_fast,
                            parse_shard(args.shard))
     total = len(plan(options))  # a bad file fails here, before any display starts

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from od_export.errors import FAILURE_EXIT_CODE, OdExportError
+from od_export.errors import FAILURE_EXIT_CODE, InputError, OdExportError
 from od_export.options import ExportOptions
 from od_export.pipelines.jobs import CheckpointSelection, Job, Task, expand, load_batch, shard
 from od_export.storage.location import location
 
-logger = logging.getLogger(__name__)
 #: Peak resident memory of one export worker that a default worker count must leave room
 #: for: the sample models peak at 1.0-2.1 GB (scripts/bench_export.py), full-size ones more.
 WORKER_MEMORY_BYTES = 3 * 1024**3
@@ -102,6 +101,8 @@ def group_tasks(tasks: list[Task]) -> list[list[Task]]:
 
 
 def run_batch(options: BatchOptions, progress: Progress | None = None) -> BatchResult:
+    if options.workers is not None and options.workers < 1:
+        raise InputError(f"{options.workers} workers is below 1; give 1 or more")
     tasks = plan(options)
     if options.check_only:
         result = BatchResult(str(options.batch_file), 0)

@@ -10,7 +10,6 @@ restarted watcher never exports a checkpoint twice.
 """
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from od_export.pipelines.jobs import CheckpointSelection, Job, Task
 from od_export.source.checkpoints import available_checkpoints
 from od_export.storage.location import AnyPath, location
 
-logger = logging.getLogger(__name__)
 _SHARD = re.compile(r"\.data-(\d+)-of-(\d+)$")
 
 
