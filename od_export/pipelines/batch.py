@@ -17,12 +17,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from od_export.errors import FAILURE_EXIT_CODE, InputError, OdExportError
 from od_export.options import ExportOptions
 from od_export.pipelines.jobs import CheckpointSelection, Job, Task, expand, load_batch, shard
 from od_export.storage.location import location
+
+if TYPE_CHECKING:
+    from od_export.pipelines.freshness import Freshness
 
 #: Peak resident memory of one export worker that a default worker count must leave room
 #: for: the sample models peak at 1.0-2.1 GB (scripts/bench_export.py), full-size ones more.
@@ -119,13 +122,14 @@ def export_checkpoints(options: ExportOptions, selection: CheckpointSelection, p
 
 def run_tasks(tasks: list[Task], source: str, force: bool, workers: int | None, fail_fast: bool,
               progress: Progress | None) -> BatchResult:
-    groups = group_tasks(tasks)
-    workers = workers or default_workers(len(groups))
     report = progress or (lambda label, event, detail: None)
+    outcomes = {} if force else _skip_current(tasks, report)  # no worker or TensorFlow for what is current
+    groups = group_tasks([task for task in tasks if task.label not in outcomes])
+    workers = workers or default_workers(len(groups))
     if workers == 1:
-        outcomes = _run_groups_here(groups, force, fail_fast, report)
+        outcomes.update(_run_groups_here(groups, force, fail_fast, report))
     else:
-        outcomes = _run_groups_in_workers(groups, force, fail_fast, workers, report)
+        outcomes.update(_run_groups_in_workers(groups, force, fail_fast, workers, report))
     result = BatchResult(source, workers)
     result.results = [outcomes.get(task.label) or _result(task, "not run") for task in tasks]
     return result
@@ -133,6 +137,20 @@ def run_tasks(tasks: list[Task], source: str, force: bool, workers: int | None, 
 
 def _result(task: Task, status: str, seconds: float = 0.0, error: dict[str, Any] | None = None) -> TaskResult:
     return TaskResult(task.label, task.job.name, task.checkpoint, str(task.options.output_dir), status, seconds, error)
+
+
+def _skip_current(tasks: list[Task], report: Progress) -> dict[str, TaskResult]:
+    from od_export.pipelines.freshness import stale_reason
+
+    outcomes = {}
+    for task in tasks:
+        try:
+            freshness = stale_reason(task.options)
+        except OSError:  # unreadable sources: the export reports it properly
+            continue
+        if freshness.up_to_date:
+            outcomes[task.label] = run_task(task, False, None, report, freshness)
+    return outcomes
 
 
 def _run_groups_here(groups: list[list[Task]], force: bool, fail_fast: bool, report: Progress) -> dict[str, TaskResult]:
@@ -148,7 +166,7 @@ def _run_groups_here(groups: list[list[Task]], force: bool, fail_fast: bool, rep
     return outcomes
 
 
-def run_task(task: Task, force: bool, built: Any, report: Progress) -> TaskResult:
+def run_task(task: Task, force: bool, built: Any, report: Progress, freshness: Freshness | None = None) -> TaskResult:
     """One export, or a skip when its output is up to date; a failure is a result, not an exception."""
     from dataclasses import replace
 
@@ -157,7 +175,7 @@ def run_task(task: Task, force: bool, built: Any, report: Progress) -> TaskResul
     start = time.perf_counter()
     report(task.label, "start", "")
     try:
-        freshness = stale_reason(task.options)
+        freshness = freshness or stale_reason(task.options)
         if freshness.up_to_date and not force:
             outcome = _result(task, "skipped", time.perf_counter() - start)
         else:

@@ -209,7 +209,7 @@ def _path(value: str, base: Path) -> str:
     """URLs and absolute paths as given; ``~`` expanded; anything else relative to the batch file."""
     if "://" in value:
         return value
-    return str(base / os.path.expanduser(value))  # an absolute right-hand side replaces base
+    return os.path.normpath(base / os.path.expanduser(value))  # an absolute right-hand side replaces base
 
 
 def _side_inputs(value: Any) -> tuple[SideInput, ...]:
