@@ -18,6 +18,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import TextIO
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 _state: dict = {"verbosity": NORMAL}
@@ -105,6 +106,7 @@ def filter_native_stderr() -> None:
     if _state["verbosity"] >= VERBOSE:
         return
     original = os.dup(2)
+    _state["terminal_fd"] = original if os.isatty(original) else None
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
@@ -125,6 +127,18 @@ def filter_native_stderr() -> None:
 
     _state["drain"] = drain
     atexit.register(drain)
+
+
+def terminal_stream() -> TextIO | None:
+    """A stream to the terminal that stderr shows, or None when stderr is not a terminal.
+
+    Live progress displays write here: once :func:`filter_native_stderr` has routed fd 2
+    through a pipe, ``sys.stderr`` no longer is a terminal, though the user sees one.
+    """
+    if "terminal_fd" in _state:
+        fd = _state["terminal_fd"]
+        return None if fd is None else os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8")
+    return sys.stderr if sys.stderr.isatty() else None
 
 
 def flush_all() -> None:

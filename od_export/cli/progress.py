@@ -8,7 +8,9 @@ import contextlib
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Callable
+from typing import Callable, TextIO
+
+from od_export import log
 
 Progress = Callable[[str, str, str], None]
 
@@ -16,10 +18,11 @@ Progress = Callable[[str, str, str], None]
 @contextlib.contextmanager
 def progress_display(total: int, quiet: bool = False) -> Iterator[Progress]:
     """``progress(label, event, detail)`` for events ``start``, ``phase`` and ``done``; ``total`` 0 if unknown."""
+    terminal = None if quiet else log.terminal_stream()
     if quiet:
         yield _failures_only
-    elif sys.stderr.isatty():
-        with _live(total) as progress:
+    elif terminal is not None:
+        with _live(total, terminal) as progress:
             yield progress
     else:
         yield _Lines(total)
@@ -47,12 +50,12 @@ class _Lines:
 
 
 @contextlib.contextmanager
-def _live(total: int) -> Iterator[Progress]:
+def _live(total: int, terminal: TextIO) -> Iterator[Progress]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    console = Console(file=sys.stderr)
+    console = Console(file=terminal)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with RichProgress(*columns, console=console, transient=False) as bar:
@@ -73,16 +76,15 @@ def _live(total: int) -> Iterator[Progress]:
 @contextlib.contextmanager
 def phase_spinner(quiet: bool = False) -> Iterator[None]:
     """A spinner with the current phase under the log lines, on a terminal only (a single export)."""
-    if quiet or not sys.stderr.isatty():
+    terminal = None if quiet else log.terminal_stream()
+    if terminal is None:
         yield
         return
     import logging
 
     from rich.console import Console
 
-    from od_export import log
-
-    console = Console(file=sys.stderr)
+    console = Console(file=terminal)
 
     class _ToStatus(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
