@@ -135,10 +135,11 @@ def terminal_stream() -> TextIO | None:
     Live progress displays write here: once :func:`filter_native_stderr` has routed fd 2
     through a pipe, ``sys.stderr`` no longer is a terminal, though the user sees one.
     """
-    if "terminal_fd" in _state:
-        fd = _state["terminal_fd"]
-        return None if fd is None else os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8")
-    return sys.stderr if sys.stderr.isatty() else None
+    if "terminal_fd" not in _state:
+        return sys.stderr if sys.stderr.isatty() else None
+    if _state["terminal_fd"] is not None and "terminal" not in _state:  # one stream per process, not per call
+        _state["terminal"] = os.fdopen(os.dup(_state["terminal_fd"]), "w", buffering=1, encoding="utf-8")
+    return _state.get("terminal")
 
 
 def flush_all() -> None:

@@ -135,3 +135,11 @@ def test_the_readme_example_batch_file_checks(tmp_path, capsys):
     jobs = __import__("json").loads(capsys.readouterr().out)["jobs"]
     assert [(j["job"], j["checkpoint"], j["status"]) for j in jobs] == [("ssd", "ckpt-1", "planned"),
                                                                           ("centernet", "ckpt-1", "planned")]
+
+
+def test_a_side_input_with_an_unknown_dtype_is_refused_before_anything_runs(tmp_path, capsys):
+    write_run(tmp_path / "run", [1])
+    path = batch_file(tmp_path, "jobs:\n" + JOB.format(name="a")
+                      + "    side_inputs: [{name: boxes, dtype: complex, shape: [1, null, 4]}]\n")
+    assert main(["batch", str(path), "--check"]) == 2
+    assert "side_inputs: side input 'boxes' has unknown dtype 'complex'" in capsys.readouterr().err

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from od_export.pipelines.freshness import Freshness
 
 #: Peak resident memory of one export worker that a default worker count must leave room
-#: for: the sample models peak at 1.0-2.1 GB (scripts/bench_export.py), full-size ones more.
+#: for: the sample models peak at 0.95-2.75 GB (scripts/bench_export.py), full-size ones more.
 WORKER_MEMORY_BYTES = 3 * 1024**3
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from od_export.errors import InputError
-from od_export.options import ConversionOptions, ExportOptions, SideInput, parse_input_shape
+from od_export.options import SIDE_INPUT_DTYPES, ConversionOptions, ExportOptions, SideInput, parse_input_shape
 from od_export.storage.location import AnyPath, location
 
 _EXPORT_FIELDS = {f.name: f for f in fields(ExportOptions) if f.name != "conversion"}
@@ -222,7 +222,11 @@ def _side_inputs(value: Any) -> tuple[SideInput, ...]:
         shape = entry["shape"]
         if not isinstance(shape, list) or not all(d is None or type(d) is int for d in shape):
             raise InputError(f"side input {entry['name']!r}: shape must be a list of sizes (null for unknown)")
-        result.append(SideInput(str(entry["name"]), str(entry["dtype"]), tuple(None if d is None or d < 0 else d for d in shape)))
+        dtype = str(entry["dtype"]).removeprefix("tf.")
+        if dtype not in SIDE_INPUT_DTYPES:
+            raise InputError(f"side input {entry['name']!r} has unknown dtype {entry['dtype']!r}; use one of: "
+                             f"{', '.join(SIDE_INPUT_DTYPES)}")
+        result.append(SideInput(str(entry["name"]), dtype, tuple(None if d is None or d < 0 else d for d in shape)))
     return tuple(result)
 
 

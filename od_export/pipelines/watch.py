@@ -39,19 +39,16 @@ class WatchOptions:
 
 
 def _snapshot(directory: AnyPath, name: str) -> tuple[tuple[str, int, float], ...] | None:
-    """Sizes and times of a checkpoint's files, or None while a shard it announces is missing."""
-    files = [p for p in directory.glob(name + ".*") if p.name == name + ".index" or _SHARD.search(p.name)]
-    shards = [_SHARD.search(p.name) for p in files if _SHARD.search(p.name)]
-    if not any(p.name.endswith(".index") for p in files) or not shards:
+    """Sizes and times of a checkpoint's files, or None while the index or a shard it announces is missing."""
+    index = [p for p in directory.glob(name + ".*") if p.name == name + ".index"]
+    shards = {p: _SHARD.search(p.name) for p in directory.glob(name + ".data-*")}
+    shards = {p: m for p, m in shards.items() if m}
+    if not index or not shards:
         return None
-    expected = int(shards[0].group(2))
-    if sorted(int(m.group(1)) for m in shards) != list(range(expected)):
+    expected = int(next(iter(shards.values())).group(2))
+    if sorted(int(m.group(1)) for m in shards.values()) != list(range(expected)):
         return None
-    stats = []
-    for path in sorted(files, key=lambda p: p.name):
-        stat = path.stat()
-        stats.append((path.name, stat.st_size, stat.st_mtime))
-    return tuple(stats)
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime) for p in sorted([*index, *shards], key=lambda p: p.name))
 
 
 class _Completeness:
