@@ -136,9 +136,11 @@ def convert(options: ConvertOptions) -> ConvertResult:
                 traced, model = _traced(unit, config, options.signature_key, models)
                 request = ExportOptions(export_dir, export_dir, export_dir, signature_key=options.signature_key,
                                         conversion=options.conversion)
-                context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model, shared)
+                context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model,
+                                        staging / relative, shared)
                 written[unit.name] = _write_targets(context, targets, staging / relative, export_dir / relative)
-            report = validate(ValidateOptions(staging, signature_key=options.signature_key, staged=True))
+            report = validate(ValidateOptions(staging, signature_key=options.signature_key,
+                                              min_agreement=options.conversion.min_agreement, staged=True))
             if not report.ok:
                 raise ValidationFailed(format_report(report).splitlines()[-1] + "; the export was left unchanged")
             validation = {**report.to_dict(), "export_dir": str(export_dir)}

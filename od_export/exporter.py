@@ -231,7 +231,8 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
     results: list[InputTypeResult] = []
     with staged_output(sources.output) as staging:
         for item in traced:
-            context = ExportContext(sources.config, architecture, item.input_type, item, options, model, shared)
+            directory = staging / unit_relative(item.input_type, len(traced) == 1)
+            context = ExportContext(sources.config, architecture, item.input_type, item, options, model, directory, shared)
             results.append(_write_unit(context, staging, final_dir, len(traced) == 1, clock))
         report = _verify_staged(staging, options)
         clock.lap("check")
@@ -272,7 +273,8 @@ def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, singl
 def _verify_staged(staging: Path, options: ExportOptions) -> ValidationReport:
     """``od-export validate`` on the staging directory; a mismatch aborts the export."""
     logger.info("verifying every artifact against its SavedModel")
-    report = validate(ValidateOptions(staging, signature_key=options.signature_key, staged=True))
+    report = validate(ValidateOptions(staging, signature_key=options.signature_key,
+                                      min_agreement=options.conversion.min_agreement, staged=True))
     for check in report.checks:
         if check.artifact == "saved_model" and check.error:  # the reference itself is unusable
             raise NonFiniteOutputs(check.error)
@@ -290,6 +292,8 @@ def _failures(report: ValidationReport) -> list[str]:
         bad = [f"{d.key} (max |diff| {d.max_abs_diff:.3g})" for d in check.differences if not d.ok]
         if bad:
             lines.append(f"{check.unit} {check.artifact} disagrees on {', '.join(bad)}")
+        if check.agreement is not None and not check.agreement.ok:
+            lines.append(f"{check.unit} {check.artifact} agreement too low: {check.agreement.describe()}")
     return lines
 
 

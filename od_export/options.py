@@ -25,7 +25,9 @@ FROZEN_FORMATS: tuple[str, ...] = ("pb", "pbtxt", "both")
 SIDE_INPUT_DTYPES: tuple[str, ...] = ("float32", "float16", "int32", "int64", "uint8", "string", "bool")
 INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
 #: The registry's names, listed here for the CLI's help without importing the targets.
-OPTIONAL_TARGET_NAMES: tuple[str, ...] = ("frozen_graph", "onnx", "tensorrt")
+OPTIONAL_TARGET_NAMES: tuple[str, ...] = ("frozen_graph", "onnx", "tensorrt", "tflite", "openvino")
+TFLITE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 #: ONNX opsets that tf2onnx 1.17 writes and onnxruntime runs.
 OPSETS = range(13, 19)
 
@@ -41,14 +43,50 @@ class SideInput:
 
 @dataclass(frozen=True)
 class ConversionOptions:
-    """Options of the converter targets (``onnx``, ``tensorrt``); each target reads its own."""
+    """Options of the converter targets (``onnx``, ``tensorrt``, ``tflite``, ``openvino``); each reads its own."""
 
     opset: int = 17
     batch_size: int = 1
     input_shape: tuple[int, int] | None = None  # (height, width) for a model whose resizer has none
     input_format: str = "NHWC"
+    #: One .tflite file per precision.
+    tflite_precisions: tuple[str, ...] = ("fp32",)
+    #: Detections a TFLite file returns (the OD API's export_tflite_graph_tf2 default).
+    max_detections: int = 10
+    #: JPEG/PNG images that calibrate int8; None: synthetic images, with a warning.
+    calibration_images: str | Path | None = None
+    openvino_precision: str = "fp32"
+    #: Detection agreement fp16/int8 artifacts must reach; None: each precision's default.
+    min_agreement: float | None = None
 
     def check(self) -> None:
+        self._check_onnx()
+        self._check_tflite()
+        if self.openvino_precision not in OPENVINO_PRECISIONS:
+            raise InputError(f"unknown OpenVINO precision {self.openvino_precision!r}; choose one of: "
+                             f"{', '.join(OPENVINO_PRECISIONS)}")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise InputError(f"minimum agreement {self.min_agreement} is not a fraction; give a value from 0 to 1")
+
+    def _check_tflite(self) -> None:
+        if not self.tflite_precisions:
+            raise InputError(f"no TFLite precision given; choose from: {', '.join(TFLITE_PRECISIONS)}")
+        for precision in self.tflite_precisions:
+            if precision not in TFLITE_PRECISIONS:
+                raise InputError(f"unknown TFLite precision {precision!r}; choose from: {', '.join(TFLITE_PRECISIONS)}")
+            if self.tflite_precisions.count(precision) > 1:
+                raise InputError(f"TFLite precision {precision} is given twice; give each precision once")
+        if self.max_detections < 1:
+            raise InputError(f"max detections {self.max_detections} is below 1; give 1 or more")
+        if self.calibration_images is not None:
+            if "int8" not in self.tflite_precisions:
+                raise InputError("calibration images are used by the int8 TFLite file only; add the int8 precision "
+                                 "or leave the calibration images out")
+            if "://" in str(self.calibration_images):
+                raise InputError(f"calibration images {self.calibration_images} must be a local directory; copy them here")
+            calibration_files(Path(self.calibration_images))
+
+    def _check_onnx(self) -> None:
         if self.opset not in OPSETS:
             raise InputError(f"ONNX opset {self.opset} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1}")
         if self.batch_size < 1:
@@ -96,6 +134,21 @@ class ExportOptions:
                 raise InputError(f"unknown target {name!r}; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")
         if self.side_inputs and self.input_types != ("image_tensor",):
             raise InputError(f"side inputs work with {option('input_types')} image_tensor only (as in exporter_main_v2)")
+
+
+CALIBRATION_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: Enough images to settle the activation ranges of these models; more only adds time.
+MAX_CALIBRATION_IMAGES = 100
+
+
+def calibration_files(directory: Path) -> list[Path]:
+    """The JPEG/PNG files of a calibration directory (the first 100 by name)."""
+    if not directory.is_dir():
+        raise InputError(f"calibration images directory {directory} does not exist; give a directory of JPEG or PNG images")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in CALIBRATION_SUFFIXES)
+    if not files:
+        raise InputError(f"no JPEG or PNG images in {directory}; give a directory of representative images for int8")
+    return files[:MAX_CALIBRATION_IMAGES]
 
 
 def check_input_types(input_types: tuple[str, ...]) -> None:

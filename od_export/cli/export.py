@@ -12,10 +12,11 @@ from od_export import log
 from od_export.cli import batch as cli_batch
 from od_export.cli import legacy
 from od_export.options import (
-    FROZEN_FORMATS, INPUT_FORMATS, INPUT_TYPES, OPTIONAL_TARGET_NAMES, SIGNATURE_KEYS, ConversionOptions, ExportOptions,
-    parse_input_shape, parse_side_inputs,
+    FROZEN_FORMATS, INPUT_FORMATS, INPUT_TYPES, OPENVINO_PRECISIONS, OPTIONAL_TARGET_NAMES, SIGNATURE_KEYS,
+    TFLITE_PRECISIONS, ConversionOptions, ExportOptions, parse_input_shape, parse_side_inputs,
 )
 from od_export.storage.location import location
+from od_export.verify.tolerance import DEFAULT_MIN_AGREEMENT
 
 logger = logging.getLogger("od_export.cli")
 
@@ -62,11 +63,25 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="tensorrt: static batch size (default 1)")
     parser.add_argument("--input-shape", metavar="H,W", help="tensorrt: input height and width for a model whose resizer has no fixed size")
     parser.add_argument("--input-format", default="NHWC", help=f"tensorrt: {' or '.join(INPUT_FORMATS)} (default NHWC)")
+    parser.add_argument("--tflite-precision", dest="tflite_precisions", action="append", metavar="P",
+                        help=f"tflite: repeatable, one file each: {', '.join(TFLITE_PRECISIONS)} (default fp32)")
+    parser.add_argument("--max-detections", type=int, default=10, help="tflite: detections per image (default 10, as the OD API's export_tflite_graph_tf2)")
+    parser.add_argument("--calibration-images", metavar="DIR", help="tflite int8: JPEG/PNG images to calibrate on (default: synthetic images, with a warning)")
+    parser.add_argument("--openvino-precision", default="fp32", help=f"openvino: {' or '.join(OPENVINO_PRECISIONS)} weights (default fp32)")
+    add_agreement_argument(parser)
+
+
+def add_agreement_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-agreement", type=float, metavar="F",
+                        help="fp16/int8 artifacts: fraction of the SavedModel's detections they must find "
+                        f"(default {', '.join(f'{p} {v:g}' for p, v in DEFAULT_MIN_AGREEMENT.items())})")
 
 
 def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
     return ConversionOptions(opset=args.opset, batch_size=args.batch_size, input_shape=parse_input_shape(args.input_shape),
-                             input_format=args.input_format)
+                             input_format=args.input_format, tflite_precisions=tuple(args.tflite_precisions or ("fp32",)),
+                             max_detections=args.max_detections, calibration_images=args.calibration_images,
+                             openvino_precision=args.openvino_precision, min_agreement=args.min_agreement)
 
 
 def export_options_from_args(args: argparse.Namespace) -> ExportOptions:

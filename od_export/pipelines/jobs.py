@@ -182,6 +182,12 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         return _path(_scalar(value, str, "a path"), base)
     if key == "side_inputs":
         return _side_inputs(value)
+    if key == "calibration_images":
+        return _path(_scalar(value, str, "a path"), base)
+    if key == "min_agreement":
+        if type(value) not in (int, float):
+            raise InputError(f"must be a fraction from 0 to 1, not {value!r}")
+        return float(value)
     if key == "input_shape":
         if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
             return (value[0], value[1])

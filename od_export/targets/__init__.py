@@ -11,12 +11,15 @@ from od_export.storage.location import AnyPath
 from od_export.targets.base import ExportContext, Target
 from od_export.targets.frozen_graph import FrozenGraphTarget
 from od_export.targets.onnx import OnnxTarget
+from od_export.targets.openvino import OpenVinoTarget
 from od_export.targets.saved_model import SavedModelTarget
 from od_export.targets.tensorrt import TensorRTTarget
+from od_export.targets.tflite import TFLiteTarget
 
 TARGETS: dict[str, Target] = {
     target.name: target
-    for target in (SavedModelTarget(), FrozenGraphTarget(), OnnxTarget(), TensorRTTarget())
+    for target in (SavedModelTarget(), FrozenGraphTarget(), OnnxTarget(), TensorRTTarget(), TFLiteTarget(),
+                   OpenVinoTarget())
 }
 #: Targets a user can ask for (the SavedModel is always written).
 OPTIONAL_TARGETS: tuple[str, ...] = tuple(name for name in TARGETS if name != "saved_model")

@@ -39,6 +39,8 @@ class ExportContext:
     traced: TracedFunction
     options: ExportOptions
     model: Any = None
+    #: Where this unit is being written (its SavedModel is in ``saved_model/`` there).
+    unit_dir: Path | None = None
     #: Shared by the units of one export (a checkpoint written once, a conversion done once).
     shared: dict[str, Any] = field(default_factory=dict)
     _frozen: FrozenGraph | None = field(default=None, repr=False)
@@ -89,3 +91,7 @@ class Target:
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         raise NotImplementedError
+
+    def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
+        """Every check of the artifact (one per file where a target writes several, as TFLite does)."""
+        return [self.verify(artifact, reference, tolerance)]

@@ -31,25 +31,16 @@ from od_export.verify.compare import compare_outputs
 from od_export.verify.efficient_nms import EfficientNmsAttributes, as_tensorflow_would, efficient_nms
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, merge
+from od_export.verify.samples import resize_image
 
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
-
-
-def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``image`` at the static input size, as uint8, so both sides see identical pixels."""
-    from od_export import compat
-
-    tf = compat.import_tensorflow()
-    if image.shape[:2] == (height, width):
-        return image
-    return np.clip(np.round(tf.image.resize(image, (height, width)).numpy()), 0, 255).astype(np.uint8)
 
 
 def _batches(reference: Reference, spec: dict[str, Any]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(input batch for the ONNX file, the SavedModel's outputs for the same images, stacked)."""
     height, width = spec["input_size"]
     batch = int(spec["batch_size"])
-    images = [resized(image, height, width) for image in reference.images]
+    images = [resize_image(image, height, width) for image in reference.images]
     outputs = [reference.run(image) for image in images]
     groups = []
     for start in range(0, len(images), batch):

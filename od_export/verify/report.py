@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from od_export.storage.location import AnyPath
+from od_export.verify.agreement import Agreement
 from od_export.verify.compare import OutputDifference, compare_outputs
 from od_export.verify.tolerance import Tolerance
 
@@ -20,10 +22,15 @@ class ArtifactCheck:
     differences: tuple[OutputDifference, ...] = ()
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: For reduced-precision artifacts: how many of the SavedModel's detections they find.
+    agreement: Agreement | None = None
+    #: The artifact's outputs per image (boxes normalised to the image), kept for drawing.
+    outputs: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(d.ok for d in self.differences)
+        agreed = self.agreement is None or self.agreement.ok
+        return self.error is None and agreed and all(d.ok for d in self.differences)
 
     def to_dict(self) -> dict[str, Any]:
         document = {
@@ -32,6 +39,8 @@ class ArtifactCheck:
         }
         if self.notes:
             document["notes"] = list(self.notes)
+        if self.agreement is not None:
+            document["agreement"] = self.agreement.to_dict()
         return document
 
 
@@ -54,9 +63,10 @@ def compare_runs(check: ArtifactCheck, references: Sequence[dict[str, np.ndarray
     recorded on one line rather than raised, so the report still shows every artifact.
     """
     try:
+        check.outputs = [run(index) for index in range(len(references))]
         check.differences = merge([
-            compare_outputs(reference, run(index), tolerance.atol, tolerance.score_threshold)
-            for index, reference in enumerate(references)
+            compare_outputs(reference, outputs, tolerance.atol, tolerance.score_threshold)
+            for reference, outputs in zip(references, check.outputs)
         ])
     except Exception as exc:  # the runtime's own error types vary (TF, onnxruntime, …)
         check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -70,6 +80,7 @@ class ValidationReport:
     atol: float
     checks: list[ArtifactCheck] = field(default_factory=list)
     manifest: str = "none"  # "verified", "none" (not written by od-export) or the problem found
+    saved_images: list[str] = field(default_factory=list)
 
     @property
     def compared(self) -> int:
@@ -81,8 +92,11 @@ class ValidationReport:
         return all(check.ok for check in self.checks) and self.manifest in ("verified", "none")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"export_dir": str(self.export_dir), "images": self.images, "atol": self.atol, "ok": self.ok,
-                "compared": self.compared, "manifest": self.manifest, "checks": [c.to_dict() for c in self.checks]}
+        document = {"export_dir": str(self.export_dir), "images": self.images, "atol": self.atol, "ok": self.ok,
+                    "compared": self.compared, "manifest": self.manifest, "checks": [c.to_dict() for c in self.checks]}
+        if self.saved_images:
+            document["saved_images"] = list(self.saved_images)
+        return document
 
 
 def _verdict(report: ValidationReport) -> str:
@@ -106,8 +120,13 @@ def format_report(report: ValidationReport) -> str:
             lines.append(f"{check.unit:<28} {check.artifact:<13} {'(failed to run)':<28} {'':>11}  FAIL: {check.error}")
         for d in check.differences:
             lines.append(f"{check.unit:<28} {check.artifact:<13} {d.key:<28} {d.max_abs_diff:>11.3g}  {'ok' if d.ok else 'MISMATCH'}")
+        if check.agreement is not None:
+            verdict = "ok" if check.agreement.ok else "TOO LOW"
+            lines.append(f"{check.unit:<28} {check.artifact:<13} agreement {check.agreement.describe()}  {verdict}")
         lines += [f"{check.unit:<28} {check.artifact:<13} note: {note}" for note in check.notes]
     if report.manifest not in ("verified", "none"):
         lines.append(f"manifest: {report.manifest}")
+    if report.saved_images:
+        lines.append(f"drawn: {len(report.saved_images)} image(s) in {Path(report.saved_images[0]).parent}")
     lines.append(f"{report.images} image(s), atol {report.atol:g}: {_verdict(report)}")
     return "\n".join(lines)

@@ -26,6 +26,14 @@ def sample_image(height: int = 150, width: int = 170, seed: int = 0) -> np.ndarr
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` at a fixed input size, as uint8, so that the SavedModel and the artifact see identical pixels."""
+    tf = compat.import_tensorflow()
+    if image.shape[:2] == (height, width):
+        return image
+    return np.clip(np.round(tf.image.resize(image, (height, width)).numpy()), 0, 255).astype(np.uint8)
+
+
 def encode_jpeg(image: np.ndarray) -> bytes:
     tf = compat.import_tensorflow()
     return bytes(tf.io.encode_jpeg(image, quality=95).numpy())

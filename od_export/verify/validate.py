@@ -18,7 +18,7 @@ import numpy as np
 from od_export import compat
 from od_export.errors import InputError, NonFiniteOutputs, option
 from od_export.health import check_finite_outputs
-from od_export.layout import find_units
+from od_export.layout import PIPELINE_CONFIG_NAME, Unit, find_units
 from od_export.manifest import read_manifest, verify_inventory
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.verify import samples
@@ -39,6 +39,10 @@ class ValidateOptions:
     atol: float = DEFAULT_ATOL
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     signature_key: str = "serving_default"
+    #: For fp16/int8 artifacts; None: each precision's default (see :mod:`od_export.verify.agreement`).
+    min_agreement: float | None = None
+    #: Where to write each image with every model's detections drawn side by side (None: nowhere).
+    save_images: Path | None = None
     staged: bool = False  # the export's own check of its staging directory (not yet a finished export)
 
 
@@ -81,7 +85,7 @@ def validate(options: ValidateOptions) -> ValidationReport:
     check_scheme_supported(export_dir, "export")
     units = find_units(export_dir, options.staged)
     images = load_images(options)
-    tolerance = Tolerance(options.atol, options.score_threshold)
+    tolerance = Tolerance(options.atol, options.score_threshold, options.min_agreement)
     report = ValidationReport(options.export_dir, len(images), options.atol, manifest=_manifest_state(export_dir))
     for unit in units:
         reference = run_reference(unit, options.signature_key, images)
@@ -89,6 +93,20 @@ def validate(options: ValidateOptions) -> ValidationReport:
         report.checks.append(ran)
         if not ran.ok:
             continue
-        for name, artifact in unit.artifacts.items():
-            report.checks.append(TARGETS[name].verify(artifact, reference, tolerance))
+        checks = [check for name, artifact in unit.artifacts.items()
+                  for check in TARGETS[name].verify_all(artifact, reference, tolerance)]
+        report.checks.extend(checks)
+        if options.save_images is not None:
+            report.saved_images += [str(p) for p in _draw(options.save_images, options, unit, reference, checks)]
     return report
+
+
+def _draw(directory: Path, options: ValidateOptions, unit: Unit, reference: Reference,
+          checks: list[ArtifactCheck]) -> list[Path]:
+    from od_export.verify.drawing import label_map_names, save_side_by_side
+
+    config = next((d / PIPELINE_CONFIG_NAME for d in (unit.directory, location(options.export_dir))
+                   if (d / PIPELINE_CONFIG_NAME).is_file()), None)
+    labels = label_map_names(config) if config is not None else {}
+    columns = [("SavedModel", reference.outputs)] + [(check.artifact, check.outputs) for check in checks]
+    return save_side_by_side(directory, unit.name, reference.images, columns, labels, options.score_threshold)

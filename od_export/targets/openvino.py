@@ -1,0 +1,128 @@
+"""``openvino/model.xml`` + ``model.bin``: the unit's SavedModel converted by OpenVINO, verified on its CPU plugin.
+
+``openvino.convert_model`` reads the SavedModel that the export has just written
+(its TensorFlow frontend takes the serving signature as it is, dynamic image size
+included), and ``openvino.save_model`` writes the IR: float32 weights for ``fp32``,
+float16 weights for ``fp16`` (OpenVINO's weight compression: half the file, the CPU
+plugin computes in float32).  The IR's input and outputs carry the signature's names
+(``input_tensor``, ``detection_boxes``, …), so a client keys its results exactly as
+it does the SavedModel's.
+
+Verification runs the IR on OpenVINO's CPU plugin, with its default settings, on the
+same images as the SavedModel: fp32 must reproduce every output as any other artifact
+does; fp16 must reach a detection agreement (:mod:`od_export.verify.agreement`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export.errors import ExportFailed
+from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
+from od_export.storage.location import AnyPath
+from od_export.targets.base import ExportContext, Target
+from od_export.targets.onnx import STRING_INPUT_TYPES, read_bytes, run_failure
+from od_export.verify.agreement import detection_agreement
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
+
+logger = logging.getLogger(__name__)
+
+OPENVINO_DIR = "openvino"
+OPENVINO_FILE = "model.xml"
+OPENVINO_WEIGHTS = "model.bin"
+
+
+def _port(port: Any) -> dict[str, Any]:
+    shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+    return {"dtype": port.get_element_type().to_dtype().name, "shape": shape}
+
+
+def describe_ir(model: Any, precision: str) -> dict[str, Any]:
+    """Precision, inputs and outputs (dtype, shape with None for dynamic) of an OpenVINO model."""
+    import openvino
+
+    return {"format": "openvino", "openvino": openvino.__version__, "precision": precision,
+            "weights": "float16 (compressed), computed in float32 by the CPU plugin" if precision == "fp16" else "float32",
+            "inputs": {p.get_any_name(): _port(p) for p in model.inputs},
+            "outputs": {p.get_any_name(): _port(p) for p in model.outputs}}
+
+
+def convert_saved_model(saved_model: Path) -> Any:
+    """OpenVINO's model of a SavedModel; a conversion error fails the export with the converter's reason."""
+    import openvino
+
+    try:
+        return openvino.convert_model(str(saved_model))
+    except Exception as exc:  # OpenConversionFailure, OpConversionFailure, RuntimeError, …
+        reason = " ".join(str(exc).split())
+        raise ExportFailed(f"OpenVINO cannot convert this model: {reason[:300]}") from exc
+
+
+class OpenVinoRunner:
+    """An IR compiled for OpenVINO's CPU plugin with its default settings, as users run it."""
+
+    def __init__(self, xml: AnyPath) -> None:
+        import openvino
+
+        core = openvino.Core()
+        weights = np.frombuffer(read_bytes(xml.parent / OPENVINO_WEIGHTS), np.uint8)
+        model = core.read_model(model=read_bytes(xml).decode("utf-8"), weights=openvino.Tensor(weights))
+        self.compiled = core.compile_model(model, "CPU")
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.compiled(feeds)
+        return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
+
+
+class OpenVinoTarget(Target):
+    name = "openvino"
+    directory = OPENVINO_DIR
+    extra = "openvino"
+    modules = ("openvino",)
+
+    def unsupported_reason(self, input_type: str) -> str:
+        if input_type in STRING_INPUT_TYPES:
+            return "OpenVINO has no image decoder or tf.Example parser; convert an image_tensor or float_image_tensor export"
+        return ""
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        import openvino
+
+        if context.unit_dir is None:
+            raise ExportFailed("the openvino target converts the unit's SavedModel, and none was given")
+        precision = context.options.conversion.openvino_precision
+        model = convert_saved_model(context.unit_dir / SAVED_MODEL_DIR)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / OPENVINO_FILE
+        openvino.save_model(model, str(path), compress_to_fp16=precision == "fp16")
+        spec_path = directory / IO_SPEC_NAME
+        spec = {**describe_ir(model, precision), "input_type": context.input_type}
+        spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+        return [path, directory / OPENVINO_WEIGHTS, spec_path]
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        path = unit_dir / OPENVINO_DIR / OPENVINO_FILE
+        return path if path.is_file() else None
+
+    def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
+        check = ArtifactCheck(reference.unit.name, self.name, reference.input_type)
+        try:
+            spec = json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
+            runner = OpenVinoRunner(artifact)
+        except Exception as exc:  # OpenVINO's load errors are plain RuntimeErrors
+            return run_failure(check, exc)
+        run = lambda i: runner.run({"input_tensor": reference.feed(reference.images[i])})  # noqa: E731
+        if spec.get("precision", "fp32") == "fp32":
+            return compare_runs(check, reference.outputs, run, tolerance)
+        try:
+            check.outputs = [run(index) for index in range(len(reference.images))]
+        except Exception as exc:  # a run failure is a failed check, on one line
+            return run_failure(check, exc)
+        precision = spec["precision"]
+        check.agreement = detection_agreement(reference.outputs, check.outputs, precision, tolerance)
+        return check

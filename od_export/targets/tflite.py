@@ -1,0 +1,234 @@
+"""``tflite/model_{fp32,fp16,int8}.tflite``: the OD API's TFLite path, converted and verified in LiteRT.
+
+The model goes through the OD API's own TFLite modules
+(``object_detection.export_tflite_graph_lib_tf2``), in memory, with no intermediate
+SavedModel:
+
+* **SSD** (MobileNet, FPN-lite): ``SSDModule`` ends the graph at the raw box
+  encodings and converted class scores, plus the anchors as a constant; the TFLite
+  converter turns its ``experimental_implements`` function into the
+  ``TFLite_Detection_PostProcess`` op, with the config's NMS thresholds.  Its input
+  is the image *after* the model's normalisation (``io_spec.json`` gives mean and
+  std), as every TFLite detection model from the OD API takes it.
+* **CenterNet**: ``CenterNetModule`` keeps preprocessing and post-processing in the
+  graph; its input is raw pixel values.
+
+Both take one image of the fixed resizer's size.  The outputs are named after the
+SavedModel's (``detection_boxes``, ``detection_classes``, ``detection_scores``,
+``num_detections``) in the file's signature, and ``io_spec.json`` maps each output
+index to its meaning, so nobody has to guess the order of the op's four outputs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export.errors import ExportFailed, InputError
+from od_export.layout import IO_SPEC_NAME
+from od_export.options import ExportOptions
+from od_export.source.pipeline_config import model_input_size
+from od_export.storage.location import AnyPath
+from od_export.targets.base import ExportContext, Target
+from od_export.targets.onnx import STRING_INPUT_TYPES
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance
+
+logger = logging.getLogger(__name__)
+
+TFLITE_DIR = "tflite"
+#: The order in which the OD API's modules return their outputs (the op's own order, reversed).
+OUTPUT_KEYS = ("num_detections", "detection_scores", "detection_classes", "detection_boxes")
+MEANINGS = {
+    "detection_boxes": "float32 [1, N, 4]: [ymin, xmin, ymax, xmax] normalised to the input image",
+    "detection_classes": "float32 [1, N]: 0-based class index; add 1 for the label map id (the SavedModel's "
+                         "detection_classes)",
+    "detection_scores": "float32 [1, N]: score of each detection, best first",
+    "num_detections": "float32 [1]: how many of the N rows are detections",
+}
+
+
+def tflite_file(precision: str) -> str:
+    return f"model_{precision}.tflite"
+
+
+def is_efficientdet(config: Any) -> bool:
+    return config.model.WhichOneof("model") == "ssd" and "efficientnet" in config.model.ssd.feature_extractor.type
+
+
+def check_tflite_request(architecture: str, config: Any) -> None:
+    """The OD API's TFLite path: SSD (not EfficientDet) and CenterNet, with a fixed_shape_resizer."""
+    if architecture not in ("ssd", "center_net") or is_efficientdet(config):
+        kind = "EfficientDet" if is_efficientdet(config) else architecture
+        raise InputError(f"the OD API's TFLite path supports SSD and CenterNet only, not {kind}; "
+                         "this model's targets are saved_model, frozen_graph, onnx and openvino")
+    resizer = getattr(config.model, architecture).image_resizer
+    kind = resizer.WhichOneof("image_resizer_oneof")
+    if kind != "fixed_shape_resizer":
+        raise InputError(f"the OD API's TFLite path needs a fixed_shape_resizer, and this config has a {kind}; "
+                         "train (or fine-tune) with a fixed_shape_resizer to deploy to TFLite")
+
+
+def _detection_module(context: ExportContext, max_detections: int) -> Any:
+    """The OD API's TFLite module for the model, holding the restored weights."""
+    from object_detection import export_tflite_graph_lib_tf2 as lib
+
+    if context.model is None:
+        raise InputError("the tflite target rebuilds the model, and this export has no checkpoint/ckpt-0 beside its "
+                         "SavedModel; export from the training checkpoint instead")
+    if context.architecture == "ssd":
+        settings = context.config.model.ssd.post_processing.batch_non_max_suppression
+        return lib.SSDModule(context.config, context.model, max_detections,
+                             use_regular_nms=not settings.use_class_agnostic_nms)
+    return _center_net_module(lib, context, max_detections)
+
+
+def _center_net_module(lib: Any, context: ExportContext, max_detections: int) -> Any:
+    """CenterNetModule builds its own model (it edits a copy of the config): give it our weights."""
+    import tempfile
+
+    from od_export import compat
+    from od_export.source.model import create_variables, restore_checked
+
+    tf = compat.import_tensorflow()
+    config = type(context.config)()
+    config.CopyFrom(context.config)
+    module = lib.CenterNetModule(config, max_detections, include_keypoints=False)
+    create_variables(module.get_model(), config)
+    with tempfile.TemporaryDirectory(prefix=".od-export-tflite-") as scratch:
+        prefix = tf.train.Checkpoint(model=context.model).save(str(Path(scratch) / "weights"))
+        restore_checked(module.get_model(), prefix)
+    return module
+
+
+def named_function(module: Any) -> Any:
+    """The module's inference function with outputs named as the SavedModel's, at its fixed input shape."""
+    from od_export import compat
+
+    tf = compat.import_tensorflow()
+
+    def serve(input_tensor: Any) -> dict[str, Any]:
+        return dict(zip(OUTPUT_KEYS, module.inference_fn(input_tensor)))
+
+    spec = tf.TensorSpec(module.input_shape(), tf.float32, name="input_tensor")
+    return tf.function(serve, input_signature=[spec], autograph=False).get_concrete_function()
+
+
+def normalization(context: ExportContext, height: int, width: int) -> tuple[list[float], list[float]]:
+    """Per-channel (mean, std) such that the TFLite input is ``(pixel - mean) / std``.
+
+    SSD's TFLite graph starts after the model's preprocessing, so that is measured
+    from the model itself (it is affine per channel for every SSD feature extractor);
+    CenterNet's graph preprocesses, so its input is plain pixels.
+    """
+    if context.architecture != "ssd":
+        return [0.0] * 3, [1.0] * 3
+    from od_export import compat
+
+    tf = compat.import_tensorflow()
+    low, _ = context.model.preprocess(tf.zeros([1, height, width, 3], tf.float32))
+    high, _ = context.model.preprocess(tf.fill([1, height, width, 3], 255.0))
+    low, high = low.numpy()[0, 0, 0].astype(np.float64), high.numpy()[0, 0, 0].astype(np.float64)
+    scale = (high - low) / 255.0
+    return [float(v) for v in -low / scale], [float(v) for v in 1.0 / scale]
+
+
+def _output_table(interpreter: Any) -> list[dict[str, Any]]:
+    """Each output, by its index in the interpreter's output list, with its signature name."""
+    names = {index: name for name, index in interpreter._get_full_signature_list()["serving_default"]["outputs"].items()}
+    return [{"index": position, "name": names[detail["index"]], "tensor": detail["name"], "dtype": detail["dtype"].__name__,
+             "shape": [int(d) for d in detail["shape"]], "meaning": MEANINGS[names[detail["index"]]]}
+            for position, detail in enumerate(interpreter.get_output_details())]
+
+
+def _input_entry(interpreter: Any) -> dict[str, Any]:
+    detail = interpreter.get_input_details()[0]
+    entry: dict[str, Any] = {"name": "input_tensor", "dtype": detail["dtype"].__name__,
+                             "shape": [int(d) for d in detail["shape"]]}
+    scale, zero_point = detail["quantization"]
+    if scale:
+        entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
+                                 "feed": "round(x / scale + zero_point), x being the normalised image"}
+    return entry
+
+
+def describe_file(model: bytes) -> dict[str, Any]:
+    """Input and outputs of a converted file, read back from it by the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    return {"input": _input_entry(interpreter), "outputs": _output_table(interpreter)}
+
+
+class TFLiteTarget(Target):
+    name = "tflite"
+    directory = TFLITE_DIR
+    extra = "tflite"
+    modules = ("ai_edge_litert",)
+
+    def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
+        check_tflite_request(architecture, config)
+
+    def unsupported_reason(self, input_type: str) -> str:
+        if input_type in STRING_INPUT_TYPES:
+            return "a TFLite file takes pixels; it is written beside the image_tensor and float_image_tensor SavedModels"
+        return ""
+
+    def write(self, context: ExportContext, directory: Path) -> list[Path]:
+        """One conversion per precision, shared by every unit of the export."""
+        if self.name not in context.shared:
+            context.shared[self.name] = self._convert(context)
+        files, spec = context.shared[self.name]
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, data in files.items():
+            (directory / name).write_bytes(data)
+            written.append(directory / name)
+        (directory / IO_SPEC_NAME).write_text(json.dumps({**spec, "input_type": context.input_type}, indent=2) + "\n",
+                                              encoding="utf-8")
+        return written + [directory / IO_SPEC_NAME]
+
+    def _convert(self, context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
+        from od_export.targets.tflite_convert import convert
+
+        conversion = context.options.conversion
+        height, width = model_input_size(context.config)
+        module = _detection_module(context, conversion.max_detections)
+        concrete = named_function(module)
+        mean, std = normalization(context, height, width)
+        files: dict[str, bytes] = {}
+        spec: dict[str, Any] = {
+            "format": "tflite", "architecture": context.architecture, "input_size": [height, width],
+            "normalization": {"mean": mean, "std": std, "formula": "x = (pixel - mean) / std, per RGB channel, "
+                              f"after resizing the image to {height}x{width} (bilinear)"},
+            "max_detections": conversion.max_detections, "files": {},
+        }
+        if context.architecture == "ssd":
+            settings = context.config.model.ssd.post_processing.batch_non_max_suppression
+            spec["postprocessing"] = ("TFLite_Detection_PostProcess, " + (
+                "fast (class-agnostic) NMS" if settings.use_class_agnostic_nms else "regular (per-class) NMS"))
+            spec["max_detections_per_class"] = int(settings.max_detections_per_class)
+            spec["boxes_clipped"] = False
+        for precision in conversion.tflite_precisions:
+            logger.info(f"converting to TFLite ({precision})")
+            data = convert(concrete, precision, context, (height, width), (mean, std))
+            files[tflite_file(precision)] = data
+            spec["files"][precision] = {"file": tflite_file(precision), **describe_file(data)}
+        return files, spec
+
+    def find(self, unit_dir: AnyPath) -> AnyPath | None:
+        directory = unit_dir / TFLITE_DIR
+        return directory if (directory / IO_SPEC_NAME).is_file() else None
+
+    def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
+        from od_export.targets.tflite_check import verify_tflite_directory
+
+        return verify_tflite_directory(self.name, artifact, reference, tolerance)
+
+
+def conversion_error(exc: Exception, precision: str) -> ExportFailed:
+    return ExportFailed(f"the TFLite converter cannot convert this model ({precision}): {' '.join(str(exc).split())[:300]}")

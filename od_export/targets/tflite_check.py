@@ -1,0 +1,121 @@
+"""Verify each ``.tflite`` file of an export in the LiteRT interpreter, as its users run it.
+
+Every image is first resized to the file's fixed input size, and the SavedModel runs
+on those same pixels, so both sides see identical input.  The file is fed as
+``io_spec.json`` says (normalised, and quantised for a uint8 input) and its outputs
+are turned into the SavedModel's conventions before comparing: class indices + 1,
+and for SSD's ``TFLite_Detection_PostProcess`` (which neither clips boxes nor caps
+them per class) the clip to the image, the drop of boxes left empty, and the
+per-class cap that TensorFlow applies after NMS.  The SavedModel's list is cut to the
+file's ``max_detections``.
+
+* ``fp32`` must give the same detections (:func:`od_export.verify.compare.compare_outputs`);
+* ``fp16`` and ``int8`` must reach a detection agreement
+  (:mod:`od_export.verify.agreement`), which the report shows.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from od_export.layout import IO_SPEC_NAME
+from od_export.storage.location import AnyPath
+from od_export.targets.onnx import read_bytes, run_failure
+from od_export.verify.agreement import detection_agreement
+from od_export.verify.compare import compare_outputs
+from od_export.verify.efficient_nms import as_tensorflow_would
+from od_export.verify.reference import Reference
+from od_export.verify.report import ArtifactCheck, Tolerance, merge
+from od_export.verify.samples import resize_image
+
+DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
+
+
+def trimmed(outputs: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:
+    """The SavedModel's best ``keep`` detections (its lists are sorted by score)."""
+    result = {key: np.asarray(outputs[key])[:, :keep] for key in DETECTION_KEYS}
+    result["num_detections"] = np.minimum(np.asarray(outputs["num_detections"], np.float32), keep)
+    return result
+
+
+class TFLiteRunner:
+    """A .tflite file in LiteRT's interpreter with its default delegates, fed as its io_spec says."""
+
+    def __init__(self, model: bytes, entry: dict[str, Any], normalization: dict[str, Any]) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=model)
+        self.runner = self.interpreter.get_signature_runner("serving_default")
+        self.input = entry["input"]
+        self.mean = np.asarray(normalization["mean"], np.float32)
+        self.std = np.asarray(normalization["std"], np.float32)
+
+    def feed(self, pixels: np.ndarray) -> np.ndarray:
+        normalised = ((pixels.astype(np.float32) - self.mean) / self.std)[np.newaxis]
+        quantization = self.input.get("quantization")
+        if quantization is None:
+            return normalised.astype(np.float32)
+        dtype = np.dtype(self.input["dtype"])
+        limits = np.iinfo(dtype)
+        quantised = np.round(normalised / quantization["scale"] + quantization["zero_point"])
+        return np.clip(quantised, limits.min, limits.max).astype(dtype)
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        return {key: np.asarray(value) for key, value in self.runner(input_tensor=self.feed(pixels)).items()}
+
+
+def as_saved_model_outputs(raw: dict[str, np.ndarray], spec: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
+    """TFLite outputs in the SavedModel's conventions; also how many boxes TensorFlow would have set aside."""
+    outputs = {"detection_boxes": raw["detection_boxes"].astype(np.float32),
+               "detection_scores": raw["detection_scores"].astype(np.float32),
+               "detection_classes": raw["detection_classes"].astype(np.float32) + 1.0,
+               "num_detections": raw["num_detections"].astype(np.float32).reshape(-1, 1)}
+    capped = empty = 0
+    if spec.get("boxes_clipped") is False:
+        outputs["detection_boxes"] = np.clip(outputs["detection_boxes"], 0.0, 1.0)
+        outputs, capped, empty = as_tensorflow_would(outputs, int(spec["max_detections_per_class"]))
+    outputs["num_detections"] = outputs["num_detections"].reshape(-1)
+    return outputs, capped, empty
+
+
+def _check_file(check: ArtifactCheck, runner: TFLiteRunner, precision: str, spec: dict[str, Any],
+                pixels: list[np.ndarray], expected: list[dict[str, np.ndarray]], tolerance: Tolerance) -> None:
+    set_aside = [0, 0]
+    parts = []
+    for image, reference in zip(pixels, expected):
+        candidate, capped, empty = as_saved_model_outputs(runner.run(image), spec)
+        set_aside = [set_aside[0] + capped, set_aside[1] + empty]
+        check.outputs.append(candidate)
+        if precision == "fp32":
+            full = candidate["num_detections"] >= candidate["detection_scores"].shape[1]
+            floors = np.where(full, candidate["detection_scores"][:, -1], -np.inf)
+            parts.append(compare_outputs(reference, candidate, tolerance.atol, tolerance.score_threshold, floors))
+    check.differences = merge(parts)
+    if precision != "fp32":
+        check.agreement = detection_agreement(expected, check.outputs, precision, tolerance)
+    if spec.get("boxes_clipped") is False:
+        check.notes.append(f"{precision}: boxes clipped to the image as TensorFlow does after NMS; set aside as "
+                           f"TensorFlow would: {set_aside[0]} over the per-class cap, {set_aside[1]} empty after clipping")
+
+
+def verify_tflite_directory(name: str, directory: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
+    """One check per precision listed in the directory's ``io_spec.json``."""
+    try:
+        spec = json.loads((directory / IO_SPEC_NAME).read_text(encoding="utf-8"))
+        height, width = spec["input_size"]
+        pixels = [resize_image(image, height, width) for image in reference.images]
+        expected = [trimmed(reference.run(image), int(spec["max_detections"])) for image in pixels]
+    except Exception as exc:  # an unreadable spec or a reference that rejects the pixels: one failed check
+        return [run_failure(ArtifactCheck(reference.unit.name, name, reference.input_type), exc)]
+    checks = []
+    for precision, entry in spec["files"].items():
+        check = ArtifactCheck(reference.unit.name, f"{name}:{precision}", reference.input_type)
+        try:
+            runner = TFLiteRunner(read_bytes(directory / entry["file"]), entry, spec["normalization"])
+            _check_file(check, runner, precision, spec, pixels, expected, tolerance)
+        except Exception as exc:  # LiteRT's load and run errors have no common base class
+            run_failure(check, exc)
+        checks.append(check)
+    return checks
