@@ -238,8 +238,11 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--no-tensorrt", dest="tensorrt", action="store_false", help="skip the TensorRT-ready ONNX timing")
+    parser.add_argument("--deploy", action="store_true", help="also TFLite/OpenVINO latency, size, agreement (bench_deploy.py)")
+    parser.add_argument("--only-deploy", action="store_true", help="only that (no export or TensorRT timing)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    from bench_deploy import OPENVINO_ARCHITECTURES, deployment, print_table
 
     results = []
     with tempfile.TemporaryDirectory(prefix="od-export-bench-") as temp:
@@ -248,6 +251,10 @@ def main() -> None:
             print(f"{architecture}: making a demo checkpoint", file=sys.stderr, flush=True)
             run = make_checkpoint(architecture, scratch / f"run-{architecture}")
             keep = scratch / f"kept-{architecture}"
+            if (args.deploy or args.only_deploy) and architecture in OPENVINO_ARCHITECTURES:
+                results.append(deployment(run, architecture, scratch, args.latency_runs))
+            if args.only_deploy:
+                continue
             for count in args.input_type_counts:
                 summary = export_time(run, INPUT_TYPES[:count], args.repetitions, scratch, keep / str(count))
                 results.append({"architecture": architecture, "input_types": count, **summary})
@@ -255,7 +262,10 @@ def main() -> None:
                 results.append({"architecture": architecture, "tensorrt": tensorrt_time(run, args.repetitions, scratch)})
             latency = inference_latency(keep / str(args.input_type_counts[0]), architecture, args.latency_runs)
             results.append({"architecture": architecture, "latency_ms": latency})
-    print_tables(results, args.repetitions)
+    if not args.only_deploy:
+        print_tables(results, args.repetitions)
+    if args.deploy or args.only_deploy:
+        print_table([r for r in results if "deploy_ms" in r])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -15,7 +15,7 @@ fi
 echo "setup: installing into $VENV (a few minutes on a fresh machine)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip wheel setuptools
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx]'
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tflite,openvino]'
 # The OD API's own requirements (pyparsing==2.4.7, tensorflow_io, keras) would break
 # TensorFlow 2.20: install it without them; constraints.txt holds what it really imports.
 "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps "$ODAPI"

@@ -84,18 +84,27 @@ def training_run(workspace: Path):
 
 #: The converter targets each sample architecture supports (the others are refused in one line).
 CONVERTER_TARGETS = {
-    "ssd_mobilenet_v2": ("onnx", "tensorrt"),
-    "ssd_mobilenet_v2_fpnlite": ("onnx", "tensorrt"),
-    "efficientdet_d0": ("onnx", "tensorrt"),
-    "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt"),
-    "faster_rcnn_resnet50": ("onnx",),
+    "ssd_mobilenet_v2": ("onnx", "tensorrt", "tflite", "openvino"),
+    "ssd_mobilenet_v2_fpnlite": ("onnx", "tensorrt", "tflite", "openvino"),
+    "efficientdet_d0": ("onnx", "tensorrt", "openvino"),
+    "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt", "tflite", "openvino"),
+    "faster_rcnn_resnet50": ("onnx",),  # its OpenVINO IR converts but picks other proposals: refused by the check
 }
+#: Every TFLite precision for SSD and CenterNet (the issue's matrix); fp32 elsewhere.
+TFLITE_PRECISIONS = {"ssd_mobilenet_v2": ("fp32", "fp16", "int8"), "centernet_mobilenet_v2_fpn": ("fp32", "fp16", "int8")}
+#: The samples carry random (if calibrated) weights: their scores crowd together, so any
+#: rounding reshuffles which detections make the list.  Measured agreement of their int8
+#: files is 0.15-0.40 (a trained model keeps far more); the tests ask only that the
+#: reduced-precision files find some of the SavedModel's detections, and the tampered-file
+#: tests show that a broken file finds none.
+SAMPLE_MIN_AGREEMENT = 0.05
 
 
 @pytest.fixture(scope="session")
 def target_export(workspace: Path, demo_checkpoint):
     """``target_export(name)`` → an image_tensor export with every converter target the model supports."""
     from od_export import ExportOptions, export
+    from od_export.options import ConversionOptions
 
     cache: dict[str, object] = {}
 
@@ -103,8 +112,10 @@ def target_export(workspace: Path, demo_checkpoint):
         if name not in cache:
             run = demo_checkpoint(name)
             out = workspace / "target_exports" / name
+            conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS.get(name, ("fp32",)),
+                                           min_agreement=SAMPLE_MIN_AGREEMENT)
             cache[name] = export(ExportOptions(run / "pipeline.config", run, out, targets=CONVERTER_TARGETS[name],
-                                               validate=True))
+                                               validate=True, conversion=conversion))
         return cache[name]
 
     return make

@@ -82,7 +82,8 @@ def largest_initializer_scaled(path, factor=1.5):
 
 def test_tampered_onnx_fails_validation(target_export, tmp_path, capsys):
     copy = tmp_path / "onnx_tampered"
-    shutil.copytree(target_export("ssd_mobilenet_v2").output_dir, copy, ignore=shutil.ignore_patterns("manifest.json"))
+    shutil.copytree(target_export("ssd_mobilenet_v2").output_dir, copy,
+                    ignore=shutil.ignore_patterns("manifest.json", "tflite", "openvino"))
     largest_initializer_scaled(copy / "onnx" / "model.onnx")
     code, report = validate_json(capsys, str(copy))
     [check] = [c for c in report["checks"] if c["artifact"] == "onnx"]
@@ -95,14 +96,14 @@ def test_each_part_of_the_tensorrt_check_fails_on_a_tampered_file(target_export,
 
     source = target_export("ssd_mobilenet_v2").output_dir
     weights = tmp_path / "weights"
-    shutil.copytree(source, weights, ignore=shutil.ignore_patterns("manifest.json", "onnx"))
+    shutil.copytree(source, weights, ignore=shutil.ignore_patterns("manifest.json", "onnx", "tflite", "openvino"))
     largest_initializer_scaled(weights / "tensorrt" / "model.onnx")
     code, report = validate_json(capsys, str(weights))
     [check] = [c for c in report["checks"] if c["artifact"] == "tensorrt"]
     assert code == 1 and check["outputs"]["raw_detection_scores"]["ok"] is False  # part 1: before NMS
 
     nms = tmp_path / "nms"
-    shutil.copytree(source, nms, ignore=shutil.ignore_patterns("manifest.json", "onnx"))
+    shutil.copytree(source, nms, ignore=shutil.ignore_patterns("manifest.json", "onnx", "tflite", "openvino"))
     model = onnx.load(str(nms / "tensorrt" / "model.onnx"))
     [node] = [n for n in model.graph.node if n.op_type == "EfficientNMS_TRT"]
     [iou] = [a for a in node.attribute if a.name == "iou_threshold"]
@@ -117,7 +118,7 @@ def test_each_part_of_the_tensorrt_check_fails_on_a_tampered_file(target_export,
 def exporter_main_v2_layout(source, destination):
     """What exporter_main_v2 writes: saved_model/, checkpoint/, pipeline.config, nothing else."""
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns(
-        "manifest.json", "frozen_graph", "onnx", "tensorrt"))
+        "manifest.json", "frozen_graph", "onnx", "tensorrt", "tflite", "openvino"))
     return destination
 
 

@@ -27,12 +27,28 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
     for name in ("onnx", "tensorrt"):
         with pytest.raises(EnvironmentProblem, match=r"needs tf2onnx: pip install 'od-export\[onnx\]'"):
             get_target(name).check_available()
+    missing = {"ai_edge_litert", "openvino"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    with pytest.raises(EnvironmentProblem, match=r"needs ai_edge_litert: pip install 'od-export\[tflite\]'"):
+        get_target("tflite").check_available()
+    with pytest.raises(EnvironmentProblem, match=r"needs openvino: pip install 'od-export\[openvino\]'"):
+        get_target("openvino").check_available()
 
 
 @pytest.mark.parametrize(
     "case, arguments, fragment",
     [
-        ("unknown_target", ["--target", "tflite"], "unknown target 'tflite'; choose from: frozen_graph, onnx, tensorrt"),
+        ("unknown_target", ["--target", "coreml"], "unknown target 'coreml'; choose from: frozen_graph, onnx, tensorrt, "
+                                                   "tflite, openvino"),
+        ("two_stage_tflite", ["--target", "tflite"], "the OD API's TFLite path supports SSD and CenterNet only, not faster_rcnn"),
+        ("efficientdet_tflite", ["--target", "tflite"], "supports SSD and CenterNet only, not EfficientDet"),
+        ("tflite_precision", ["--target", "tflite", "--tflite-precision", "int4"], "unknown TFLite precision 'int4'"),
+        ("calibration_without_int8", ["--target", "tflite", "--calibration-images", "."],
+         "calibration images are used by the int8 TFLite file only"),
+        ("calibration_missing", ["--target", "tflite", "--tflite-precision", "int8", "--calibration-images", "/nowhere"],
+         "calibration images directory /nowhere does not exist"),
+        ("openvino_precision", ["--target", "openvino", "--openvino-precision", "int8"], "unknown OpenVINO precision 'int8'"),
+        ("min_agreement", ["--target", "openvino", "--min-agreement", "1.5"], "minimum agreement 1.5 is not a fraction"),
         ("two_stage_tensorrt", ["--target", "tensorrt"], "supports single-stage models"),
         ("dynamic_resizer", ["--target", "tensorrt"], "gives no fixed input size, and TensorRT needs one; give the input "
                                                       "height and width (--input-shape)"),
@@ -45,9 +61,11 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
 def test_bad_target_requests_fail_fast_with_one_line(case, arguments, fragment, tmp_path):
     run = fake_run(tmp_path / "run")
     config = sample_config("faster_rcnn_resnet50" if case.startswith("two_stage") else "ssd_mobilenet_v2")
-    if case == "dynamic_resizer":  # CenterNet without padding: every image keeps its own size
-        config = tmp_path / "centernet.config"
-        config.write_text(sample_config("centernet_mobilenet_v2_fpn").read_text().replace(
+    if case.startswith("efficientdet"):
+        config = sample_config("efficientdet_d0")
+    if case == "dynamic_resizer":  # EfficientDet without padding: every image keeps its own size
+        config = tmp_path / "efficientdet.config"
+        config.write_text(sample_config("efficientdet_d0").read_text().replace(
             "pad_to_max_dimension: true", "pad_to_max_dimension: false"))
     result = subprocess.run(
         [sys.executable, "-c", FAST_FAILURE, "export", "--pipeline-config", str(config), "--checkpoint-dir", str(run),

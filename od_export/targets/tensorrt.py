@@ -146,7 +146,7 @@ class TensorRTTarget(Target):
         if architecture not in SUPPORTED:
             raise InputError(
                 f"the tensorrt target supports single-stage models (SSD, SSD FPN-lite, EfficientDet, CenterNet), not "
-                f"{architecture} (two NMS stages); this model's targets are saved_model, frozen_graph and onnx"
+                f"{architecture} (two NMS stages); this model's targets are saved_model, frozen_graph, onnx and openvino"
             )
         static_input_size(config, options)
 

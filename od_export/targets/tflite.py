@@ -193,7 +193,7 @@ class TFLiteTarget(Target):
         return written + [directory / IO_SPEC_NAME]
 
     def _convert(self, context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
-        from od_export.targets.tflite_convert import convert
+        from od_export.targets.tflite_convert import calibration_source, convert
 
         conversion = context.options.conversion
         height, width = model_input_size(context.config)
@@ -218,6 +218,8 @@ class TFLiteTarget(Target):
             data = convert(concrete, precision, context, (height, width), (mean, std))
             files[tflite_file(precision)] = data
             spec["files"][precision] = {"file": tflite_file(precision), **describe_file(data)}
+            if precision == "int8":
+                spec["files"][precision]["calibration"] = calibration_source(conversion.calibration_images)
         return files, spec
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:

@@ -29,6 +29,13 @@ SYNTHETIC_CALIBRATION_IMAGES = 16
 FLOAT_OPS = ["ABS", "LESS"]
 
 
+def calibration_source(directory: str | Path | None) -> str:
+    """How the int8 file was calibrated, for its io_spec.json."""
+    if directory is None:
+        return f"{SYNTHETIC_CALIBRATION_IMAGES} synthetic images (no calibration images were given)"
+    return f"{len(calibration_files(Path(directory)))} images from {Path(directory).absolute()}"
+
+
 def _pixels(directory: Path | None) -> list[np.ndarray]:
     from od_export import compat
     from od_export.verify import samples

@@ -1,0 +1,79 @@
+"""--target openvino on every sample: names, verification, fp16, tampering, string inputs."""
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pytest
+
+from od_export.cli import main
+from tests.conftest import CONVERTER_TARGETS
+
+pytestmark = pytest.mark.integration
+CONVERTED = [name for name, targets in CONVERTER_TARGETS.items() if "openvino" in targets]
+
+
+def validate_json(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["validate", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_ir_keeps_the_signature_names_and_matches_the_saved_model(name, target_export):
+    result = target_export(name)
+    [check] = [c for c in result.validation["checks"] if c["artifact"] == "openvino"]
+    assert check["ok"] is True and check["outputs"]["detection_scores"]["max_abs_diff"] < 1e-2
+    spec = json.loads((result.output_dir / "openvino" / "io_spec.json").read_text())
+    assert spec["precision"] == "fp32" and list(spec["inputs"]) == ["input_tensor"]
+    assert sorted(spec["outputs"]) == sorted(result.artifacts[0].signature["outputs"])
+    assert spec["inputs"]["input_tensor"] == {"dtype": "uint8", "shape": [1, None, None, 3]}
+
+
+def largest_weights_negated(xml_path) -> None:
+    """Negate the IR's largest float32 constant in model.bin (its offset and size are in model.xml)."""
+    layers = ElementTree.parse(xml_path).getroot().iter("layer")
+    constants = [layer.find("data").attrib for layer in layers
+                 if layer.get("type") == "Const" and layer.find("data").get("element_type") == "f32"]
+    largest = max(constants, key=lambda data: int(data["size"]))
+    weights = xml_path.with_suffix(".bin")
+    data = bytearray(weights.read_bytes())
+    start, size = int(largest["offset"]), int(largest["size"])
+    data[start:start + size] = (-np.frombuffer(bytes(data[start:start + size]), np.float32)).tobytes()
+    weights.write_bytes(bytes(data))
+
+
+def test_tampered_ir_fails_validation(target_export, tmp_path, capsys):
+    copy = tmp_path / "openvino_tampered"
+    shutil.copytree(target_export("ssd_mobilenet_v2").output_dir, copy,
+                    ignore=shutil.ignore_patterns("manifest.json", "onnx", "tensorrt", "tflite", "frozen_graph"))
+    largest_weights_negated(copy / "openvino" / "model.xml")
+    code, report = validate_json(capsys, str(copy))
+    [check] = [c for c in report["checks"] if c["artifact"] == "openvino"]
+    assert code == 1 and check["ok"] is False and check["outputs"]["raw_detection_scores"]["ok"] is False
+
+
+def test_convert_to_fp16_halves_the_weights_and_reports_agreement(target_export, tmp_path, capsys):
+    source = target_export("ssd_mobilenet_v2_fpnlite").output_dir
+    directory = tmp_path / "fp16"
+    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("onnx", "tensorrt", "tflite", "openvino",
+                                                                      "frozen_graph"))
+    assert main(["convert", str(directory), "--target", "openvino", "--openvino-precision", "fp16", "-q"]) == 0
+    capsys.readouterr()
+    spec = json.loads((directory / "openvino" / "io_spec.json").read_text())
+    assert spec["precision"] == "fp16"
+    fp32_bytes = (source / "openvino" / "model.bin").stat().st_size
+    assert (directory / "openvino" / "model.bin").stat().st_size < 0.6 * fp32_bytes
+    code, report = validate_json(capsys, str(directory))
+    [check] = [c for c in report["checks"] if c["artifact"] == "openvino"]
+    assert code == 0 and check["agreement"]["precision"] == "fp16" and check["agreement"]["agreement"] >= 0.9
+
+
+def test_string_input_types_get_no_ir_and_say_why(exported, tmp_path, capsys):
+    directory = tmp_path / "strings"
+    shutil.copytree(exported("ssd_mobilenet_v2", ("encoded_image_string_tensor",)).output_dir, directory)
+    capsys.readouterr()
+    assert main(["convert", str(directory), "--target", "openvino"]) == 0
+    assert "no openvino artifact: OpenVINO has no image decoder" in capsys.readouterr().err
+    assert not (directory / "openvino").exists()
