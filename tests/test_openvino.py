@@ -77,3 +77,11 @@ def test_string_input_types_get_no_ir_and_say_why(exported, tmp_path, capsys):
     assert main(["convert", str(directory), "--target", "openvino"]) == 0
     assert "no openvino artifact: OpenVINO has no image decoder" in capsys.readouterr().err
     assert not (directory / "openvino").exists()
+
+
+def test_inspect_reads_the_ir(target_export, capsys):
+    path = target_export("efficientdet_d0").output_dir / "openvino" / "model.xml"
+    assert main(["inspect", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "openvino" and report["precision"] == "fp32"
+    assert report["inputs"] == {"input_tensor": {"dtype": "uint8", "shape": [1, None, None, 3]}}

@@ -134,3 +134,15 @@ def test_save_images_draws_every_artifact_beside_the_saved_model(target_export, 
     panels = 1 + len([c for c in report["checks"] if c["artifact"] != "saved_model"])
     with Image.open(report["saved_images"][0]) as sheet:
         assert sheet.width > panels * 320 and sheet.height > 320
+
+
+def test_inspect_shows_outputs_by_index_and_the_postprocess_op(target_export, capsys):
+    directory = target_export("ssd_mobilenet_v2").output_dir
+    assert main(["inspect", str(directory / "tflite" / "model_int8.tflite"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "tflite" and report["custom_ops"] == ["TFLite_Detection_PostProcess"]
+    assert [o["index"] for o in report["outputs"]] == [0, 1, 2, 3]
+    assert report["input"]["shape"] == [1, 128, 128, 3]
+    assert main(["inspect", str(directory), "--json"]) == 0
+    [unit] = json.loads(capsys.readouterr().out)["units"]
+    assert {"tflite", "openvino"} <= set(unit["targets"]) and set(unit["tflite"]["files"]) == {"fp32", "fp16", "int8"}

@@ -17,6 +17,7 @@ from typing import Any
 from od_export import compat
 from od_export.source import checkpoints
 from od_export.errors import InputError, option
+from od_export.inspect import runtimes
 from od_export.inspect.graph_summary import summarize_graph, summarize_signatures
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location
@@ -63,13 +64,17 @@ def detect_kind(path: AnyPath) -> str:
         return "graph"
     if path.suffix == ".onnx":
         return "onnx"
+    if path.suffix == ".tflite":
+        return "tflite"
+    if path.suffix == ".xml" and (path.parent / path.name.replace(".xml", ".bin")).is_file():
+        return "openvino"
     if path.suffix == ".index" or ".data-" in path.name:
         return "checkpoint"
     if _looks_like_pipeline_config(path):
         return "pipeline_config"
     raise InputError(
         f"od-export does not know what {path} is; inspect takes an export directory, a SavedModel, a .pb or "
-        ".pbtxt graph, a TF1 .meta graph, an .onnx file, a checkpoint or a pipeline.config"
+        ".pbtxt graph, a TF1 .meta graph, an .onnx or .tflite file, an OpenVINO .xml, a checkpoint or a pipeline.config"
     )
 
 
@@ -80,7 +85,7 @@ def inspect_path(options: InspectOptions) -> dict[str, Any]:
     handlers = {
         "export": _export, "saved_model": _saved_model, "graph": _graph_file, "meta_graph": _meta_graph,
         "checkpoint": lambda p: _checkpoint(p, options.pipeline_config), "pipeline_config": _pipeline_config,
-        "onnx": _onnx,
+        "onnx": _onnx, "tflite": runtimes.inspect_tflite, "openvino": runtimes.inspect_openvino,
     }
     report = {"path": str(path), "kind": kind, **handlers[kind](path)}
     if "config_check" in report:  # a gate: a checkpoint that does not fit its config fails
@@ -195,6 +200,11 @@ def _export(path: Path) -> dict[str, Any]:
         for name in ("onnx", "tensorrt"):
             if name in artifacts:
                 entry[name] = {"path": str(artifacts[name]), **_onnx(artifacts[name])}
+        if "tflite" in artifacts:
+            spec = json.loads((artifacts["tflite"] / IO_SPEC_NAME).read_text(encoding="utf-8"))
+            entry["tflite"] = {"path": str(artifacts["tflite"]), "files": spec["files"]}
+        if "openvino" in artifacts:
+            entry["openvino"] = {"path": str(artifacts["openvino"]), **runtimes.inspect_openvino(artifacts["openvino"])}
         entry["has_checkpoint"] = (unit / "checkpoint").is_dir()
         entry["has_pipeline_config"] = (unit / "pipeline.config").is_file()
         report_units.append(entry)

@@ -42,14 +42,18 @@ def _port(port: Any) -> dict[str, Any]:
     return {"dtype": port.get_element_type().to_dtype().name, "shape": shape}
 
 
-def describe_ir(model: Any, precision: str) -> dict[str, Any]:
-    """Precision, inputs and outputs (dtype, shape with None for dynamic) of an OpenVINO model."""
+def describe_ir(model: Any) -> dict[str, Any]:
+    """Inputs and outputs (dtype, shape with None for dynamic) of an OpenVINO model."""
     import openvino
 
-    return {"format": "openvino", "openvino": openvino.__version__, "precision": precision,
-            "weights": "float16 (compressed), computed in float32 by the CPU plugin" if precision == "fp16" else "float32",
+    return {"format": "openvino", "openvino": openvino.__version__,
             "inputs": {p.get_any_name(): _port(p) for p in model.inputs},
             "outputs": {p.get_any_name(): _port(p) for p in model.outputs}}
+
+
+def precision_entry(precision: str) -> dict[str, str]:
+    weights = "float16 (compressed), computed in float32 by the CPU plugin" if precision == "fp16" else "float32"
+    return {"precision": precision, "weights": weights}
 
 
 def convert_saved_model(saved_model: Path) -> Any:
@@ -69,10 +73,15 @@ class OpenVinoRunner:
     def __init__(self, xml: AnyPath) -> None:
         import openvino
 
-        core = openvino.Core()
-        weights = np.frombuffer(read_bytes(xml.parent / OPENVINO_WEIGHTS), np.uint8)
-        model = core.read_model(model=read_bytes(xml).decode("utf-8"), weights=openvino.Tensor(weights))
-        self.compiled = core.compile_model(model, "CPU")
+        self.compiled = openvino.Core().compile_model(self.read(xml), "CPU")
+
+    @staticmethod
+    def read(xml: AnyPath) -> Any:
+        """The IR's model from ``model.xml`` and the ``.bin`` beside it (local or remote)."""
+        import openvino
+
+        weights = np.frombuffer(read_bytes(xml.parent / xml.name.replace(".xml", ".bin")), np.uint8)
+        return openvino.Core().read_model(model=read_bytes(xml).decode("utf-8"), weights=openvino.Tensor(weights))
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.compiled(feeds)
@@ -101,7 +110,7 @@ class OpenVinoTarget(Target):
         path = directory / OPENVINO_FILE
         openvino.save_model(model, str(path), compress_to_fp16=precision == "fp16")
         spec_path = directory / IO_SPEC_NAME
-        spec = {**describe_ir(model, precision), "input_type": context.input_type}
+        spec = {**describe_ir(model), **precision_entry(precision), "input_type": context.input_type}
         spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
         return [path, directory / OPENVINO_WEIGHTS, spec_path]
 

@@ -137,11 +137,18 @@ def normalization(context: ExportContext, height: int, width: int) -> tuple[list
 
 
 def _output_table(interpreter: Any) -> list[dict[str, Any]]:
-    """Each output, by its index in the interpreter's output list, with its signature name."""
-    names = {index: name for name, index in interpreter._get_full_signature_list()["serving_default"]["outputs"].items()}
-    return [{"index": position, "name": names[detail["index"]], "tensor": detail["name"], "dtype": detail["dtype"].__name__,
-             "shape": [int(d) for d in detail["shape"]], "meaning": MEANINGS[names[detail["index"]]]}
-            for position, detail in enumerate(interpreter.get_output_details())]
+    """Each output, by its index in the interpreter's output list, with its signature name and meaning."""
+    signatures = interpreter._get_full_signature_list()
+    names = {index: name for name, index in (next(iter(signatures.values()))["outputs"] if signatures else {}).items()}
+    table = []
+    for position, detail in enumerate(interpreter.get_output_details()):
+        name = names.get(detail["index"], detail["name"])
+        entry = {"index": position, "name": name, "tensor": detail["name"], "dtype": detail["dtype"].__name__,
+                 "shape": [int(d) for d in detail["shape"]]}
+        if name in MEANINGS:
+            entry["meaning"] = MEANINGS[name]
+        table.append(entry)
+    return table
 
 
 def _input_entry(interpreter: Any) -> dict[str, Any]:
