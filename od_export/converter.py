@@ -90,8 +90,13 @@ def _input_type(unit: Unit, signature: Any) -> str:
     return {"uint8": "image_tensor", "float32": "float_image_tensor"}.get(dtype, "encoded_image_string_tensor")
 
 
-def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any]) -> tuple[TracedFunction, Any]:
-    """The unit's serving function: retraced from its checkpoint when it has one, else its signature."""
+def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any],
+            need_model: bool) -> tuple[TracedFunction, Any]:
+    """The unit's serving function: retraced from its checkpoint when it has one, else its signature.
+
+    Targets that read only the written SavedModel (OpenVINO) need neither, so then the
+    model is not rebuilt.
+    """
     from od_export.source.model import build_model, restore_checked
     from od_export.source.tracing import detection_module, trace
     from od_export.verify.reference import load_signature
@@ -99,6 +104,8 @@ def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any])
     signature = load_signature(unit, signature_key)
     input_type = _input_type(unit, signature)
     prefix = unit.directory / CHECKPOINT_DIR / "ckpt-0"
+    if not need_model:
+        return TracedFunction(input_type, None, signature, autograph=True), None
     if not prefix.with_name("ckpt-0.index").is_file():
         logger.info(f"{unit.name}: no checkpoint/ckpt-0 beside the SavedModel: converting its signature")
         return TracedFunction(input_type, None, signature, autograph=True), None
@@ -133,7 +140,8 @@ def convert(options: ConvertOptions) -> ConvertResult:
             shared: dict[str, Any] = {}
             for unit in units:
                 relative = unit.directory.relative_to(export_dir)
-                traced, model = _traced(unit, config, options.signature_key, models)
+                traced, model = _traced(unit, config, options.signature_key, models,
+                                        any(target.needs_model for target in targets))
                 request = ExportOptions(export_dir, export_dir, export_dir, signature_key=options.signature_key,
                                         conversion=options.conversion)
                 context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model,

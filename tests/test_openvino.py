@@ -54,29 +54,19 @@ def test_tampered_ir_fails_validation(target_export, tmp_path, capsys):
     assert code == 1 and check["ok"] is False and check["outputs"]["raw_detection_scores"]["ok"] is False
 
 
-def test_convert_to_fp16_halves_the_weights_and_reports_agreement(target_export, tmp_path, capsys):
+def test_convert_to_fp16_halves_the_weights_and_reports_agreement(target_export, tmp_path):
     source = target_export("ssd_mobilenet_v2_fpnlite").output_dir
     directory = tmp_path / "fp16"
     shutil.copytree(source, directory, ignore=shutil.ignore_patterns("onnx", "tensorrt", "tflite", "openvino",
                                                                       "frozen_graph"))
     assert main(["convert", str(directory), "--target", "openvino", "--openvino-precision", "fp16", "-q"]) == 0
-    capsys.readouterr()
     spec = json.loads((directory / "openvino" / "io_spec.json").read_text())
     assert spec["precision"] == "fp16"
     fp32_bytes = (source / "openvino" / "model.bin").stat().st_size
     assert (directory / "openvino" / "model.bin").stat().st_size < 0.6 * fp32_bytes
-    code, report = validate_json(capsys, str(directory))
-    [check] = [c for c in report["checks"] if c["artifact"] == "openvino"]
-    assert code == 0 and check["agreement"]["precision"] == "fp16" and check["agreement"]["agreement"] >= 0.9
-
-
-def test_string_input_types_get_no_ir_and_say_why(exported, tmp_path, capsys):
-    directory = tmp_path / "strings"
-    shutil.copytree(exported("ssd_mobilenet_v2", ("encoded_image_string_tensor",)).output_dir, directory)
-    capsys.readouterr()
-    assert main(["convert", str(directory), "--target", "openvino"]) == 0
-    assert "no openvino artifact: OpenVINO has no image decoder" in capsys.readouterr().err
-    assert not (directory / "openvino").exists()
+    validation = json.loads((directory / "manifest.json").read_text())["validation"]
+    [check] = [c for c in validation["checks"] if c["artifact"] == "openvino"]
+    assert validation["ok"] and check["agreement"]["precision"] == "fp16" and check["agreement"]["agreement"] >= 0.9
 
 
 def test_inspect_reads_the_ir(target_export, capsys):

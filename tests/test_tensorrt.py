@@ -33,13 +33,15 @@ def test_centernet_needs_no_plugin(target_export):
     assert json.loads((result.output_dir / "tensorrt" / "io_spec.json").read_text())["postprocessing"] == "in_graph"
 
 
-def test_string_input_types_get_no_onnx_and_say_why(demo_checkpoint, workspace, capsys):
+def test_string_input_types_get_no_converted_files_and_say_why(demo_checkpoint, workspace, capsys):
     run = demo_checkpoint("centernet_mobilenet_v2_fpn")
     out = workspace / "centernet_strings"
     assert main(["export", "--pipeline-config", str(run / "pipeline.config"), "--checkpoint-dir", str(run),
                  "--output-dir", str(out), "--input-type", "encoded_image_string_tensor", "--target", "onnx",
-                 "--target", "tensorrt"]) == 0
+                 "--target", "tensorrt", "--target", "tflite", "--target", "openvino"]) == 0
     err = capsys.readouterr().err
     assert "no onnx artifact: ONNX has no image decoder" in err and "no tensorrt artifact: the TensorRT file takes pixels" in err
-    assert not (out / "onnx").exists() and not (out / "tensorrt").exists()
+    assert "no tflite artifact: a TFLite file takes pixels" in err
+    assert "no openvino artifact: OpenVINO has no image decoder" in err
+    assert not [d for d in ("onnx", "tensorrt", "tflite", "openvino") if (out / d).exists()]
 

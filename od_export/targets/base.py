@@ -64,6 +64,9 @@ class Target:
     #: pip extra that provides ``modules`` (``od-export[onnx]``), None for the base install.
     extra: ClassVar[str | None] = None
     modules: ClassVar[tuple[str, ...]] = ()
+    #: False for a target that only reads the written SavedModel: converting an export to it
+    #: then skips rebuilding the model from the export's checkpoint.
+    needs_model: ClassVar[bool] = True
 
     def check_available(self) -> None:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]

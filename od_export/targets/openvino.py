@@ -93,6 +93,7 @@ class OpenVinoTarget(Target):
     directory = OPENVINO_DIR
     extra = "openvino"
     modules = ("openvino",)
+    needs_model = False
 
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
