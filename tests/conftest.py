@@ -138,3 +138,15 @@ def exported(workspace: Path, demo_checkpoint):
         return cache[key]
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist group per test file, except that every test using ``target_export`` shares one.
+
+    ``scripts/test.sh`` runs ``--dist loadgroup``: a file's tests stay on one worker and
+    share its session fixtures (as with ``loadfile``), and the exports with every target,
+    the costliest fixtures (40-130 s each), are built once instead of once per worker.
+    """
+    for item in items:
+        uses_targets = "target_export" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("target_exports" if uses_targets else item.nodeid.split("::")[0]))
