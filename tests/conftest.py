@@ -84,14 +84,20 @@ def training_run(workspace: Path):
 
 #: The converter targets each sample architecture supports (the others are refused in one line).
 CONVERTER_TARGETS = {
-    "ssd_mobilenet_v2": ("onnx", "tensorrt", "tflite", "openvino"),
-    "ssd_mobilenet_v2_fpnlite": ("onnx", "tensorrt", "openvino"),  # TFLite: the same SSD path as ssd_mobilenet_v2
-    "efficientdet_d0": ("onnx", "tensorrt", "openvino"),
-    "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt", "tflite", "openvino"),
-    "faster_rcnn_resnet50": ("onnx",),  # its OpenVINO IR converts but picks other proposals: refused by the check
+    "ssd_mobilenet_v2": ("onnx", "tensorrt"),
+    "ssd_mobilenet_v2_fpnlite": ("onnx", "tensorrt"),
+    "efficientdet_d0": ("onnx", "tensorrt"),
+    "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt"),
+    "faster_rcnn_resnet50": ("onnx",),
 }
-#: Every TFLite precision for SSD and CenterNet (the issue's matrix); fp32 elsewhere.
-TFLITE_PRECISIONS = {"ssd_mobilenet_v2": ("fp32", "fp16", "int8"), "centernet_mobilenet_v2_fpn": ("fp32", "fp16", "int8")}
+#: The edge targets each sample gets in ``deploy_export`` (TFLite in every precision).  Faster
+#: R-CNN's OpenVINO IR converts but keeps other proposals than TensorFlow: the check refuses it.
+DEPLOY_TARGETS = {
+    "ssd_mobilenet_v2": ("tflite", "openvino"),
+    "ssd_mobilenet_v2_fpnlite": ("openvino",),  # its TFLite file takes the same SSD path as ssd_mobilenet_v2
+    "efficientdet_d0": ("openvino",),
+    "centernet_mobilenet_v2_fpn": ("tflite", "openvino"),
+}
 #: The samples carry random (if calibrated) weights: their scores crowd together, so any
 #: rounding reshuffles which detections make the list.  Measured agreement of their int8
 #: files is 0.15-0.40 (a trained model keeps far more); the tests ask only that the
@@ -104,7 +110,6 @@ SAMPLE_MIN_AGREEMENT = 0.05
 def target_export(workspace: Path, demo_checkpoint):
     """``target_export(name)`` → an image_tensor export with every converter target the model supports."""
     from od_export import ExportOptions, export
-    from od_export.options import ConversionOptions
 
     cache: dict[str, object] = {}
 
@@ -112,10 +117,28 @@ def target_export(workspace: Path, demo_checkpoint):
         if name not in cache:
             run = demo_checkpoint(name)
             out = workspace / "target_exports" / name
-            conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS.get(name, ("fp32",)),
-                                           min_agreement=SAMPLE_MIN_AGREEMENT)
             cache[name] = export(ExportOptions(run / "pipeline.config", run, out, targets=CONVERTER_TARGETS[name],
-                                               validate=True, conversion=conversion))
+                                               validate=True))
+        return cache[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def deploy_export(workspace: Path, demo_checkpoint):
+    """``deploy_export(name)`` → an image_tensor export (no frozen graph) with the TFLite and OpenVINO targets."""
+    from od_export import ExportOptions, export
+    from od_export.options import TFLITE_PRECISIONS, ConversionOptions
+
+    cache: dict[str, object] = {}
+
+    def make(name: str):
+        if name not in cache:
+            run = demo_checkpoint(name)
+            conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS, min_agreement=SAMPLE_MIN_AGREEMENT)
+            cache[name] = export(ExportOptions(run / "pipeline.config", run, workspace / "deploy_exports" / name,
+                                               targets=DEPLOY_TARGETS[name], freeze=False, validate=True,
+                                               conversion=conversion))
         return cache[name]
 
     return make
@@ -139,14 +162,3 @@ def exported(workspace: Path, demo_checkpoint):
 
     return make
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per test file, except that every test using ``target_export`` shares one.
-
-    ``scripts/test.sh`` runs ``--dist loadgroup``: a file's tests stay on one worker and
-    share its session fixtures (as with ``loadfile``), and the exports with every target,
-    the costliest fixtures (40-130 s each), are built once instead of once per worker.
-    """
-    for item in items:
-        uses_targets = "target_export" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("target_exports" if uses_targets else item.nodeid.split("::")[0]))

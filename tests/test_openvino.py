@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from od_export.cli import main
-from tests.conftest import CONVERTER_TARGETS
+from tests.conftest import DEPLOY_TARGETS
 
 pytestmark = pytest.mark.integration
-CONVERTED = [name for name, targets in CONVERTER_TARGETS.items() if "openvino" in targets]
+CONVERTED = [name for name, targets in DEPLOY_TARGETS.items() if "openvino" in targets]
 
 
 def validate_json(capsys, *args: str) -> tuple[int, dict]:
@@ -21,8 +21,8 @@ def validate_json(capsys, *args: str) -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize("name", CONVERTED)
-def test_ir_keeps_the_signature_names_and_matches_the_saved_model(name, target_export):
-    result = target_export(name)
+def test_ir_keeps_the_signature_names_and_matches_the_saved_model(name, deploy_export):
+    result = deploy_export(name)
     [check] = [c for c in result.validation["checks"] if c["artifact"] == "openvino"]
     assert check["ok"] is True and check["outputs"]["detection_scores"]["max_abs_diff"] < 1e-2
     spec = json.loads((result.output_dir / "openvino" / "io_spec.json").read_text())
@@ -44,21 +44,20 @@ def largest_weights_negated(xml_path) -> None:
     weights.write_bytes(bytes(data))
 
 
-def test_tampered_ir_fails_validation(target_export, tmp_path, capsys):
+def test_tampered_ir_fails_validation(deploy_export, tmp_path, capsys):
     copy = tmp_path / "openvino_tampered"
-    shutil.copytree(target_export("ssd_mobilenet_v2").output_dir, copy,
-                    ignore=shutil.ignore_patterns("manifest.json", "onnx", "tensorrt", "tflite", "frozen_graph"))
+    shutil.copytree(deploy_export("ssd_mobilenet_v2").output_dir, copy,
+                    ignore=shutil.ignore_patterns("manifest.json", "tflite"))
     largest_weights_negated(copy / "openvino" / "model.xml")
     code, report = validate_json(capsys, str(copy))
     [check] = [c for c in report["checks"] if c["artifact"] == "openvino"]
     assert code == 1 and check["ok"] is False and check["outputs"]["raw_detection_scores"]["ok"] is False
 
 
-def test_convert_to_fp16_halves_the_weights_and_reports_agreement(target_export, tmp_path):
-    source = target_export("ssd_mobilenet_v2_fpnlite").output_dir
+def test_convert_to_fp16_halves_the_weights_and_reports_agreement(deploy_export, tmp_path):
+    source = deploy_export("ssd_mobilenet_v2_fpnlite").output_dir
     directory = tmp_path / "fp16"
-    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("onnx", "tensorrt", "tflite", "openvino",
-                                                                      "frozen_graph"))
+    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("tflite", "openvino"))
     assert main(["convert", str(directory), "--target", "openvino", "--openvino-precision", "fp16", "-q"]) == 0
     spec = json.loads((directory / "openvino" / "io_spec.json").read_text())
     assert spec["precision"] == "fp16"
@@ -69,8 +68,8 @@ def test_convert_to_fp16_halves_the_weights_and_reports_agreement(target_export,
     assert validation["ok"] and check["agreement"]["precision"] == "fp16" and check["agreement"]["agreement"] >= 0.9
 
 
-def test_inspect_reads_the_ir(target_export, capsys):
-    path = target_export("efficientdet_d0").output_dir / "openvino" / "model.xml"
+def test_inspect_reads_the_ir(deploy_export, capsys):
+    path = deploy_export("efficientdet_d0").output_dir / "openvino" / "model.xml"
     assert main(["inspect", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "openvino" and report["precision"] == "fp32"

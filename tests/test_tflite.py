@@ -24,8 +24,8 @@ def checks_by_artifact(validation: dict) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_precision_is_written_and_verified(name, target_export):
-    result = target_export(name)
+def test_every_precision_is_written_and_verified(name, deploy_export):
+    result = deploy_export(name)
     checks = checks_by_artifact(result.validation)
     assert result.validation["ok"] is True
     fp32 = checks["tflite:fp32"]
@@ -40,10 +40,10 @@ def test_every_precision_is_written_and_verified(name, target_export):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_io_spec_says_what_each_output_index_holds(name, target_export):
+def test_io_spec_says_what_each_output_index_holds(name, deploy_export):
     from ai_edge_litert.interpreter import Interpreter
 
-    directory = target_export(name).output_dir / "tflite"
+    directory = deploy_export(name).output_dir / "tflite"
     spec = json.loads((directory / "io_spec.json").read_text())
     assert spec["input_size"] == [128, 128] and spec["max_detections"] == 10
     mean, std = spec["normalization"]["mean"], spec["normalization"]["std"]
@@ -85,10 +85,10 @@ def tensor_bytes_replaced(path, transform) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_tampered_tflite_files_fail_validation(target_export, tmp_path, capsys):
+def test_tampered_tflite_files_fail_validation(deploy_export, tmp_path, capsys):
     copy = tmp_path / "tflite_tampered"
-    shutil.copytree(target_export("ssd_mobilenet_v2").output_dir, copy,
-                    ignore=shutil.ignore_patterns("manifest.json", "onnx", "tensorrt", "openvino", "frozen_graph"))
+    shutil.copytree(deploy_export("ssd_mobilenet_v2").output_dir, copy,
+                    ignore=shutil.ignore_patterns("manifest.json", "openvino"))
     tensor_bytes_replaced(copy / "tflite" / "model_fp32.tflite", lambda w: w * 1.5)
     tensor_bytes_replaced(copy / "tflite" / "model_int8.tflite", lambda w: -w.astype(np.int16).clip(-127, 127))
     code, report = validate_json(capsys, str(copy), "--min-agreement", str(SAMPLE_MIN_AGREEMENT))
@@ -100,14 +100,14 @@ def test_tampered_tflite_files_fail_validation(target_export, tmp_path, capsys):
     assert checks["tflite:fp16"]["ok"] is True  # untouched
 
 
-def test_convert_adds_tflite_int8_calibrated_on_given_images(target_export, tmp_path, capsys):
+def test_convert_adds_tflite_int8_calibrated_on_given_images(deploy_export, tmp_path, capsys):
     from PIL import Image
 
     from od_export.verify.samples import sample_image
 
     directory = tmp_path / "export"
-    shutil.copytree(target_export("centernet_mobilenet_v2_fpn").output_dir, directory,
-                    ignore=shutil.ignore_patterns("onnx", "tensorrt", "tflite", "openvino", "frozen_graph"))
+    shutil.copytree(deploy_export("centernet_mobilenet_v2_fpn").output_dir, directory,
+                    ignore=shutil.ignore_patterns("tflite", "openvino"))
     images = tmp_path / "calibration"
     images.mkdir()
     for index in range(4):
@@ -122,12 +122,12 @@ def test_convert_adds_tflite_int8_calibrated_on_given_images(target_export, tmp_
     assert manifest["conversions"][-1]["targets"] == ["tflite"] and manifest["validation"]["ok"]
 
 
-def test_save_images_draws_every_artifact_beside_the_saved_model(target_export, tmp_path, capsys):
+def test_save_images_draws_every_artifact_beside_the_saved_model(deploy_export, tmp_path, capsys):
     from PIL import Image
 
     export_dir = tmp_path / "export"
-    shutil.copytree(target_export("ssd_mobilenet_v2").output_dir, export_dir,
-                    ignore=shutil.ignore_patterns("manifest.json", "onnx", "tensorrt", "frozen_graph"))
+    shutil.copytree(deploy_export("ssd_mobilenet_v2").output_dir, export_dir,
+                    ignore=shutil.ignore_patterns("manifest.json"))
     code, report = validate_json(capsys, str(export_dir), "--min-agreement", str(SAMPLE_MIN_AGREEMENT),
                                  "--save-images", str(tmp_path / "drawn"))
     assert code == 0 and len(report["saved_images"]) == report["images"] == 2
@@ -136,8 +136,8 @@ def test_save_images_draws_every_artifact_beside_the_saved_model(target_export, 
         assert sheet.width > panels * 320 and sheet.height > 320
 
 
-def test_inspect_shows_outputs_by_index_and_the_postprocess_op(target_export, capsys):
-    directory = target_export("ssd_mobilenet_v2").output_dir
+def test_inspect_shows_outputs_by_index_and_the_postprocess_op(deploy_export, capsys):
+    directory = deploy_export("ssd_mobilenet_v2").output_dir
     assert main(["inspect", str(directory / "tflite" / "model_int8.tflite"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "tflite" and report["custom_ops"] == ["TFLite_Detection_PostProcess"]
