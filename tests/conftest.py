@@ -99,9 +99,9 @@ DEPLOY_TARGETS = {
     "centernet_mobilenet_v2_fpn": ("tflite", "openvino"),
 }
 #: The samples carry random (if calibrated) weights: their scores crowd together, so any
-#: rounding reshuffles which detections make the list.  Measured agreement of their int8
-#: files is 0.15-0.65 (scripts/bench_deploy.py; a trained model keeps far more); the tests ask only that the
-#: reduced-precision files find some of the SavedModel's detections, and the tampered-file
+#: rounding reshuffles which detections make the list.  Their int8 files find 0.15-0.65 of
+#: the SavedModel's detections (scripts/bench_deploy.py; a trained model keeps far more), so
+#: the tests ask only that reduced-precision files find some of them; the tampered-file
 #: tests show that a broken file finds none.
 SAMPLE_MIN_AGREEMENT = 0.05
 
