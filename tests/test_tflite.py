@@ -146,3 +146,12 @@ def test_inspect_shows_outputs_by_index_and_the_postprocess_op(deploy_export, ca
     assert main(["inspect", str(directory), "--json"]) == 0
     [unit] = json.loads(capsys.readouterr().out)["units"]
     assert {"tflite", "openvino"} <= set(unit["targets"]) and set(unit["tflite"]["files"]) == {"fp32", "fp16", "int8"}
+
+
+def test_an_unreadable_calibration_image_is_named(tmp_path):
+    from od_export.errors import InputError
+    from od_export.targets.tflite_convert import representative_dataset
+
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match=r"calibration image .*broken.jpg is not a readable JPEG or PNG"):
+        representative_dataset(tmp_path, (128, 128), ([0.0] * 3, [1.0] * 3))

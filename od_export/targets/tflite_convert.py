@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from od_export.errors import InputError
 from od_export.options import calibration_files
 from od_export.targets.base import ExportContext
 
@@ -46,8 +47,13 @@ def _pixels(directory: Path | None) -> list[np.ndarray]:
                        "give a directory of representative images (JPEG/PNG) as calibration images")
         return [samples.sample_image(96 + 8 * i, 128 + 4 * i, seed=1000 + i) for i in range(SYNTHETIC_CALIBRATION_IMAGES)]
     tf = compat.import_tensorflow()
-    return [tf.io.decode_image(p.read_bytes(), channels=3, expand_animations=False).numpy()
-            for p in calibration_files(directory)]
+    images = []
+    for path in calibration_files(directory):
+        try:
+            images.append(tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False).numpy())
+        except tf.errors.InvalidArgumentError as exc:
+            raise InputError(f"calibration image {path} is not a readable JPEG or PNG; remove or replace it") from exc
+    return images
 
 
 def representative_dataset(directory: Path | None, size: tuple[int, int],
