@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from od_export import __version__, log
 from od_export.cli import batch as cli_batch
 from od_export.cli import export as cli_export
+from od_export.cli import freeze as cli_freeze
 from od_export.cli import legacy
 from od_export.cli import watch as cli_watch
 from od_export.cli import inspect as cli_inspect
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     cli_export.add_subcommand(subparsers, _add_common)
     _add_convert(subparsers)
+    cli_freeze.add_subcommand(subparsers, _add_common)
     cli_batch.add_subcommand(subparsers, _add_common)
     cli_watch.add_subcommand(subparsers, _add_common)
     _add_demo_checkpoint(subparsers)

@@ -1,0 +1,234 @@
+"""``od-export freeze``: a TF1 checkpoint → ``frozen_graph/`` (+ a Predict SavedModel), verified.
+
+The output directory is built in staging and published whole, like an export: the
+frozen graph and the SavedModel are each run on the same sample inputs as the
+restored checkpoint and must give its outputs before anything is moved into place.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from od_export import compat
+from od_export.errors import InputError, ValidationFailed
+from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
+from od_export.manifest import checkpoint_files, export_request, file_inventory, sha256_of, tool_versions, write_manifest
+from od_export.storage.output import plan_output, reserve, staged_output
+from od_export.tf1 import meta_graph, serving
+from od_export.targets.frozen_graph import FROZEN_GRAPH_DIR, FROZEN_GRAPH_NAME
+from od_export.verify import graphs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FreezeOptions:
+    meta_graph: str | Path
+    output_dir: str | Path
+    #: Checkpoint prefix; None: the one the .meta is named after, else the state file's latest.
+    checkpoint: str | Path | None = None
+    #: Output nodes (or tensors, ``name:1``); empty: discovered.
+    output_nodes: tuple[str, ...] = ()
+    saved_model: bool = False
+    #: SignatureDef key → tensor; empty: every input (output) under its node name.
+    signature_inputs: tuple[tuple[str, str], ...] = ()
+    signature_outputs: tuple[tuple[str, str], ...] = ()
+    #: Put a JPEG/PNG decode-and-resize front end before the image input of the SavedModel.
+    encoded_image_input: bool = False
+    #: The values 0 and 255 of a decoded pixel become these for a float image input.
+    encoded_image_range: tuple[float, float] = (0.0, 255.0)
+    overwrite: bool = False
+    wait: bool = False
+
+    def check(self) -> None:
+        for what, pairs in (("signature input", self.signature_inputs), ("signature output", self.signature_outputs)):
+            keys = [key for key, _ in pairs]
+            repeated = sorted({k for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise InputError(f"{what} key {repeated[0]!r} is given twice; give each key once")
+        low, high = self.encoded_image_range
+        if not low < high:
+            raise InputError(f"encoded image range {low},{high} is empty; give the low then the high value, like 0,1")
+
+    @property
+    def writes_saved_model(self) -> bool:
+        return self.saved_model or self.encoded_image_input
+
+
+@dataclass
+class FreezeResult:
+    output_dir: Path
+    frozen_graph: Path
+    saved_model: Path | None
+    io_spec: dict[str, Any]
+    checks: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "output_dir": str(self.output_dir), "frozen_graph": str(self.frozen_graph),
+                "saved_model": str(self.saved_model) if self.saved_model else None, "io_spec": self.io_spec,
+                "checks": self.checks}
+
+
+def freeze_checkpoint(options: FreezeOptions) -> FreezeResult:
+    options.check()
+    meta, prefix = meta_graph.resolve_sources(options.meta_graph, options.checkpoint)
+    plan = plan_output(options.output_dir, options.overwrite, [("checkpoint directory", prefix.parent)])
+    with reserve(plan, options.wait):
+        logger.info(f"restoring {meta.name} from {prefix}")
+        compat.import_tensorflow()
+        restored = meta_graph.restore(meta, prefix)
+        try:
+            frozen, discovered = _freeze(restored, options)
+            io_spec = _io_spec(meta, prefix, frozen, discovered, options)
+            samples = _sample_feeds(frozen, io_spec.get("saved_model", {}).get("encoded_image_input"))
+            expected = _run_checkpoint(restored, frozen, io_spec, samples)
+        finally:
+            restored.close()
+        with staged_output(plan) as staging:
+            result = _write_and_verify(staging, frozen, io_spec, samples, expected)
+            write_manifest(staging, {
+                "format": 1, "versions": tool_versions(), "request": export_request(options),
+                "source": {"meta_graph": {"path": str(meta.absolute()), "sha256": sha256_of([meta])},
+                           "checkpoint": {"prefix": str(prefix.absolute()), "sha256": sha256_of(checkpoint_files(prefix))}},
+                "artifacts": file_inventory(staging), "validation": result.checks,
+            })
+    final = Path(plan.target)
+    result.output_dir = final
+    result.frozen_graph = final / result.frozen_graph.relative_to(staging)
+    result.saved_model = final / SAVED_MODEL_DIR if result.saved_model else None
+    logger.info(f"wrote {final}")
+    return result
+
+
+def _freeze(restored: meta_graph.RestoredGraph, options: FreezeOptions) -> tuple[meta_graph.Frozen, bool]:
+    outputs, discovered = meta_graph.choose_outputs(restored, options.output_nodes)
+    logger.info(f"outputs ({'found' if discovered else 'given'}): {', '.join(outputs)}")
+    frozen = meta_graph.freeze(restored, outputs)
+    if frozen.folded_defaults:
+        logger.info(f"placeholders with defaults folded in: {', '.join(frozen.folded_defaults)}")
+    described = [f"{key} {spec['dtype']} {spec['shape']}" for key, spec in frozen.inputs.items()]
+    logger.info(f"inputs: {', '.join(described) or 'none'}")
+    return frozen, discovered
+
+
+def _signature_map(pairs: tuple[tuple[str, str], ...], default: dict[str, dict[str, Any]], names: set[str],
+                   what: str) -> dict[str, str]:
+    if not pairs:
+        return {key: spec["tensor"] for key, spec in default.items()}
+    mapping = {key: tensor if ":" in tensor else f"{tensor}:0" for key, tensor in pairs}
+    for key, tensor in mapping.items():
+        if tensor.split(":")[0] not in names:
+            raise InputError(f"signature {what} {key}={tensor} names a tensor the frozen graph does not have; "
+                             f"it has {what}s {', '.join(spec['tensor'] for spec in default.values())}")
+    return mapping
+
+
+def _io_spec(meta: Path, prefix: Path, frozen: meta_graph.Frozen, discovered: bool, options: FreezeOptions) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "source": {"meta_graph": str(meta), "checkpoint": str(prefix)},
+        "outputs_discovered": discovered,
+        "inputs": frozen.inputs,
+        "outputs": frozen.outputs,
+        "folded_defaults": frozen.folded_defaults,
+        "node_count": len(frozen.graph_def.node),
+    }
+    if not options.writes_saved_model:
+        return spec
+    names = {node.name for node in frozen.graph_def.node}
+    inputs = _signature_map(options.signature_inputs, frozen.inputs, names, "input")
+    missing = sorted(set(spec["tensor"] for spec in frozen.inputs.values()) - set(inputs.values()))
+    if missing:
+        raise InputError(f"the signature's inputs leave out {', '.join(missing)}, which the outputs need; add them")
+    saved: dict[str, Any] = {"signature_key": "serving_default", "inputs": inputs,
+                             "outputs": _signature_map(options.signature_outputs, frozen.outputs, names, "output")}
+    if options.encoded_image_input:
+        signature_inputs = {key: frozen.inputs[_key_of(frozen, tensor)] for key, tensor in inputs.items()}
+        front = serving.encoded_front_end(signature_inputs, options.encoded_image_range)
+        saved["encoded_image_input"] = {**front.__dict__, "value_range": list(front.value_range),
+                                        "input_key": serving.ENCODED_INPUT_KEY, "format": "JPEG or PNG bytes"}
+    spec["saved_model"] = saved
+    return spec
+
+
+def _key_of(frozen: meta_graph.Frozen, tensor: str) -> str:
+    return next(key for key, spec in frozen.inputs.items() if spec["tensor"] == tensor)
+
+
+@dataclass
+class _Samples:
+    """Input tensor name → sample value, and the same images as PNG bytes for a decoding front end."""
+
+    feeds: dict[str, np.ndarray]
+    encoded: np.ndarray | None = None
+
+
+def _sample_feeds(frozen: meta_graph.Frozen, front: dict[str, Any] | None) -> _Samples:
+    samples = _Samples({spec["tensor"]: graphs.sample_value(spec) for spec in frozen.inputs.values()})
+    if front is None:
+        return samples
+    image = frozen.inputs[front["image_key"]]
+    pixels = graphs.sample_value({**image, "dtype": "uint8"})
+    samples.encoded = np.array([graphs.png_bytes(p) for p in pixels], dtype=object)
+    low, high = front["value_range"]
+    samples.feeds[image["tensor"]] = pixels if front["dtype"] == "uint8" else (
+        pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low))
+    return samples
+
+
+def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: meta_graph.Frozen, io_spec: dict[str, Any],
+                    samples: _Samples) -> dict[str, np.ndarray]:
+    """The restored training graph's values of every output tensor (the reference)."""
+    tensors = {spec["tensor"] for spec in frozen.outputs.values()}
+    tensors |= set(io_spec.get("saved_model", {}).get("outputs", {}).values())
+    fetches = sorted(tensors)
+    values = restored.session.run(fetches, feed_dict=samples.feeds)
+    return dict(zip(fetches, values))
+
+
+def _write_and_verify(staging: Path, frozen: meta_graph.Frozen, io_spec: dict[str, Any], samples: _Samples,
+                      expected: dict[str, np.ndarray]) -> FreezeResult:
+    from od_export.verify.samples import run_frozen_graph
+
+    directory = staging / FROZEN_GRAPH_DIR
+    directory.mkdir(parents=True)
+    graph_path = directory / f"{FROZEN_GRAPH_NAME}.pb"
+    graph_path.write_bytes(frozen.graph_def.SerializeToString())
+    (directory / IO_SPEC_NAME).write_text(json.dumps(io_spec, indent=2) + "\n", encoding="utf-8")
+    fetches = {spec["tensor"]: spec["tensor"] for spec in frozen.outputs.values()}
+    result = FreezeResult(staging, graph_path, None, io_spec)
+    _judge(result, "frozen_graph", {t: expected[t] for t in fetches}, run_frozen_graph(frozen.graph_def, samples.feeds, fetches))
+    saved = io_spec.get("saved_model")
+    if saved is not None:
+        front = serving.EncodedFrontEnd(**{k: v for k, v in saved["encoded_image_input"].items()
+                                           if k in serving.EncodedFrontEnd.__dataclass_fields__}) \
+            if "encoded_image_input" in saved else None
+        serving.write_predict_saved_model(frozen.graph_def, saved["inputs"], saved["outputs"], staging / SAVED_MODEL_DIR, front)
+        result.saved_model = staging / SAVED_MODEL_DIR
+        _judge(result, "saved_model", {k: expected[t] for k, t in saved["outputs"].items()},
+               _run_saved_model(result.saved_model, saved, samples, front))
+    return result
+
+
+def _run_saved_model(directory: Path, saved: dict[str, Any], samples: _Samples,
+                     front: serving.EncodedFrontEnd | None) -> dict[str, np.ndarray]:
+    tf = compat.import_tensorflow()
+    signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+    inputs = {key: samples.feeds[tensor] for key, tensor in saved["inputs"].items()}
+    if front is not None:
+        inputs.pop(front.image_key)
+        inputs[serving.ENCODED_INPUT_KEY] = samples.encoded
+    return graphs.run_signature(signature, inputs)
+
+
+def _judge(result: FreezeResult, artifact: str, expected: dict[str, np.ndarray], actual: dict[str, Any]) -> None:
+    mismatches = graphs.compare_outputs(expected, actual)
+    if mismatches:
+        raise ValidationFailed(f"the {artifact.replace('_', ' ')} differs from the checkpointed graph on the same inputs "
+                               f"({'; '.join(m.describe() for m in mismatches)}); nothing was written")
+    result.checks[artifact] = f"same outputs as the checkpoint on {len(expected)} tensors"
+    logger.info(f"{artifact}: same outputs as the checkpointed graph")

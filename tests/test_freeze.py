@@ -1,0 +1,146 @@
+"""od-export freeze on TF1 checkpoints made with tf.compat.v1 (tests/tf1_graphs.py)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from od_export import compat
+from od_export.cli import main
+from od_export.errors import InputError
+from od_export.tf1 import meta_graph, serving
+from od_export.verify import graphs, samples
+from tests.tf1_graphs import IMAGE_SIZE, INFERENCE_OUTPUTS, make_tf1_run
+
+pytestmark = pytest.mark.integration
+TRAINING_OPS = {"VariableV2", "VarHandleOp", "ReadVariableOp", "AssignVariableOp", "Assign", "ResourceApplyAdam",
+                "ApplyAdam", "SaveV2", "RestoreV2", "MergeSummary", "ScalarSummary", "HistogramSummary",
+                "PlaceholderWithDefault", "SparseSoftmaxCrossEntropyWithLogits", "Assert"}
+
+
+@pytest.fixture(scope="module")
+def tf1_run(tmp_path_factory) -> Path:
+    return make_tf1_run(tmp_path_factory.mktemp("tf1_uint8"))
+
+
+@pytest.fixture(scope="module")
+def frozen_dir(tf1_run, tmp_path_factory) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("frozen") / "out"
+    assert main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output), "--saved-model", "-q"]) == 0
+    return output, json.loads((output / "frozen_graph" / "io_spec.json").read_text())
+
+
+def checkpoint_outputs(meta: Path, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
+    """The checkpointed training graph, restored the TF1 way, on ``feeds``."""
+    tf = compat.import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(str(meta))
+        with tf.compat.v1.Session(graph=graph) as session:
+            saver.restore(session, str(meta.with_suffix("")))
+            return session.run(fetches, feeds)
+
+
+def test_inspect_and_freeze_find_exactly_the_inference_outputs(tf1_run, frozen_dir, capsys):
+    assert main(["inspect", str(tf1_run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [o["name"] for o in report["likely_outputs"]] == INFERENCE_OUTPUTS
+    _, io_spec = frozen_dir
+    assert sorted(io_spec["outputs"]) == INFERENCE_OUTPUTS and io_spec["outputs_discovered"]
+    assert list(io_spec["inputs"]) == ["images"]  # labels only fed the loss
+    assert io_spec["folded_defaults"] == ["keep_prob"]
+
+
+def test_frozen_graph_has_no_variables_or_training_nodes(frozen_dir):
+    output, _ = frozen_dir
+    graph_def = samples.load_graph_def(output / "frozen_graph" / "frozen_inference_graph.pb")
+    ops = {node.op for node in graph_def.node}
+    assert not ops & TRAINING_OPS, ops & TRAINING_OPS
+    names = [node.name for node in graph_def.node]
+    assert not [n for n in names if n.startswith(("gradients", "train_op", "save", "loss", "labels", "Adam"))]
+    assert [n.name for n in graph_def.node if n.op == "Placeholder"] == ["images"]
+
+
+def test_frozen_graph_and_saved_model_equal_the_checkpoint(tf1_run, frozen_dir):
+    output, _ = frozen_dir
+    image = samples.sample_image(IMAGE_SIZE, IMAGE_SIZE, seed=7)[np.newaxis]
+    expected = checkpoint_outputs(tf1_run, {"images:0": image}, ["probabilities:0", "classes:0"])
+    graph_def = samples.load_graph_def(output / "frozen_graph" / "frozen_inference_graph.pb")
+    frozen = samples.run_frozen_graph(graph_def, {"images:0": image}, {"p": "probabilities:0", "c": "classes:0"})
+    np.testing.assert_allclose(frozen["p"], expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(frozen["c"], expected[1])
+    tf = compat.import_tensorflow()
+    served = graphs.run_signature(tf.saved_model.load(str(output / "saved_model")).signatures["serving_default"],
+                                  {"images": image})
+    np.testing.assert_allclose(served["probabilities"], expected[0], rtol=1e-5, atol=1e-6)
+    assert (output / "manifest.json").is_file()
+
+
+def test_chosen_output_node(tf1_run, tmp_path):
+    output = tmp_path / "logits"
+    assert main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output), "--output-nodes", "logits",
+                 "--saved-model", "--signature-outputs", "scores=logits", "-q"]) == 0
+    io_spec = json.loads((output / "frozen_graph" / "io_spec.json").read_text())
+    assert list(io_spec["outputs"]) == ["logits"] and not io_spec["outputs_discovered"]
+    assert io_spec["saved_model"]["outputs"] == {"scores": "logits:0"}
+
+
+def test_unknown_output_node_is_one_line_naming_the_closest(tf1_run, tmp_path, capsys):
+    output = tmp_path / "out"
+    code = main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output), "--output-nodes", "probabilties", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "'probabilties' is not in the graph" in err and "probabilities" in err
+    assert not output.exists()
+
+
+def test_tampered_frozen_graph_fails_and_writes_nothing(tf1_run, tmp_path, monkeypatch, capsys):
+    real_freeze = meta_graph.freeze
+
+    def tampered(restored, outputs):
+        frozen = real_freeze(restored, outputs)
+        tf = compat.import_tensorflow()
+        node = max((n for n in frozen.graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
+        weights = tf.make_ndarray(node.attr["value"].tensor)
+        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-weights))
+        return frozen
+
+    monkeypatch.setattr(meta_graph, "freeze", tampered)
+    output = tmp_path / "out"
+    code = main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "frozen graph differs from the checkpointed graph" in err[-1], err
+    assert not output.exists()
+
+
+def test_encoded_image_front_end_on_a_float_graph(tmp_path):
+    meta = make_tf1_run(tmp_path / "run", image_dtype="float32", steps=1)
+    meta.rename(tmp_path / "run" / "graph.meta")  # found through the checkpoint state file instead
+    output = tmp_path / "out"
+    assert main(["freeze", "--meta-graph", str(tmp_path / "run" / "graph.meta"), "--output-dir", str(output),
+                 "--encoded-image-input", "--encoded-image-range", "0,255", "-q"]) == 0
+    tf = compat.import_tensorflow()
+    signature = tf.saved_model.load(str(output / "saved_model")).signatures["serving_default"]
+    image = samples.sample_image(IMAGE_SIZE, IMAGE_SIZE, seed=3)
+    served = graphs.run_signature(signature, {serving.ENCODED_INPUT_KEY: np.array([graphs.png_bytes(image)], dtype=object)})
+    graph_def = samples.load_graph_def(output / "frozen_graph" / "frozen_inference_graph.pb")
+    frozen = samples.run_frozen_graph(graph_def, {"images:0": image[np.newaxis].astype(np.float32)}, {"p": "probabilities:0"})
+    np.testing.assert_allclose(served["probabilities"], frozen["p"], rtol=1e-5, atol=1e-6)
+
+
+def test_sources_are_checked_before_tensorflow(tmp_path, tf1_run):
+    with pytest.raises(InputError, match="does not exist"):
+        meta_graph.resolve_sources(tmp_path / "missing.meta", None)
+    lonely = tmp_path / "model.ckpt-9.meta"
+    shutil.copy(tf1_run, lonely)
+    with pytest.raises(Exception, match="no checkpoint beside"):
+        meta_graph.resolve_sources(lonely, None)
+    assert meta_graph.resolve_sources(tf1_run, None)[1] == tf1_run.with_suffix("")
+
+
+def test_encoded_input_needs_an_image_of_known_size():
+    with pytest.raises(InputError, match="exactly one image input of known size"):
+        serving.encoded_front_end({"x": {"tensor": "x:0", "dtype": "float32", "shape": [None, None, None, 3]}}, (0, 1))

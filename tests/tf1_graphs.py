@@ -1,0 +1,55 @@
+"""TF1 training artifacts made with ``tf.compat.v1``, as a TF1 script or TensorBoard recipe would leave them.
+
+The graph has what freezing must leave behind (a labels placeholder only the loss
+reads, a loss, gradients, Adam's slots and update ops, a global step, summaries, an
+assertion, a saver) and a dropout keep-prob ``placeholder_with_default``; one
+variable is a TF1 reference variable and the others are resource variables, so both
+kinds are folded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from od_export import compat
+
+INFERENCE_OUTPUTS = ["classes", "probabilities"]
+IMAGE_SIZE = 16
+
+
+def make_tf1_run(directory: Path, image_dtype: str = "uint8", steps: int = 3) -> Path:
+    """Train a tiny classifier for ``steps`` steps; return the ``model.ckpt-N.meta`` path."""
+    tf = compat.import_tensorflow()
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        images = v1.placeholder(image_dtype, [None, IMAGE_SIZE, IMAGE_SIZE, 3], name="images")
+        labels = v1.placeholder(tf.int64, [None], name="labels")
+        keep_prob = v1.placeholder_with_default(1.0, [], name="keep_prob")
+        x = tf.cast(images, tf.float32) / 255.0
+        kernel = v1.get_variable("conv/kernel", [3, 3, 3, 4], use_resource=False)
+        x = tf.reduce_mean(tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME")), axis=[1, 2])
+        x = v1.nn.dropout(x, keep_prob=keep_prob)
+        weights = v1.get_variable("dense/weights", [4, 5])
+        bias = v1.get_variable("dense/bias", [5], initializer=v1.ones_initializer())
+        logits = tf.add(tf.matmul(x, weights), bias, name="logits")
+        tf.nn.softmax(logits, name="probabilities")
+        tf.argmax(logits, axis=1, name="classes")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="loss")
+        step = v1.train.get_or_create_global_step()
+        with tf.control_dependencies([v1.assert_non_negative(labels, name="labels_check")]):
+            train_op = v1.train.AdamOptimizer(0.05).minimize(loss, global_step=step, name="train_op")
+        v1.summary.scalar("loss", loss)
+        v1.summary.histogram("logits", logits)
+        v1.summary.merge_all()
+        saver = v1.train.Saver()
+        rng = np.random.default_rng(0)
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            for _ in range(steps):
+                batch = rng.integers(0, 256, (4, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(image_dtype)
+                session.run(train_op, {images: batch, labels: rng.integers(0, 5, 4), keep_prob: 0.5})
+            prefix = saver.save(session, str(directory / "model.ckpt"), global_step=step)
+    return Path(prefix + ".meta")
