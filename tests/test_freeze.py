@@ -144,3 +144,43 @@ def test_sources_are_checked_before_tensorflow(tmp_path, tf1_run):
 def test_encoded_input_needs_an_image_of_known_size():
     with pytest.raises(InputError, match="exactly one image input of known size"):
         serving.encoded_front_end({"x": {"tensor": "x:0", "dtype": "float32", "shape": [None, None, None, 3]}}, (0, 1))
+
+
+def test_frozen_graph_round_trips_to_a_saved_model(frozen_dir, tmp_path):
+    output, _ = frozen_dir
+    graph = tmp_path / "frozen_inference_graph.pb"  # no io_spec.json beside it: inputs and outputs are discovered
+    shutil.copy(output / "frozen_graph" / "frozen_inference_graph.pb", graph)
+    assert main(["convert", str(graph), "--target", "saved_model", "-q"]) == 0
+    tf = compat.import_tensorflow()
+    image = samples.sample_image(IMAGE_SIZE, IMAGE_SIZE, seed=5)[np.newaxis]
+    served = graphs.run_signature(tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"],
+                                  {"images": image})
+    frozen = samples.run_frozen_graph(samples.load_graph_def(graph), {"images:0": image}, {"p": "probabilities:0"})
+    np.testing.assert_allclose(served["probabilities"], frozen["p"], rtol=1e-5, atol=1e-6)
+    assert sorted(served) == INFERENCE_OUTPUTS
+
+
+def test_tampered_wrapped_saved_model_fails_and_writes_nothing(frozen_dir, tmp_path, monkeypatch, capsys):
+    from od_export.tf1 import wrap
+
+    real_write = serving.write_predict_saved_model
+
+    def tampered(graph_def, inputs, outputs, directory, front=None):
+        tf = compat.import_tensorflow()
+        graph_def = type(graph_def).FromString(graph_def.SerializeToString())
+        node = max((n for n in graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
+        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-tf.make_ndarray(node.attr["value"].tensor)))
+        return real_write(graph_def, inputs, outputs, directory, front)
+
+    monkeypatch.setattr(wrap.serving, "write_predict_saved_model", tampered)
+    output, _ = frozen_dir
+    code = main(["convert", str(output / "frozen_graph" / "frozen_inference_graph.pb"), "--target", "saved_model",
+                 "--output-dir", str(tmp_path / "sm"), "-q"])
+    assert code == 1 and "SavedModel differs from the frozen graph" in capsys.readouterr().err
+    assert not (tmp_path / "sm").exists()
+
+
+def test_frozen_graph_converts_to_saved_model_only(frozen_dir, tmp_path, capsys):
+    output, _ = frozen_dir
+    code = main(["convert", str(output / "frozen_graph" / "frozen_inference_graph.pb"), "--target", "onnx"])
+    assert code == 2 and "saved_model target only" in capsys.readouterr().err

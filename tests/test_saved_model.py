@@ -80,3 +80,19 @@ def test_loads_through_the_tf1_loader_like_tf_serving(exported):
         outputs = session.run({k: v.name for k, v in signature.outputs.items()}, {signature.inputs["input_tensor"].name: value})
     reference = samples.run_saved_model(artifact.directory / "saved_model", {"input_tensor": value})
     assert not [d for d in compare_outputs(reference, outputs) if not d.ok]
+
+
+def test_frozen_graph_converts_back_to_a_saved_model(exported, tmp_path, capsys):
+    """convert frozen_inference_graph.pb --target saved_model: serving_default under the export's own keys."""
+    from od_export.cli import main
+
+    unit = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir / "encoded_image_string_tensor"
+    output = tmp_path / "wrapped"
+    code = main(["convert", str(unit / "frozen_graph" / "frozen_inference_graph.pb"), "--target", "saved_model",
+                 "--output-dir", str(output), "-q"])
+    assert code == 0, capsys.readouterr().err
+    value = sample_input("encoded_image_string_tensor")
+    wrapped = samples.run_saved_model(output, {"input_tensor": value})
+    reference = samples.run_saved_model(unit / "saved_model", {"input_tensor": value})
+    assert set(wrapped) == set(reference)
+    assert not [d for d in compare_outputs(reference, wrapped) if not d.ok]

@@ -48,11 +48,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_convert(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="add targets (onnx, tensorrt, frozen_graph) to an existing export, without its checkpoint",
+        help="add targets (onnx, tensorrt, frozen_graph, …) to an existing export; or a frozen graph → saved_model",
         description="Convert an export (od-export's, exporter_main_v2's or a model-zoo directory) to more targets; "
-        "the new artifacts are verified and the export is updated atomically.",
+        "the new artifacts are verified and the export is updated atomically. Given a frozen graph file "
+        "(.pb/.pbtxt) and --target saved_model, wrap it in a SavedModel with a serving_default signature.",
     )
-    parser.add_argument("export_dir", metavar="EXPORT_DIR")
+    parser.add_argument("export_dir", metavar="EXPORT_DIR_OR_GRAPH")
+    parser.add_argument("--io-spec", metavar="PATH", help="frozen graph: its io_spec.json (default: the one beside it, "
+                        "else the TF1 model zoo's names, else discovered inputs and outputs)")
+    parser.add_argument("--output-dir", metavar="DIR", help="frozen graph: the SavedModel directory to write (default: saved_model/ beside the graph)")
     parser.add_argument("--pipeline-config", metavar="PATH", help="the run's pipeline.config (default: the one in the export)")
     parser.add_argument("--signature-key", default="serving_default")
     cli_export.add_target_arguments(parser)
@@ -64,7 +68,15 @@ def _add_convert(subparsers: Any) -> None:
 
 def _run_convert(args: argparse.Namespace) -> dict[str, Any]:
     from od_export.converter import ConvertOptions, convert
+    from od_export.tf1.wrap import GRAPH_SUFFIXES
 
+    if os.path.splitext(args.export_dir)[1] in GRAPH_SUFFIXES:
+        return _run_wrap(args)
+    if args.io_spec or args.output_dir:
+        from od_export.errors import InputError
+
+        raise InputError("an I/O description and an output directory apply to a frozen graph file; "
+                         "an export is converted in place")
     result = convert(ConvertOptions(
         location(args.export_dir), tuple(args.targets),
         location(args.pipeline_config) if args.pipeline_config else None,
@@ -74,6 +86,19 @@ def _run_convert(args: argparse.Namespace) -> dict[str, Any]:
         for unit, targets in result.written.items():
             for name, files in targets.items():
                 print(f"{unit}: {name}: {files[0]}")
+    return result.to_dict()
+
+
+def _run_wrap(args: argparse.Namespace) -> dict[str, Any]:
+    from od_export.errors import InputError
+    from od_export.tf1.wrap import WrapOptions, wrap_frozen_graph
+
+    if args.targets != ["saved_model"]:
+        raise InputError(f"a frozen graph converts to the saved_model target only (got {', '.join(args.targets) or 'none'}); "
+                         "for other targets export from the training checkpoint or convert an export directory")
+    result = wrap_frozen_graph(WrapOptions(args.export_dir, args.output_dir, args.io_spec, args.overwrite, args.wait))
+    if not args.json:
+        print(result.saved_model)
     return result.to_dict()
 
 
