@@ -16,6 +16,9 @@ and is as narrow as we could make it:
 * tf-slim 1.1.0's example decoder (used by ``--input-type tf_example``) calls
   ``control_flow_ops.case``/``cond``, which TF 2.20 moved.  Only that decoder module
   gets a namespace that adds the moved functions back; TensorFlow is not patched.
+
+The OD API's TF1 path (slim feature extractors, ``exporter.py``) needs four more, in a
+process of its own because TF1 behaviour is process-wide (:func:`import_tf1_exporter`).
 """
 from __future__ import annotations
 
@@ -243,6 +246,63 @@ def import_object_detection() -> types.SimpleNamespace:
         config_util=config_util,
     )
 
+
+
+# ----------------------------------------------------------------- TF1 OD API
+def _alias_module(alias: str, target: str) -> None:
+    if alias not in sys.modules:
+        sys.modules[alias] = importlib.import_module(target)
+
+
+@contextlib.contextmanager
+def _numpy_aliases() -> Iterator[None]:
+    """``np.int`` for the import only: slim's mobilenet_v3 (imported by the TF1 model builder) calls it at import."""
+    import numpy as np
+
+    added = [name for name, value in (("int", int), ("float", float), ("bool", bool)) if not hasattr(np, name)]
+    for name in added:
+        setattr(np, name, {"int": int, "float": float, "bool": bool}[name])
+    try:
+        yield
+    finally:
+        for name in added:
+            delattr(np, name)
+
+
+def import_tf1_exporter() -> Any:
+    """The OD API's TF1 ``exporter`` module, with TF1 behaviour on.  Call it in a process of its own.
+
+    * The model builder registers the slim (TF1) feature extractors only when TF2
+      behaviour is off, so it is turned off before the OD API is imported.
+    * The slim feature extractors import ``nets``, which this OD API package ships as
+      ``object_detection.nets``: aliased.
+    * ``tf.layers`` (slim's batch norm) lazily loads ``tf_keras.legacy_tf_layers``,
+      which tf-keras 2.20 keeps under ``tf_keras.src``: aliased.
+    * ``bipartite_matcher`` imports ``tensorflow.contrib`` (gone since TF 2.0) and is
+      only used by configs that ask for it: replaced by a module that says so.
+    * ``export_inference_graph`` prints a tfprof summary through ``tensorflow.contrib``:
+      skipped (it only logs parameter counts).
+    """
+    tf = import_tensorflow()
+    tf.compat.v1.disable_v2_behavior()
+    _alias_module("nets", "object_detection.nets")
+    for suffix in ("", ".normalization", ".core", ".convolutional", ".pooling"):
+        _alias_module("tf_keras.legacy_tf_layers" + suffix, "tf_keras.src.legacy_tf_layers" + suffix)
+    bipartite = types.ModuleType("object_detection.matchers.bipartite_matcher")
+    bipartite.__getattr__ = _bipartite_unavailable  # type: ignore[attr-defined]
+    sys.modules.setdefault("object_detection.matchers.bipartite_matcher", bipartite)
+    with _numpy_aliases():
+        import_object_detection()
+        from object_detection import exporter
+    exporter.profile_inference_graph = lambda graph: None
+    return exporter
+
+
+def _bipartite_unavailable(name: str) -> Any:
+    if name.startswith("__"):  # the import machinery probing for __path__ and friends
+        raise AttributeError(name)
+    raise EnvironmentProblem("the bipartite matcher needs tensorflow.contrib, which TensorFlow 2 does not have; "
+                             "use the argmax matcher in the config")
 
 
 # ------------------------------------------------------------ converter fixes

@@ -27,6 +27,7 @@ from od_export.storage import remote
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
 from od_export.targets import ExportContext, Target, get_target
+from od_export.tf1 import od_api
 from od_export.verify.compare import OutputDifference
 from od_export.verify.validate import ValidateOptions, ValidationReport, format_report, validate
 
@@ -45,6 +46,8 @@ class InputTypeResult:
     artifacts: dict[str, list[AnyPath]] = field(default_factory=dict)
     #: Verification per artifact (target name → its differences from the SavedModel).
     checks: dict[str, tuple[OutputDifference, ...]] = field(default_factory=dict)
+    #: The exporter's copy of the weights, inside the unit (the TF1 exporter writes ``model.ckpt``).
+    checkpoint: str = f"{CHECKPOINT_DIR}/ckpt-0"
 
     @property
     def check(self) -> tuple[OutputDifference, ...]:
@@ -60,7 +63,7 @@ class InputTypeResult:
             "input_type": self.input_type,
             "directory": str(self.directory),
             "saved_model": str(self.directory / SAVED_MODEL_DIR),
-            "checkpoint": str(self.directory / CHECKPOINT_DIR / "ckpt-0"),
+            "checkpoint": str(self.directory / self.checkpoint),
             "pipeline_config": str(self.directory / PIPELINE_CONFIG_NAME),
             "frozen_graph": [str(p) for p in self.frozen_files],
             "artifacts": {name: [str(p) for p in paths] for name, paths in self.artifacts.items()},
@@ -140,6 +143,8 @@ def _check_sources(options: ExportOptions) -> _Sources:
     resolved = checkpoints.resolve_checkpoint(checkpoint_path, options.checkpoint)
     output = plan_output(options.output_dir, options.overwrite,
                          [("checkpoint directory", resolved.directory), ("pipeline config", config_path)])
+    if od_api.is_tf1_config(config):
+        od_api.check_tf1_request(options)
     for target in requested_targets(options):  # still before TensorFlow: a missing extra fails in a second
         target.check_available()
         target.check_request(meta_architecture(config), config, options)
@@ -185,6 +190,8 @@ def export(options: ExportOptions, built: BuiltModels | None = None) -> ExportRe
         logger.info("loading TensorFlow and the Object Detection API")
         compat.import_object_detection()
         clock.lap("import_and_config")
+        if od_api.is_tf1_config(sources.config):
+            return od_api.export_tf1(options, sources.config, sources.checkpoint.prefix, sources.output, notes, clock.timings)
         return _export_reserved(options, sources, notes, clock, built)
 
 

@@ -118,6 +118,8 @@ class ExportOptions:
     #: Targets beyond the SavedModel and frozen graph (see :mod:`od_export.targets`).
     targets: tuple[str, ...] = ()
     conversion: ConversionOptions = field(default_factory=lambda: ConversionOptions())
+    #: One ``saved_model/`` for every input type (a signature each) instead of one unit per input type.
+    single_saved_model: bool = False
 
     def check(self) -> None:
         """Raise :class:`InputError` for any value that cannot work, before any heavy work."""

@@ -144,6 +144,19 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     return model
 
 
+def _write_tf1_demo_checkpoint(options: DemoCheckpointOptions, plan: OutputPlan) -> DemoCheckpointResult:
+    """A TF1 ``model.ckpt-N`` (+ ``checkpoint`` state file), built by the OD API's TF1 code in a TF1 process."""
+    from od_export.tf1 import od_api
+
+    with staged_output(plan) as staging:
+        config_path = staging / "pipeline.config"
+        config_path.write_text(read_text(options.pipeline_config), encoding="utf-8")
+        variables = od_api.write_demo_checkpoint(config_path, staging / "model.ckpt", options.seed, options.checkpoint_number)
+    prefix = plan.target / f"model.ckpt-{options.checkpoint_number}"
+    logger.info(f"wrote {prefix} ({variables} variables)")
+    return DemoCheckpointResult(plan.target, prefix, plan.target / "pipeline.config", variables)
+
+
 def _box_coder_scale(config: Any) -> float:
     """The y scale of the config's Faster R-CNN box coder (the OD API default, 10, otherwise)."""
     architecture = getattr(config.model, meta_architecture(config))
@@ -164,6 +177,10 @@ def _write_demo_checkpoint(options: DemoCheckpointOptions, config: Any, plan: Ou
     if plan.is_remote:
         remote.check_remote_target(plan.target, options.overwrite)
     target = plan.target
+    from od_export.tf1 import od_api
+
+    if od_api.is_tf1_config(config):
+        return _write_tf1_demo_checkpoint(options, plan)
     od = compat.import_object_detection()
     tf = od.tf
     logger.info(f"building {meta_architecture(config)} from {options.pipeline_config} (seed {options.seed})")
