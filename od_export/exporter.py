@@ -237,10 +237,8 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
     shared: dict[str, Any] = {}
     results: list[InputTypeResult] = []
     with staged_output(sources.output) as staging:
-        for item in traced:
-            directory = staging / unit_relative(item.input_type, len(traced) == 1)
-            context = ExportContext(sources.config, architecture, item.input_type, item, options, model, directory, shared)
-            results.append(_write_unit(context, staging, final_dir, len(traced) == 1, clock))
+        for context in _unit_contexts(options, sources.config, architecture, traced, model, staging, shared):
+            results.append(_write_unit(context, staging, final_dir, len(traced) == 1 or options.single_saved_model, clock))
         report = _verify_staged(staging, options)
         clock.lap("check")
         validation = {**report.to_dict(), "export_dir": str(final_dir)} if options.validate else None
@@ -256,6 +254,23 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
     logger.info(f"wrote {final_dir}")
     return ExportResult(final_dir, sources.checkpoint.prefix, architecture, options.signature_key, results, notes,
                         clock.timings, validation)
+
+
+def _unit_contexts(options: ExportOptions, config: Any, architecture: str, traced: list[TracedFunction], model: Any,
+                   staging: Path, shared: dict[str, Any]) -> list[ExportContext]:
+    """One unit per input type; or, for one SavedModel serving them all, one unit at the root.
+
+    That unit's frozen graph and converter targets start from the function its
+    signature key selects; its SavedModel carries every input type's function.
+    """
+    if not options.single_saved_model:
+        return [ExportContext(config, architecture, item.input_type, item, options, model,
+                              staging / unit_relative(item.input_type, len(traced) == 1), shared) for item in traced]
+    by_type = {item.input_type: item for item in traced}
+    selected = by_type[options.selected_input_type]
+    signatures = {"serving_default": traced[0], **by_type}
+    return [ExportContext(config, architecture, selected.input_type, selected, options, model, staging, shared,
+                          signatures=signatures)]
 
 
 def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, single: bool, clock: _Stopwatch) -> InputTypeResult:

@@ -21,6 +21,8 @@ INPUT_TYPES: tuple[str, ...] = (
 #: Accepted when the installed OD API has it (mask models with predict_masks_from_boxes).
 OPTIONAL_INPUT_TYPES: tuple[str, ...] = ("image_and_boxes_tensor",)
 SIGNATURE_KEYS: tuple[str, ...] = ("serving_default",)
+#: With one SavedModel for every input type, each input type is a signature key too.
+SINGLE_SAVED_MODEL_NOTE = "one SavedModel for every input type adds one signature per input type"
 FROZEN_FORMATS: tuple[str, ...] = ("pb", "pbtxt", "both")
 SIDE_INPUT_DTYPES: tuple[str, ...] = ("float32", "float16", "int32", "int64", "uint8", "string", "bool")
 INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
@@ -121,12 +123,23 @@ class ExportOptions:
     #: One ``saved_model/`` for every input type (a signature each) instead of one unit per input type.
     single_saved_model: bool = False
 
+    @property
+    def signature_keys(self) -> tuple[str, ...]:
+        """The SavedModel's signatures: ``serving_default``, plus each input type's in a single SavedModel."""
+        return SIGNATURE_KEYS + (self.input_types if self.single_saved_model else ())
+
+    @property
+    def selected_input_type(self) -> str:
+        """The input type whose function the frozen graph and converter targets start from."""
+        return self.signature_key if self.signature_key in self.input_types else self.input_types[0]
+
     def check(self) -> None:
         """Raise :class:`InputError` for any value that cannot work, before any heavy work."""
         check_input_types(self.input_types)
-        if self.signature_key not in SIGNATURE_KEYS:
+        if self.signature_key not in self.signature_keys:
+            hint = "" if self.single_saved_model else f" ({SINGLE_SAVED_MODEL_NOTE}: {option('single_saved_model')})"
             raise InputError(
-                f"unknown signature key {self.signature_key!r}; an export has: {', '.join(SIGNATURE_KEYS)}"
+                f"unknown signature key {self.signature_key!r}; this export has: {', '.join(self.signature_keys)}{hint}"
             )
         if self.frozen_format not in FROZEN_FORMATS:
             raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")

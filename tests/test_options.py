@@ -26,7 +26,9 @@ def test_defaults_are_exporter_main_v2s():
         ({"input_types": ("jpeg",)}, "unknown input type 'jpeg'; choose from: image_tensor"),
         ({"input_types": ()}, "no input type"),
         ({"input_types": ("image_tensor", "image_tensor")}, "given twice"),
-        ({"signature_key": "detect"}, "unknown signature key 'detect'; an export has: serving_default"),
+        ({"signature_key": "detect"}, "unknown signature key 'detect'; this export has: serving_default \\(one SavedModel"),
+        ({"signature_key": "tf_example", "single_saved_model": True, "input_types": ("image_tensor", "encoded_image_string_tensor")},
+         "unknown signature key 'tf_example'; this export has: serving_default, image_tensor, encoded_image_string_tensor$"),
         ({"frozen_format": "onnx"}, "unknown frozen format"),
     ],
 )
@@ -35,6 +37,14 @@ def test_bad_values_name_the_choices(changes, fragment):
         options(**changes).check()
     assert info.value.exit_code == 2
     assert "\n" not in info.value.message
+
+
+def test_single_saved_model_signature_keys_select_an_input_type():
+    single = options(input_types=("image_tensor", "tf_example"), single_saved_model=True, signature_key="tf_example")
+    single.check()
+    assert single.signature_keys == ("serving_default", "image_tensor", "tf_example")
+    assert single.selected_input_type == "tf_example"
+    assert options(input_types=("tf_example", "image_tensor"), single_saved_model=True).selected_input_type == "tf_example"
 
 
 def test_side_inputs_only_with_image_tensor():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,63 @@ def test_frozen_graph_converts_back_to_a_saved_model(exported, tmp_path, capsys)
     reference = samples.run_saved_model(unit / "saved_model", {"input_tensor": value})
     assert set(wrapped) == set(reference)
     assert not [d for d in compare_outputs(reference, wrapped) if not d.ok]
+
+
+@pytest.fixture(scope="module")
+def single_export(demo_checkpoint, workspace):
+    """One SavedModel for three input types; the frozen graph starts from encoded_image_string_tensor."""
+    from od_export import ExportOptions, export
+
+    run = demo_checkpoint("ssd_mobilenet_v2")
+    return export(ExportOptions(run / "pipeline.config", run, workspace / "single", input_types=SINGLE_TYPES,
+                                single_saved_model=True, signature_key="encoded_image_string_tensor", validate=True))
+
+
+SINGLE_TYPES = ("image_tensor", "encoded_image_string_tensor", "tf_example")
+
+
+def test_single_saved_model_serves_every_input_type_like_the_per_type_exports(single_export, exported):
+    tf = compat.import_tensorflow()
+    directory = single_export.output_dir / "saved_model"
+    loaded = tf.saved_model.load(str(directory))
+    assert set(loaded.signatures) == {"serving_default", *SINGLE_TYPES}
+    per_type = exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir
+    for input_type in SINGLE_TYPES:
+        value = sample_input(input_type)
+        single = {k: v.numpy() for k, v in loaded.signatures[input_type](input_tensor=tf.constant(value)).items()}
+        reference = samples.run_saved_model(per_type / input_type / "saved_model", {"input_tensor": value})
+        assert not [d for d in compare_outputs(reference, single) if not d.ok], input_type
+    weights = [sum(f.stat().st_size for f in (d / "variables").iterdir())
+               for d in (directory, per_type / "image_tensor" / "saved_model")]
+    assert weights[0] < 1.02 * weights[1], weights  # the variables are stored once
+    checks = {c["artifact"]: c["ok"] for c in single_export.validation["checks"]}
+    assert checks == {"saved_model": True, "frozen_graph": True, "signature serving_default": True,
+                      "signature image_tensor": True, "signature tf_example": True}
+    spec = (single_export.output_dir / "frozen_graph" / "io_spec.json").read_text()
+    assert '"signature_key": "encoded_image_string_tensor"' in spec and '"dtype": "string"' in spec
+
+
+def test_a_signature_that_computes_something_else_fails_validation(single_export, tmp_path):
+    """The image_tensor signature is swapped for one that halves the scores: only that check fails."""
+    from od_export.verify.validate import ValidateOptions, validate
+
+    tf = compat.import_tensorflow()
+    copy = tmp_path / "single"
+    shutil.copytree(single_export.output_dir, copy)
+    shutil.rmtree(copy / "frozen_graph")
+    loaded = tf.saved_model.load(str(single_export.output_dir / "saved_model"))
+    original = loaded.signatures["image_tensor"]
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
+    def halved(input_tensor):
+        outputs = dict(original(input_tensor=input_tensor))
+        outputs["detection_scores"] = outputs["detection_scores"] * 0.5
+        return outputs
+
+    signatures = {key: loaded.signatures[key] for key in ("serving_default", "encoded_image_string_tensor", "tf_example")}
+    shutil.rmtree(copy / "saved_model")
+    tf.saved_model.save(loaded, str(copy / "saved_model"), signatures={**signatures, "image_tensor": halved})
+    report = validate(ValidateOptions(copy))
+    verdicts = {c.artifact: c.ok for c in report.checks}
+    assert verdicts["signature image_tensor"] is False
+    assert verdicts["signature encoded_image_string_tensor"] and verdicts["signature tf_example"]

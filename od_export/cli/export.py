@@ -45,7 +45,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-input-shapes", "--side_input_shapes", dest="side_input_shapes", default="", help="e.g. 1,-1,4/1,-1 (as exporter_main_v2)")
     parser.add_argument("--side-input-types", "--side_input_types", dest="side_input_types", default="", help="e.g. float32,int32")
     parser.add_argument("--side-input-names", "--side_input_names", dest="side_input_names", default="", help="e.g. boxes,classes")
-    parser.add_argument("--signature-key", default="serving_default", help=f"signature the frozen graph is made from ({', '.join(SIGNATURE_KEYS)})")
+    parser.add_argument("--signature-key", default="serving_default", help=f"signature the frozen graph (and converter targets) start from: {', '.join(SIGNATURE_KEYS)}, or with --single-saved-model any input type")
+    parser.add_argument("--single-saved-model", action="store_true", help="one saved_model/ for every input type: serving_default (the first input type) plus a signature named after each input type, variables stored once")
     parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="skip the frozen graph")
     parser.add_argument("--frozen-format", default="pb", help=f"one of {', '.join(FROZEN_FORMATS)} (default pb)")
     parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")
@@ -101,6 +102,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         config_overrides=tuple(overrides),
         side_inputs=side_inputs,
         signature_key=args.signature_key,
+        single_saved_model=args.single_saved_model,
         freeze=args.freeze,
         frozen_format=args.frozen_format,
         full_object_graph=args.full_object_graph,

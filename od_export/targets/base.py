@@ -43,6 +43,8 @@ class ExportContext:
     unit_dir: Path | None = None
     #: Shared by the units of one export (a checkpoint written once, a conversion done once).
     shared: dict[str, Any] = field(default_factory=dict)
+    #: Signature key → function, when one SavedModel serves every input type (else just ``traced``).
+    signatures: dict[str, TracedFunction] = field(default_factory=dict)
     _frozen: FrozenGraph | None = field(default=None, repr=False)
 
     def frozen_graph(self) -> FrozenGraph:

@@ -44,12 +44,19 @@ def lean_module(model: Any, traced: TracedFunction) -> Any:
     return module
 
 
-def write_saved_model(model: Any, traced: TracedFunction, directory: Path, full_object_graph: bool) -> None:
+def write_saved_model(model: Any, traced: TracedFunction, directory: Path, full_object_graph: bool,
+                      signatures: dict[str, TracedFunction] | None = None) -> None:
+    """``traced`` is ``serving_default`` and ``__call__``; ``signatures``, when given, are all the signatures.
+
+    Every signature's function reads the same model variables, which the root tracks,
+    so a SavedModel with a signature per input type stores the weights once.
+    """
     tf = compat.import_tensorflow()
     root = traced.module if full_object_graph else lean_module(model, traced)
     if full_object_graph:
         root.__call__ = traced.concrete  # the function that was traced and checked, not a re-trace
-    tf.saved_model.save(root, str(directory), signatures=traced.concrete)
+    functions = {key: item.concrete for key, item in signatures.items()} if signatures else traced.concrete
+    tf.saved_model.save(root, str(directory), signatures=functions)
 
 
 class SavedModelTarget(Target):
@@ -72,7 +79,8 @@ class SavedModelTarget(Target):
         else:
             copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)  # identical files: copy, not save
         od.config_util.save_pipeline_config(context.config, str(directory))
-        write_saved_model(context.model, context.traced, directory / SAVED_MODEL_DIR, context.options.full_object_graph)
+        write_saved_model(context.model, context.signatures.get("serving_default", context.traced),
+                          directory / SAVED_MODEL_DIR, context.options.full_object_graph, context.signatures)
         return [directory / SAVED_MODEL_DIR]
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
