@@ -27,8 +27,11 @@ from od_export.verify import graphs
 logger = logging.getLogger(__name__)
 
 GRAPH_SUFFIXES = (".pb", ".pbtxt")
-#: The TF1 object detection exporter's tensors (exporter.py), under its signature keys.
-ZOO_INPUT = ("inputs", "image_tensor")
+#: The TF1 object detection exporter's tensors (exporter.py), under its signature keys: the input
+#: placeholder is named after the input type, its key is ``inputs``.
+ZOO_INPUT_KEY = "inputs"
+ZOO_INPUT_NODES = ("image_tensor", "encoded_image_string_tensor", "tf_example")
+ZOO_SOURCE = "TF1 model zoo names"
 ZOO_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections", "detection_masks",
                "detection_multiclass_scores", "detection_keypoints", "raw_detection_boxes", "raw_detection_scores")
 
@@ -72,8 +75,8 @@ def _read_io_spec(options: WrapOptions, graph: Path) -> tuple[dict[str, Any] | N
         raise InputError(f"{path} is not an od-export io_spec.json (needs inputs and outputs with tensor names)") from exc
 
 
-def _graph_io(graph_def: Any, spec: dict[str, Any] | None) -> dict[str, dict[str, str]]:
-    """Signature key → tensor for inputs and outputs, and where they came from (``source``)."""
+def _graph_io(graph_def: Any, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """Signature key → tensor for inputs and outputs, and (unless from ``spec``) where they came from (``source``)."""
     from od_export.inspect.graph_summary import input_nodes, likely_output_nodes
 
     names = {node.name for node in graph_def.node}
@@ -82,14 +85,15 @@ def _graph_io(graph_def: Any, spec: dict[str, Any] | None) -> dict[str, dict[str
         if missing:
             raise InputError(f"the graph has no {', '.join(missing[:3])}; give the io_spec.json of this graph")
         return spec
-    if ZOO_INPUT[1] in names and {"detection_boxes", "num_detections"} <= names:
-        return {"inputs": {ZOO_INPUT[0]: f"{ZOO_INPUT[1]}:0"},
-                "outputs": {key: f"{key}:0" for key in ZOO_OUTPUTS if key in names}}
+    zoo_input = next((name for name in ZOO_INPUT_NODES if name in names), None)
+    if zoo_input is not None and {"detection_boxes", "num_detections"} <= names:
+        return {"inputs": {ZOO_INPUT_KEY: f"{zoo_input}:0"}, "outputs": {key: f"{key}:0" for key in ZOO_OUTPUTS if key in names},
+                "source": ZOO_SOURCE}
     inputs = {signature_key(f"{n.name}:0"): f"{n.name}:0" for n in input_nodes(graph_def)}
     outputs = {signature_key(f"{n.name}:0"): f"{n.name}:0" for n in likely_output_nodes(graph_def)}
     if not outputs:
         raise InputError("found no outputs in the graph; give an io_spec.json naming them")
-    return {"inputs": inputs, "outputs": outputs}
+    return {"inputs": inputs, "outputs": outputs, "source": "discovered"}
 
 
 def wrap_frozen_graph(options: WrapOptions) -> WrapResult:
@@ -107,7 +111,7 @@ def wrap_frozen_graph(options: WrapOptions) -> WrapResult:
         except Exception as exc:  # protobuf's DecodeError and text-format ParseError
             raise InputError(f"{graph} is not a readable GraphDef ({type(exc).__name__}); give a frozen graph file") from exc
         io = _graph_io(graph_def, spec)
-        source = spec_path or ("TF1 model zoo names" if io["inputs"] == {ZOO_INPUT[0]: f"{ZOO_INPUT[1]}:0"} else "discovered")
+        source = spec_path or io.pop("source")
         logger.info(f"inputs {io['inputs']} and outputs {sorted(io['outputs'])} ({source})")
         feeds, expected = _reference(graph_def, io)
         with staged_output(plan) as staging:
