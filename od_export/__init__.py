@@ -17,7 +17,11 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "export": "od_export.exporter",
-    "ExportResult": "od_export.exporter",
+    "ExportResult": "od_export.results",
+    "freeze_checkpoint": "od_export.tf1.freeze",
+    "FreezeOptions": "od_export.tf1.freeze",
+    "wrap_frozen_graph": "od_export.tf1.wrap",
+    "WrapOptions": "od_export.tf1.wrap",
     "ExportOptions": "od_export.options",
     "ConversionOptions": "od_export.options",
     "SideInput": "od_export.options",

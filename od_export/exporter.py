@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from od_export import compat, health
 from od_export.errors import NonFiniteOutputs, ValidationFailed
-from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, SAVED_MODEL_DIR, unit_relative
-from od_export.manifest import MANIFEST_NAME, build_manifest, export_request, write_manifest
+from od_export.layout import unit_relative
+from od_export.manifest import build_manifest, export_request, write_manifest
 from od_export.options import ExportOptions
+from od_export.results import ExportResult, InputTypeResult
 from od_export.source import checkpoints
 from od_export.source.model import build_model, restore_checked
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
@@ -34,73 +35,6 @@ from od_export.verify.validate import ValidateOptions, ValidationReport, format_
 logger = logging.getLogger(__name__)
 #: Timing phase per target, as manifests have always named them (other targets use their own name).
 PHASES = {"saved_model": "save", "frozen_graph": "freeze"}
-
-
-@dataclass
-class InputTypeResult:
-    input_type: str
-    directory: AnyPath
-    relative: Path
-    signature: dict[str, Any]
-    autograph: bool
-    artifacts: dict[str, list[AnyPath]] = field(default_factory=dict)
-    #: Verification per artifact (target name → its differences from the SavedModel).
-    checks: dict[str, tuple[OutputDifference, ...]] = field(default_factory=dict)
-    #: The exporter's copy of the weights, inside the unit (the TF1 exporter writes ``model.ckpt``).
-    checkpoint: str = f"{CHECKPOINT_DIR}/ckpt-0"
-
-    @property
-    def check(self) -> tuple[OutputDifference, ...]:
-        """The frozen graph's differences: what ``check`` held before there were other targets."""
-        return self.checks.get("frozen_graph", ())
-
-    @property
-    def frozen_files(self) -> list[AnyPath]:
-        return self.artifacts.get("frozen_graph", [])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input_type": self.input_type,
-            "directory": str(self.directory),
-            "saved_model": str(self.directory / SAVED_MODEL_DIR),
-            "checkpoint": str(self.directory / self.checkpoint),
-            "pipeline_config": str(self.directory / PIPELINE_CONFIG_NAME),
-            "frozen_graph": [str(p) for p in self.frozen_files],
-            "artifacts": {name: [str(p) for p in paths] for name, paths in self.artifacts.items()},
-            "signature": self.signature,
-            "traced_with_autograph": self.autograph,
-            "check": _differences(self.check),
-            "checks": {name: _differences(differences) for name, differences in self.checks.items()},
-        }
-
-
-def _differences(differences: tuple[OutputDifference, ...]) -> dict[str, dict[str, Any]]:
-    return {d.key: {"max_abs_diff": d.max_abs_diff, "ok": d.ok} for d in differences}
-
-
-@dataclass
-class ExportResult:
-    output_dir: AnyPath
-    checkpoint: AnyPath
-    architecture: str
-    signature_key: str
-    artifacts: list[InputTypeResult]
-    notes: list[str]
-    timings: dict[str, float]
-    validation: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "output_dir": str(self.output_dir),
-            "manifest": str(self.output_dir / MANIFEST_NAME),
-            "validation": self.validation,
-            "checkpoint": str(self.checkpoint),
-            "architecture": self.architecture,
-            "signature_key": self.signature_key,
-            "input_types": [a.to_dict() for a in self.artifacts],
-            "notes": self.notes,
-            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-        }
 
 
 class _Stopwatch:

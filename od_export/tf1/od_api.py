@@ -159,7 +159,7 @@ def _check_weights(exported: Path, prefix: Any, config: Any) -> None:
 def export_tf1(options: ExportOptions, config: Any, prefix: Any, output: Any, notes: list[str],
                timings: dict[str, float]) -> Any:
     """The whole TF1 export in staging: the exporter's units, verified, a manifest; then published."""
-    from od_export.exporter import ExportResult, InputTypeResult
+    from od_export.results import ExportResult, InputTypeResult
     from od_export.layout import unit_relative
     from od_export.manifest import build_manifest, export_request, write_manifest
     from od_export.storage.location import location
