@@ -30,6 +30,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="also run the slow matrices (demo checkpoints of every sample at its model-zoo size)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``exhaustive`` (more of a matrix the default run already samples) need --exhaustive."""
+    if config.getoption("--exhaustive"):
+        return
+    skip = pytest.mark.skip(reason="more of a matrix the default run samples; run with --exhaustive")
+    for item in items:
+        if "exhaustive" in item.keywords:
+            item.add_marker(skip)
+
+
 def sample_config(name: str) -> Path:
     return SAMPLES / f"{name}.config"
 

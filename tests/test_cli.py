@@ -56,7 +56,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
         ("malformed_config", "line 3 column 5"),
         ("wrong_checkpoint_path", "checkpoint directory"),
         ("unknown_input_type", "unknown input type 'jpeg'; choose from: image_tensor"),
-        ("unknown_signature_key", "unknown signature key 'detect'; an export has: serving_default"),
+        ("unknown_signature_key", "unknown signature key 'detect'; this export has: serving_default"),
         ("existing_output", "already exists; pass --overwrite"),
         ("checkpoint_state_names_missing", "checkpoints present: ckpt-1"),
         ("mismatched_num_classes", "(1, 1, 192, 12)"),

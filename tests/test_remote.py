@@ -15,7 +15,7 @@ import pytest
 from od_export import compat
 from od_export.cli import main
 from od_export.errors import OutputError
-from od_export import export
+from od_export import BuiltModels, export
 from od_export.manifest import read_manifest, verify_inventory
 from od_export import ExportOptions
 from od_export.storage import remote
@@ -90,15 +90,16 @@ def test_interrupted_publication_leaves_no_marker_then_a_complete_export_replace
     real_upload = remote._upload
     monkeypatch.setattr(remote, "_upload", lambda local, dest: (real_upload(local, dest), (_ for _ in ()).throw(Interrupt())))
     options = ExportOptions(str(run / "pipeline.config"), str(run), str(target), overwrite=True, freeze=False)
+    built = BuiltModels()  # the three exports build the model once, as a batch does
     with pytest.raises(Interrupt):
-        export(options)
+        export(options, built)
     assert read_manifest(target) == earlier and verify_inventory(target, earlier) == []
     monkeypatch.setattr(remote, "_upload", real_upload)
 
     # Killed while moving files into the target: no manifest, marked incomplete, refused by readers.
     monkeypatch.setattr(remote, "_move", dying_move)
     with pytest.raises(Interrupt):
-        export(options)
+        export(options, built)
     assert (target / INCOMPLETE_MARKER).exists() and not (target / MANIFEST_NAME).exists()
     for command in (["validate", str(target)], ["inspect", str(target)]):
         assert main([*command, "-q"]) == 2
@@ -106,7 +107,7 @@ def test_interrupted_publication_leaves_no_marker_then_a_complete_export_replace
 
     # The next complete export replaces it.
     monkeypatch.setattr(remote, "_move", real_move)
-    export(options)
+    export(options, built)
     manifest = read_manifest(target)
     assert manifest and verify_inventory(target, manifest) == [] and not (target / INCOMPLETE_MARKER).exists()
     assert sorted(p.name for p in target.iterdir()) == ["checkpoint", "manifest.json", "pipeline.config", "saved_model"]

@@ -52,6 +52,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     np.testing.assert_allclose(boxes, reference["detection_boxes"], atol=1e-5)
 
 
+@pytest.mark.exhaustive  # a second full export of the same model, for a rarely used option
 def test_full_object_graph_option(exported, demo_checkpoint, workspace):
     from od_export import export
     from od_export import ExportOptions
