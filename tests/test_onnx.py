@@ -25,7 +25,7 @@ def validate_json(capsys, *args: str) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("name", ["ssd_mobilenet_v2", "ssd_mobilenet_v2_fpnlite"])
+@pytest.mark.parametrize("name", ["ssd_mobilenet_v2", pytest.param("ssd_mobilenet_v2_fpnlite", marks=pytest.mark.exhaustive)])
 def test_onnx_and_tensorrt_files_are_verified_in_the_export(name, target_export):
     result = target_export(name)
     assert result.validation["ok"] is True

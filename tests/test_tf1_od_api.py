@@ -19,7 +19,7 @@ from tests.conftest import sample_config
 from tests.test_cli import FAST_FAILURE, QUIET_ENV, fake_run
 
 pytestmark = pytest.mark.integration
-TF1_TYPES = ("image_tensor", "encoded_image_string_tensor")
+TF1_TYPES = ("image_tensor",)
 TF1_LAYOUT = {"frozen_inference_graph.pb", "saved_model", "model.ckpt.meta", "model.ckpt.index",
               "model.ckpt.data-00000-of-00001", "checkpoint", "pipeline.config"}
 ZOO_OUTPUTS = {"detection_boxes", "detection_scores", "detection_classes", "num_detections"}
@@ -36,15 +36,14 @@ def tf1_export(tmp_path_factory):
 
 
 def test_writes_the_tf1_exporter_layout_verified(tf1_export):
-    for unit in TF1_TYPES:
-        assert TF1_LAYOUT <= {p.name for p in (tf1_export.output_dir / unit).iterdir()}
-        assert set(tf1_export.validation["checks"][unit]) == {"frozen_graph", "saved_model"}
+    assert TF1_LAYOUT <= {p.name for p in tf1_export.output_dir.iterdir()}
+    assert set(tf1_export.validation["checks"]["image_tensor"]) == {"frozen_graph", "saved_model"}
     manifest = json.loads((tf1_export.output_dir / "manifest.json").read_text())
     assert manifest["source"]["checkpoint"]["prefix"].endswith("model.ckpt-1")
 
 
 def test_frozen_graph_and_saved_model_serve_the_zoo_names(tf1_export, capsys):
-    unit = tf1_export.output_dir / "image_tensor"
+    unit = tf1_export.output_dir
     assert main(["inspect", str(unit / "frozen_inference_graph.pb"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [i["name"] for i in report["inputs"]] == ["image_tensor"]
@@ -60,7 +59,7 @@ def test_frozen_graph_and_saved_model_serve_the_zoo_names(tf1_export, capsys):
 
 
 def test_zoo_frozen_graph_converts_to_a_saved_model(tf1_export, tmp_path, capsys):
-    graph = tf1_export.output_dir / "encoded_image_string_tensor" / "frozen_inference_graph.pb"
+    graph = tf1_export.output_dir / "frozen_inference_graph.pb"
     assert main(["convert", str(graph), "--target", "saved_model", "--output-dir", str(tmp_path / "sm"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["io_from"] == "TF1 model zoo names"
@@ -70,7 +69,7 @@ def test_zoo_frozen_graph_converts_to_a_saved_model(tf1_export, tmp_path, capsys
 def test_tampered_tf1_frozen_graph_fails_verification(tf1_export, tmp_path):
     tf = compat.import_tensorflow()
     unit = tmp_path / "unit"
-    shutil.copytree(tf1_export.output_dir / "image_tensor", unit)
+    shutil.copytree(tf1_export.output_dir, unit)
     graph_def = samples.load_graph_def(unit / "frozen_inference_graph.pb")
     node = max((n for n in graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
     node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-tf.make_ndarray(node.attr["value"].tensor)))
@@ -102,3 +101,19 @@ def test_what_the_tf1_exporter_cannot_do_is_one_line_without_tensorflow(extra, f
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert code == "2" and len(errors) == 1 and fragment in errors[0], result.stderr
     assert imported_tf == "False"
+
+
+def test_zoo_names_take_the_placeholder_of_any_tf1_input_type():
+    """The TF1 exporter names its placeholder after the input type and serves it under ``inputs``."""
+    from od_export.tf1 import wrap
+
+    tf = compat.import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        encoded = tf.compat.v1.placeholder(tf.string, [None], name="encoded_image_string_tensor")
+        size = tf.cast(tf.size(encoded), tf.float32)
+        tf.identity(tf.zeros([1, 2, 4]) + size, name="detection_boxes")
+        tf.identity(size, name="num_detections")
+    io = wrap._graph_io(graph.as_graph_def(), None)
+    assert io["inputs"] == {"inputs": "encoded_image_string_tensor:0"} and io["source"] == wrap.ZOO_SOURCE
+    assert io["outputs"] == {"detection_boxes": "detection_boxes:0", "num_detections": "num_detections:0"}
