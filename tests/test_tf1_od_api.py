@@ -117,3 +117,8 @@ def test_zoo_names_take_the_placeholder_of_any_tf1_input_type():
     io = wrap._graph_io(graph.as_graph_def(), None)
     assert io["inputs"] == {"inputs": "encoded_image_string_tensor:0"} and io["source"] == wrap.ZOO_SOURCE
     assert io["outputs"] == {"detection_boxes": "detection_boxes:0", "num_detections": "num_detections:0"}
+
+
+def test_validate_says_a_tf1_export_is_verified_when_written(tf1_export, capsys):
+    assert main(["validate", str(tf1_export.output_dir), "-q"]) == 2
+    assert "is a TF1 exporter SavedModel" in capsys.readouterr().err

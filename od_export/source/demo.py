@@ -91,7 +91,8 @@ def _calibration_images(config: Any, seed: int) -> Any:
     return tf.stack(images)
 
 
-def _predict(model: Any, config: Any, images: Any) -> None:
+def training_forward(model: Any, config: Any, images: Any) -> None:
+    """One training-mode forward pass (Faster R-CNN samples proposals against groundtruth, so it gets one box)."""
     tf = compat.import_tensorflow()
     preprocessed, true_shapes = model.preprocess(images)
     if meta_architecture(config) == "faster_rcnn":
@@ -123,7 +124,7 @@ def recalibrate_batch_norm(model: Any, config: Any, seed: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # learning_phase_scope is deprecated, yet the only switch
             with tf_keras.backend.learning_phase_scope(1):
-                _predict(model, config, _calibration_images(config, seed))
+                training_forward(model, config, _calibration_images(config, seed))
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
@@ -136,11 +137,11 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     tf.keras.utils.set_random_seed(seed)
     model = od.model_builder.build(config.model, is_training=True)
     height, width = model_input_size(config)
-    _predict(model, config, tf.zeros([1, height, width, 3], tf.float32))
+    training_forward(model, config, tf.zeros([1, height, width, 3], tf.float32))
     reinitialize_weights(model.variables, seed)
     recalibrate_batch_norm(model, config, seed)
     images = _calibration_images(config, seed)
-    calibrate_heads(model, lambda: _predict(model, config, images), _box_coder_scale(config), int(images.shape[0]))
+    calibrate_heads(model, lambda: training_forward(model, config, images), _box_coder_scale(config), int(images.shape[0]))
     return model
 
 

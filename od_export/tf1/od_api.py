@@ -25,6 +25,7 @@ import numpy as np
 
 from od_export import compat
 from od_export.errors import ExportFailed, InputError, ValidationFailed, option
+from od_export.health import check_finite_outputs
 from od_export.options import ExportOptions
 from od_export.source.pipeline_config import meta_architecture
 
@@ -130,6 +131,7 @@ def verify_unit(unit: Path, input_type: str, prefix: Any, config: Any) -> dict[s
         expected = dict(zip(outputs, restored.session.run(list(outputs.values()), {input_name: value})))
     finally:
         restored.close()
+    check_finite_outputs(expected, f"the {input_type} TF1 model")
     frozen = samples.run_frozen_graph(samples.load_graph_def(unit / FROZEN_NAME), {input_name: value}, outputs)
     served = graphs.run_signature(tf.saved_model.load(str(unit / "saved_model")).signatures["serving_default"],
                                   {"inputs": value})

@@ -41,7 +41,7 @@ def _checkpoint(config: Any, request: dict[str, Any]) -> int:
     """Build the training graph, give it seeded weights (class biases near 0: varied scores), save it."""
     import numpy as np
 
-    from od_export.source.demo import reinitialize_weights
+    from od_export.source.demo import reinitialize_weights, training_forward
     from od_export.source.pipeline_config import model_input_size
     from object_detection.builders import model_builder
     import tensorflow.compat.v1 as tf
@@ -50,7 +50,7 @@ def _checkpoint(config: Any, request: dict[str, Any]) -> int:
     model = model_builder.build(config.model, is_training=True)
     height, width = model_input_size(config)
     images = tf.placeholder(tf.float32, [1, height, width, 3])
-    model.predict(*model.preprocess(images))
+    training_forward(model, config, images)
     step = tf.train.get_or_create_global_step()
     with tf.Session() as session:
         session.run(tf.global_variables_initializer())

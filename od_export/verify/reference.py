@@ -48,9 +48,12 @@ def load_signature(unit: Unit, signature_key: str) -> Any:
 
 
 def _input_type_candidates(unit: Unit, signature: Any) -> list[str]:
+    inputs = signature.structured_input_signature[1]
+    if "input_tensor" not in inputs and "inputs" in inputs:
+        raise InputError(f"{unit.saved_model} is a TF1 exporter SavedModel (input key inputs); validate reads TF2 "
+                         "exports, and od-export verifies a TF1 export when it writes it")
     if unit.name in INPUT_TYPES:
         return [unit.name]
-    inputs = signature.structured_input_signature[1]
     if "input_tensor" not in inputs:
         raise InputError(
             f"{unit.saved_model} takes {', '.join(inputs) or 'no inputs'}, not input_tensor; it is not an OD API export"
