@@ -72,6 +72,11 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
     if config_path is None:
         raise InputError(f"{export_dir} has no pipeline.config; give the run's config ({option('pipeline_config')})")
     config = load_pipeline_config(config_path)
+    from od_export.tf1.od_api import is_tf1_config
+
+    if is_tf1_config(config):
+        raise InputError(f"{export_dir} holds a TF1 (slim) model: the TF1 exporter's frozen graph and SavedModel are "
+                         "all od-export makes of it; for other targets use a TF2 (*_keras) feature extractor")
     request = ExportOptions(config_path, export_dir, export_dir, signature_key=options.signature_key,
                             conversion=options.conversion)
     for target in targets:

@@ -95,6 +95,8 @@ def test_unknown_output_node_is_one_line_naming_the_closest(tf1_run, tmp_path, c
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "'probabilties' is not in the graph" in err and "probabilities" in err
     assert not output.exists()
+    assert main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output), "--output-nodes", "classes:2", "-q"]) == 2
+    assert "node classes has 1 output(s)" in capsys.readouterr().err
 
 
 def test_tampered_frozen_graph_fails_and_writes_nothing(tf1_run, tmp_path, monkeypatch, capsys):
@@ -121,7 +123,8 @@ def test_encoded_image_front_end_on_a_float_graph(tmp_path):
     meta.rename(tmp_path / "run" / "graph.meta")  # found through the checkpoint state file instead
     output = tmp_path / "out"
     assert main(["freeze", "--meta-graph", str(tmp_path / "run" / "graph.meta"), "--output-dir", str(output),
-                 "--encoded-image-input", "--encoded-image-range", "0,255", "-q"]) == 0
+                 "--encoded-image-input", "--encoded-image-range", "0,255", "--signature-inputs", "pixels=images",
+                 "-q"]) == 0
     tf = compat.import_tensorflow()
     signature = tf.saved_model.load(str(output / "saved_model")).signatures["serving_default"]
     image = samples.sample_image(IMAGE_SIZE, IMAGE_SIZE, seed=3)

@@ -122,3 +122,8 @@ def test_zoo_names_take_the_placeholder_of_any_tf1_input_type():
 def test_validate_says_a_tf1_export_is_verified_when_written(tf1_export, capsys):
     assert main(["validate", str(tf1_export.output_dir), "-q"]) == 2
     assert "is a TF1 exporter SavedModel" in capsys.readouterr().err
+
+
+def test_convert_refuses_a_tf1_export_in_one_line(tf1_export, capsys):
+    assert main(["convert", str(tf1_export.output_dir), "--target", "onnx", "-q"]) == 2
+    assert "holds a TF1 (slim) model" in capsys.readouterr().err

@@ -84,13 +84,13 @@ def freeze_checkpoint(options: FreezeOptions) -> FreezeResult:
         restored = meta_graph.restore(meta, prefix)
         try:
             frozen, discovered = _freeze(restored, options)
-            io_spec = _io_spec(meta, prefix, frozen, discovered, options)
-            samples = _sample_feeds(frozen, io_spec.get("saved_model", {}).get("encoded_image_input"))
-            expected = _run_checkpoint(restored, frozen, io_spec, samples)
+            io_spec, signature = _io_spec(meta, prefix, frozen, discovered, options)
+            samples = _sample_feeds(frozen, signature)
+            expected = _run_checkpoint(restored, frozen, signature, samples)
         finally:
             restored.close()
         with staged_output(plan) as staging:
-            result = _write_and_verify(staging, frozen, io_spec, samples, expected)
+            result = _write_and_verify(staging, frozen, io_spec, signature, samples, expected)
             write_manifest(staging, {
                 "format": 1, "versions": tool_versions(), "request": export_request(options),
                 "source": {"meta_graph": {"path": str(meta.absolute()), "sha256": sha256_of([meta])},
@@ -128,7 +128,17 @@ def _signature_map(pairs: tuple[tuple[str, str], ...], default: dict[str, dict[s
     return mapping
 
 
-def _io_spec(meta: Path, prefix: Path, frozen: meta_graph.Frozen, discovered: bool, options: FreezeOptions) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Serving:
+    """The SavedModel's signature: key → tensor for inputs and outputs, and the front end, if any."""
+
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    front: serving.EncodedFrontEnd | None = None
+
+
+def _io_spec(meta: Path, prefix: Path, frozen: meta_graph.Frozen, discovered: bool,
+             options: FreezeOptions) -> tuple[dict[str, Any], _Serving | None]:
     spec: dict[str, Any] = {
         "source": {"meta_graph": str(meta), "checkpoint": str(prefix)},
         "outputs_discovered": discovered,
@@ -138,25 +148,23 @@ def _io_spec(meta: Path, prefix: Path, frozen: meta_graph.Frozen, discovered: bo
         "node_count": len(frozen.graph_def.node),
     }
     if not options.writes_saved_model:
-        return spec
+        return spec, None
     names = {node.name for node in frozen.graph_def.node}
     inputs = _signature_map(options.signature_inputs, frozen.inputs, names, "input")
     missing = sorted(set(spec["tensor"] for spec in frozen.inputs.values()) - set(inputs.values()))
     if missing:
         raise InputError(f"the signature's inputs leave out {', '.join(missing)}, which the outputs need; add them")
-    saved: dict[str, Any] = {"signature_key": "serving_default", "inputs": inputs,
-                             "outputs": _signature_map(options.signature_outputs, frozen.outputs, names, "output")}
+    plan = _Serving(inputs, _signature_map(options.signature_outputs, frozen.outputs, names, "output"))
+    spec["saved_model"] = {"signature_key": "serving_default", "inputs": plan.inputs, "outputs": plan.outputs}
     if options.encoded_image_input:
-        signature_inputs = {key: frozen.inputs[_key_of(frozen, tensor)] for key, tensor in inputs.items()}
-        front = serving.encoded_front_end(signature_inputs, options.encoded_image_range)
-        saved["encoded_image_input"] = {**front.__dict__, "value_range": list(front.value_range),
-                                        "input_key": serving.ENCODED_INPUT_KEY, "format": "JPEG or PNG bytes"}
-    spec["saved_model"] = saved
-    return spec
-
-
-def _key_of(frozen: meta_graph.Frozen, tensor: str) -> str:
-    return next(key for key, spec in frozen.inputs.items() if spec["tensor"] == tensor)
+        by_tensor = {entry["tensor"]: entry for entry in frozen.inputs.values()}
+        front = serving.encoded_front_end({key: by_tensor[tensor] for key, tensor in inputs.items()},
+                                          options.encoded_image_range)
+        plan = _Serving(plan.inputs, plan.outputs, front)
+        spec["saved_model"]["encoded_image_input"] = {**front.__dict__, "value_range": list(front.value_range),
+                                                      "input_key": serving.ENCODED_INPUT_KEY,
+                                                      "format": "JPEG or PNG bytes"}
+    return spec, plan
 
 
 @dataclass
@@ -167,31 +175,31 @@ class _Samples:
     encoded: np.ndarray | None = None
 
 
-def _sample_feeds(frozen: meta_graph.Frozen, front: dict[str, Any] | None) -> _Samples:
+def _sample_feeds(frozen: meta_graph.Frozen, plan: _Serving | None) -> _Samples:
     samples = _Samples({spec["tensor"]: graphs.sample_value(spec) for spec in frozen.inputs.values()})
-    if front is None:
+    if plan is None or plan.front is None:
         return samples
-    image = frozen.inputs[front["image_key"]]
+    front, image_tensor = plan.front, plan.inputs[plan.front.image_key]
+    image = next(spec for spec in frozen.inputs.values() if spec["tensor"] == image_tensor)
     pixels = graphs.sample_value({**image, "dtype": "uint8"})
     samples.encoded = np.array([graphs.png_bytes(p) for p in pixels], dtype=object)
-    low, high = front["value_range"]
-    samples.feeds[image["tensor"]] = pixels if front["dtype"] == "uint8" else (
+    low, high = front.value_range
+    samples.feeds[image_tensor] = pixels if front.dtype == "uint8" else (
         pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low))
     return samples
 
 
-def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: meta_graph.Frozen, io_spec: dict[str, Any],
+def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: meta_graph.Frozen, plan: _Serving | None,
                     samples: _Samples) -> dict[str, np.ndarray]:
     """The restored training graph's values of every output tensor (the reference)."""
-    tensors = {spec["tensor"] for spec in frozen.outputs.values()}
-    tensors |= set(io_spec.get("saved_model", {}).get("outputs", {}).values())
+    tensors = {spec["tensor"] for spec in frozen.outputs.values()} | set(plan.outputs.values() if plan else ())
     fetches = sorted(tensors)
     values = restored.session.run(fetches, feed_dict=samples.feeds)
     return dict(zip(fetches, values))
 
 
-def _write_and_verify(staging: Path, frozen: meta_graph.Frozen, io_spec: dict[str, Any], samples: _Samples,
-                      expected: dict[str, np.ndarray]) -> FreezeResult:
+def _write_and_verify(staging: Path, frozen: meta_graph.Frozen, io_spec: dict[str, Any], plan: _Serving | None,
+                      samples: _Samples, expected: dict[str, np.ndarray]) -> FreezeResult:
     from od_export.verify.samples import run_frozen_graph
 
     directory = staging / FROZEN_GRAPH_DIR
@@ -202,25 +210,20 @@ def _write_and_verify(staging: Path, frozen: meta_graph.Frozen, io_spec: dict[st
     fetches = {spec["tensor"]: spec["tensor"] for spec in frozen.outputs.values()}
     result = FreezeResult(staging, graph_path, None, io_spec)
     _judge(result, "frozen_graph", {t: expected[t] for t in fetches}, run_frozen_graph(frozen.graph_def, samples.feeds, fetches))
-    saved = io_spec.get("saved_model")
-    if saved is not None:
-        front = serving.EncodedFrontEnd(**{k: v for k, v in saved["encoded_image_input"].items()
-                                           if k in serving.EncodedFrontEnd.__dataclass_fields__}) \
-            if "encoded_image_input" in saved else None
-        serving.write_predict_saved_model(frozen.graph_def, saved["inputs"], saved["outputs"], staging / SAVED_MODEL_DIR, front)
+    if plan is not None:
+        serving.write_predict_saved_model(frozen.graph_def, plan.inputs, plan.outputs, staging / SAVED_MODEL_DIR, plan.front)
         result.saved_model = staging / SAVED_MODEL_DIR
-        _judge(result, "saved_model", {k: expected[t] for k, t in saved["outputs"].items()},
-               _run_saved_model(result.saved_model, saved, samples, front))
+        _judge(result, "saved_model", {k: expected[t] for k, t in plan.outputs.items()},
+               _run_saved_model(result.saved_model, plan, samples))
     return result
 
 
-def _run_saved_model(directory: Path, saved: dict[str, Any], samples: _Samples,
-                     front: serving.EncodedFrontEnd | None) -> dict[str, np.ndarray]:
+def _run_saved_model(directory: Path, plan: _Serving, samples: _Samples) -> dict[str, np.ndarray]:
     tf = compat.import_tensorflow()
     signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
-    inputs = {key: samples.feeds[tensor] for key, tensor in saved["inputs"].items()}
-    if front is not None:
-        inputs.pop(front.image_key)
+    inputs = {key: samples.feeds[tensor] for key, tensor in plan.inputs.items()}
+    if plan.front is not None:
+        inputs.pop(plan.front.image_key)
         inputs[serving.ENCODED_INPUT_KEY] = samples.encoded
     return graphs.run_signature(signature, inputs)
 

@@ -129,11 +129,20 @@ def choose_outputs(restored: RestoredGraph, requested: tuple[str, ...]) -> tuple
         for name in requested:
             if _node_of(name) not in known:
                 raise InputError(_unknown_node_message(name, names))
+            _check_output_index(restored.graph, name)
         return [name if ":" in name else f"{name}:0" for name in requested], False
     found = likely_output_nodes(graph_def, training_names(restored.meta_graph_def))
     if not found:
         raise InputError(f"found no inference outputs in {len(names)} nodes; name them with {option('output_nodes')}")
     return [f"{n.name}:0" for n in found], True
+
+
+def _check_output_index(graph: Any, name: str) -> None:
+    node, _, index = name.partition(":")
+    count = len(graph.get_operation_by_name(node).outputs)
+    if index and (not index.isdigit() or int(index) >= count):
+        raise InputError(f"output {name!r}: node {node} has {count} output(s), {node}:0 to {node}:{count - 1}; "
+                         "name one of them")
 
 
 def _unknown_node_message(name: str, names: list[str]) -> str:
