@@ -141,6 +141,9 @@ class ExportOptions:
             raise InputError(
                 f"unknown signature key {self.signature_key!r}; this export has: {', '.join(self.signature_keys)}{hint}"
             )
+        if self.single_saved_model and "openvino" in self.targets and self.selected_input_type != self.input_types[0]:
+            raise InputError(f"OpenVINO converts the SavedModel's serving_default, which is {self.input_types[0]}; give "
+                             f"{self.selected_input_type} as the first input type to convert its function")
         if self.frozen_format not in FROZEN_FORMATS:
             raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")
         self.conversion.check()

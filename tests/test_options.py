@@ -45,6 +45,9 @@ def test_single_saved_model_signature_keys_select_an_input_type():
     assert single.signature_keys == ("serving_default", "image_tensor", "tf_example")
     assert single.selected_input_type == "tf_example"
     assert options(input_types=("tf_example", "image_tensor"), single_saved_model=True).selected_input_type == "tf_example"
+    with pytest.raises(InputError, match="OpenVINO converts the SavedModel's serving_default, which is tf_example"):
+        options(input_types=("tf_example", "image_tensor"), single_saved_model=True, signature_key="image_tensor",
+                targets=("openvino",)).check()
 
 
 def test_side_inputs_only_with_image_tensor():
