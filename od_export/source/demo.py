@@ -75,7 +75,7 @@ def reinitialize_weights(variables: list[Any], seed: int) -> None:
         variable.assign(value.astype(variable.dtype.as_numpy_dtype))
 
 
-def _calibration_images(config: Any, seed: int) -> Any:
+def calibration_images(config: Any, seed: int) -> Any:
     """Sample images of several sizes (so of several textures once resized), at the model's size.
 
     Random weights make activations depend strongly on image statistics; calibrating
@@ -124,7 +124,7 @@ def recalibrate_batch_norm(model: Any, config: Any, seed: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # learning_phase_scope is deprecated, yet the only switch
             with tf_keras.backend.learning_phase_scope(1):
-                training_forward(model, config, _calibration_images(config, seed))
+                training_forward(model, config, calibration_images(config, seed))
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
@@ -140,7 +140,7 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     training_forward(model, config, tf.zeros([1, height, width, 3], tf.float32))
     reinitialize_weights(model.variables, seed)
     recalibrate_batch_norm(model, config, seed)
-    images = _calibration_images(config, seed)
+    images = calibration_images(config, seed)
     calibrate_heads(model, lambda: training_forward(model, config, images), _box_coder_scale(config), int(images.shape[0]))
     return model
 

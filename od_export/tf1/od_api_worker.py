@@ -23,6 +23,12 @@ def _export(exporter: Any, config: Any, request: dict[str, Any]) -> int:
     return len(request["units"])
 
 
+#: He-initialised heads predict logits that saturate every score at 0 or 1, and box offsets of
+#: several units that ``exp`` turns into boxes far outside the image (or infinite, through a
+#: second stage); scaled down, scores vary and boxes stay near their anchors.
+HEAD_SCALE = {"class": 0.3, "box": 0.05}
+
+
 class _SessionVariable:
     """A graph variable with the eager interface :func:`reinitialize_weights` uses."""
 
@@ -38,30 +44,59 @@ class _SessionVariable:
 
 
 def _checkpoint(config: Any, request: dict[str, Any]) -> int:
-    """Build the training graph, give it seeded weights (class biases near 0: varied scores), save it."""
+    """Build the training graph on sample images, give it seeded weights, save it.
+
+    As for TF2 demo checkpoints, random kernels need batch-norm statistics that fit
+    them (else activations explode through deep backbones), so each layer's moving
+    mean and variance are set to the statistics of its input on the sample images,
+    the class and box heads are scaled down and the class biases drawn near 0, so
+    that scores vary and boxes stay near their anchors.
+    """
     import numpy as np
 
-    from od_export.source.demo import reinitialize_weights, training_forward
-    from od_export.source.pipeline_config import model_input_size
+    from od_export.source.demo import calibration_images, reinitialize_weights, training_forward
     from object_detection.builders import model_builder
     import tensorflow.compat.v1 as tf
 
     tf.set_random_seed(request["seed"])
     model = model_builder.build(config.model, is_training=True)
-    height, width = model_input_size(config)
-    images = tf.placeholder(tf.float32, [1, height, width, 3])
-    training_forward(model, config, images)
+    training_forward(model, config, calibration_images(config, request["seed"]))
     step = tf.train.get_or_create_global_step()
     with tf.Session() as session:
         session.run(tf.global_variables_initializer())
         reinitialize_weights([_SessionVariable(v, session) for v in tf.global_variables()], request["seed"])
+        _batch_norm_from_batch_statistics(tf, session)
         rng = np.random.default_rng(request["seed"])
         for variable in tf.global_variables():
             if "ClassPredictor/biases" in variable.name:
                 variable.load(rng.normal(0.0, 1.0, variable.shape.as_list()).astype(np.float32), session)
+            elif "Predictor/weights" in variable.name:  # small logits and box offsets: varied scores, sane boxes
+                scale = HEAD_SCALE["box" if "BoxEncoding" in variable.name else "class"]
+                variable.load(session.run(variable) * np.float32(scale), session)
         step.load(request["step"], session)
         tf.train.Saver(save_relative_paths=True).save(session, request["output_prefix"], global_step=step)
     return len(tf.global_variables())
+
+
+def _batch_norm_from_batch_statistics(tf: Any, session: Any) -> None:
+    """Each fused batch norm's moving mean and variance → the statistics of its input, layer after layer.
+
+    Layers in inference mode (a backbone whose batch norm is frozen) normalise with the
+    moving statistics, so each layer's input depends on the layers before it: they are
+    set in graph order, one forward pass per layer.
+    """
+    variables = {v.op.name: v for v in tf.global_variables()}
+    for op in tf.get_default_graph().get_operations():
+        if not op.type.startswith("FusedBatchNorm") or op.get_attr("data_format") not in (b"NHWC", "NHWC"):
+            continue
+        scope = op.name.rsplit("/", 1)[0]
+        mean, variance = variables.get(f"{scope}/moving_mean"), variables.get(f"{scope}/moving_variance")
+        if mean is None or variance is None:
+            continue
+        moments = tf.nn.moments(op.inputs[0], axes=[0, 1, 2])
+        batch_mean, batch_variance = session.run(moments)
+        mean.load(batch_mean, session)
+        variance.load(batch_variance, session)
 
 
 def main(argv: list[str]) -> int:
