@@ -13,7 +13,7 @@ from od_export.cli import main
 from od_export.errors import InputError
 from od_export.tf1 import meta_graph, serving
 from od_export.verify import graphs, samples
-from tests.tf1_graphs import IMAGE_SIZE, INFERENCE_OUTPUTS, make_tf1_run
+from tests.tf1_graphs import IMAGE_SIZE, INFERENCE_OUTPUTS, make_tf1_run, negated_largest_constant
 
 pytestmark = pytest.mark.integration
 TRAINING_OPS = {"VariableV2", "VarHandleOp", "ReadVariableOp", "AssignVariableOp", "Assign", "ResourceApplyAdam",
@@ -104,10 +104,7 @@ def test_tampered_frozen_graph_fails_and_writes_nothing(tf1_run, tmp_path, monke
 
     def tampered(restored, outputs):
         frozen = real_freeze(restored, outputs)
-        tf = compat.import_tensorflow()
-        node = max((n for n in frozen.graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
-        weights = tf.make_ndarray(node.attr["value"].tensor)
-        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-weights))
+        frozen.graph_def = negated_largest_constant(frozen.graph_def)
         return frozen
 
     monkeypatch.setattr(meta_graph, "freeze", tampered)
@@ -169,11 +166,7 @@ def test_tampered_wrapped_saved_model_fails_and_writes_nothing(frozen_dir, tmp_p
     real_write = serving.write_predict_saved_model
 
     def tampered(graph_def, inputs, outputs, directory, front=None):
-        tf = compat.import_tensorflow()
-        graph_def = type(graph_def).FromString(graph_def.SerializeToString())
-        node = max((n for n in graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
-        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-tf.make_ndarray(node.attr["value"].tensor)))
-        return real_write(graph_def, inputs, outputs, directory, front)
+        return real_write(negated_largest_constant(graph_def), inputs, outputs, directory, front)
 
     monkeypatch.setattr(wrap.serving, "write_predict_saved_model", tampered)
     output, _ = frozen_dir
@@ -187,3 +180,14 @@ def test_frozen_graph_converts_to_saved_model_only(frozen_dir, tmp_path, capsys)
     output, _ = frozen_dir
     code = main(["convert", str(output / "frozen_graph" / "frozen_inference_graph.pb"), "--target", "onnx"])
     assert code == 2 and "saved_model target only" in capsys.readouterr().err
+
+
+def test_tampered_freeze_saved_model_fails_and_writes_nothing(tf1_run, tmp_path, monkeypatch, capsys):
+    """The frozen graph is intact; only the SavedModel is written from a graph with a negated weight."""
+    real_write = serving.write_predict_saved_model
+    monkeypatch.setattr(serving, "write_predict_saved_model",
+                        lambda graph_def, *args, **kwargs: real_write(negated_largest_constant(graph_def), *args, **kwargs))
+    output = tmp_path / "out"
+    code = main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output), "--saved-model", "-q"])
+    assert code == 1 and "saved model differs from the checkpointed graph" in capsys.readouterr().err
+    assert not output.exists()

@@ -17,6 +17,7 @@ from od_export.verify import graphs, samples
 from od_export.verify.compare import compare_outputs
 from tests.conftest import sample_config
 from tests.test_cli import FAST_FAILURE, QUIET_ENV, fake_run
+from tests.tf1_graphs import negated_largest_constant
 
 pytestmark = pytest.mark.integration
 TF1_TYPES = ("image_tensor",)
@@ -67,12 +68,9 @@ def test_zoo_frozen_graph_converts_to_a_saved_model(tf1_export, tmp_path, capsys
 
 
 def test_tampered_tf1_frozen_graph_fails_verification(tf1_export, tmp_path):
-    tf = compat.import_tensorflow()
     unit = tmp_path / "unit"
     shutil.copytree(tf1_export.output_dir, unit)
-    graph_def = samples.load_graph_def(unit / "frozen_inference_graph.pb")
-    node = max((n for n in graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
-    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-tf.make_ndarray(node.attr["value"].tensor)))
+    graph_def = negated_largest_constant(samples.load_graph_def(unit / "frozen_inference_graph.pb"))
     (unit / "frozen_inference_graph.pb").write_bytes(graph_def.SerializeToString())
     prefix = tf1_export.checkpoint
     with pytest.raises(ValidationFailed, match="TF1 frozen graph differs from the checkpointed graph"):
@@ -127,3 +125,34 @@ def test_validate_says_a_tf1_export_is_verified_when_written(tf1_export, capsys)
 def test_convert_refuses_a_tf1_export_in_one_line(tf1_export, capsys):
     assert main(["convert", str(tf1_export.output_dir), "--target", "onnx", "-q"]) == 2
     assert "holds a TF1 (slim) model" in capsys.readouterr().err
+
+
+def test_tampered_tf1_saved_model_fails_verification(tf1_export, tmp_path):
+    """The frozen graph is intact; only the SavedModel computes with a negated weight."""
+    from od_export.tf1 import serving
+
+    unit = tmp_path / "unit"
+    shutil.copytree(tf1_export.output_dir, unit, ignore=shutil.ignore_patterns("saved_model"))
+    input_name, outputs = od_api.signature_io(tf1_export.output_dir)
+    graph_def = negated_largest_constant(samples.load_graph_def(unit / "frozen_inference_graph.pb"))
+    serving.write_predict_saved_model(graph_def, {"inputs": input_name}, outputs, unit / "saved_model")
+    with pytest.raises(ValidationFailed, match="TF1 saved model differs from the checkpointed graph"):
+        od_api.verify_unit(unit, "image_tensor", tf1_export.checkpoint, od_api_config(unit))
+
+
+def test_exported_weights_must_equal_the_training_checkpoint(tf1_export, tmp_path):
+    """A training checkpoint whose largest variable differs is caught by the weight check."""
+    tf = compat.import_tensorflow()
+    reader = tf.train.load_checkpoint(str(tf1_export.checkpoint))
+    shapes = reader.get_variable_to_shape_map()
+    largest = max(shapes, key=lambda name: int(np.prod(shapes[name])))
+    graph = tf.Graph()
+    with graph.as_default():
+        for name in shapes:
+            value = reader.get_tensor(name)
+            tf.compat.v1.Variable(-value if name == largest else value, name=name)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            changed = tf.compat.v1.train.Saver().save(session, str(tmp_path / "model.ckpt"))
+    with pytest.raises(ValidationFailed, match=f"exported value of {largest} differs"):
+        od_api._check_weights(tf1_export.output_dir / "model.ckpt", changed, od_api_config(tf1_export.output_dir))

@@ -9,6 +9,7 @@ kinds are folded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,3 +54,12 @@ def make_tf1_run(directory: Path, image_dtype: str = "uint8", steps: int = 3) ->
                 session.run(train_op, {images: batch, labels: rng.integers(0, 5, 4), keep_prob: 0.5})
             prefix = saver.save(session, str(directory / "model.ckpt"), global_step=step)
     return Path(prefix + ".meta")
+
+
+def negated_largest_constant(graph_def: Any) -> Any:
+    """A copy of ``graph_def`` with its largest constant negated (a tampered frozen graph)."""
+    tf = compat.import_tensorflow()
+    graph_def = type(graph_def).FromString(graph_def.SerializeToString())
+    node = max((n for n in graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-tf.make_ndarray(node.attr["value"].tensor)))
+    return graph_def
