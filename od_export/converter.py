@@ -20,14 +20,16 @@ from typing import Any
 from od_export import compat
 from od_export.errors import InputError, OutputError, ValidationFailed, option
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit, find_units
-from od_export.manifest import MANIFEST_NAME, update_manifest
+from od_export.manifest import MANIFEST_NAME, read_manifest, recorded_thresholds, update_manifest
 from od_export.options import INPUT_TYPES, OPTIONAL_TARGET_NAMES, ConversionOptions, ExportOptions
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
 from od_export.storage.output import plan_output, reserve, staged_output
 from od_export.targets import ExportContext, Target, get_target
-from od_export.verify.validate import ValidateOptions, format_report, validate
+from od_export.verify.report import failure_summary
+from od_export.verify.tolerance import thresholds
+from od_export.verify.validate import ValidateOptions, validate
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +154,15 @@ def convert(options: ConvertOptions) -> ConvertResult:
                 context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model,
                                         staging / relative, shared)
                 written[unit.name] = _write_targets(context, targets, staging / relative, export_dir / relative)
-            report = validate(ValidateOptions(staging, signature_key=options.signature_key,
-                                              min_agreement=options.conversion.min_agreement, staged=True))
+            # the export's own thresholds still judge its earlier artifacts; the request's win where given
+            given = thresholds({**dict(recorded_thresholds(read_manifest(export_dir))),
+                                **dict(options.conversion.min_agreement)})
+            report = validate(ValidateOptions(staging, signature_key=options.signature_key, min_agreement=given,
+                                              staged=True))
             if not report.ok:
-                raise ValidationFailed(format_report(report).splitlines()[-1] + "; the export was left unchanged")
+                raise ValidationFailed(f"{failure_summary(report, staging.name)}; the export was left unchanged")
             validation = {**report.to_dict(), "export_dir": str(export_dir)}
-            update_manifest(export_dir, staging, validation, [t.name for t in targets])
+            update_manifest(export_dir, staging, validation, [t.name for t in targets], given)
     logger.info(f"updated {export_dir}")
     return ConvertResult(export_dir, written, validation)
 

@@ -27,10 +27,11 @@ from od_export.source.tracing import TracedFunction, detection_module, signature
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
-from od_export.targets import ExportContext, Target, get_target
+from od_export.targets import TARGETS, ExportContext, Target, get_target
 from od_export.tf1 import od_api
 from od_export.verify.compare import OutputDifference
-from od_export.verify.validate import ValidateOptions, ValidationReport, format_report, validate
+from od_export.verify.report import artifact_label, failure_summary, failures
+from od_export.verify.validate import ValidateOptions, ValidationReport, validate
 
 logger = logging.getLogger(__name__)
 #: Timing phase per target, as manifests have always named them (other targets use their own name).
@@ -173,21 +174,25 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
     with staged_output(sources.output) as staging:
         for context in _unit_contexts(options, sources.config, architecture, traced, model, staging, shared):
             results.append(_write_unit(context, staging, final_dir, len(traced) == 1 or options.single_saved_model, clock))
-        report = _verify_staged(staging, options)
+        report, failed = _verify_staged(staging, options)
         clock.lap("check")
         validation = {**report.to_dict(), "export_dir": str(final_dir)} if options.validate else None
         for result in results:
             result.checks = _unit_checks(report, result)
+            result.agreement = _unit_agreement(report, result)
+            _drop_discarded(result, staging)
         write_manifest(staging, build_manifest(
             staging, request=export_request(options), pipeline_config=location(options.pipeline_config), checkpoint_prefix=sources.checkpoint.prefix,
             config_overrides=options.config_overrides, architecture=architecture,
             input_types=[{"input_type": r.input_type, "directory": str(r.relative), "signature": r.signature,
-                          "traced_with_autograph": r.autograph, "targets": sorted(r.artifacts)} for r in results],
-            timings=clock.timings, validation=validation,
+                          "traced_with_autograph": r.autograph, "targets": sorted(r.artifacts),
+                          "agreement": r.agreement} for r in results],
+            timings=clock.timings, validation=validation, min_agreement=options.conversion.min_agreement,
+            failed=failed,
         ))
     logger.info(f"wrote {final_dir}")
     return ExportResult(final_dir, sources.checkpoint.prefix, architecture, options.signature_key, results, notes,
-                        clock.timings, validation)
+                        clock.timings, validation, failed)
 
 
 def _unit_contexts(options: ExportOptions, config: Any, architecture: str, traced: list[TracedFunction], model: Any,
@@ -226,31 +231,31 @@ def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, singl
     return result
 
 
-def _verify_staged(staging: Path, options: ExportOptions) -> ValidationReport:
-    """``od-export validate`` on the staging directory; a mismatch aborts the export."""
+def _verify_staged(staging: Path, options: ExportOptions) -> tuple[ValidationReport, list[dict[str, Any]]]:
+    """``od-export validate`` on the staging directory; a failed artifact aborts the export.
+
+    With ``keep_going``, each artifact that failed its check is removed from staging
+    instead and returned as a record (name, reason, figures); the rest is published.
+    A failure that no artifact can be removed for (a signature of one SavedModel) aborts.
+    """
     logger.info("verifying every artifact against its SavedModel")
     report = validate(ValidateOptions(staging, signature_key=options.signature_key,
                                       min_agreement=options.conversion.min_agreement, staged=True))
     for check in report.checks:
         if check.artifact == "saved_model" and check.error:  # the reference itself is unusable
             raise NonFiniteOutputs(check.error)
-    if not report.ok:
-        raise ValidationFailed(format_report(report).splitlines()[-1] + "; nothing was written: "
-                               + "; ".join(_failures(report)))
-    return report
-
-
-def _failures(report: ValidationReport) -> list[str]:
-    lines = []
-    for check in report.checks:
-        if check.error:
-            lines.append(f"{check.unit} {check.artifact}: {check.error}")
-        bad = [f"{d.key} (max |diff| {d.max_abs_diff:.3g})" for d in check.differences if not d.ok]
-        if bad:
-            lines.append(f"{check.unit} {check.artifact} disagrees on {', '.join(bad)}")
-        if check.agreement is not None and not check.agreement.ok:
-            lines.append(f"{check.unit} {check.artifact} agreement too low: {check.agreement.describe()}")
-    return lines
+    failed = failures(report, staging.name)
+    removable = all(check.artifact.partition(":")[0] in TARGETS for check, _ in failed)
+    if failed and not (options.keep_going and removable):
+        raise ValidationFailed(f"{failure_summary(report, staging.name)}; nothing was written")
+    records = []
+    for check, reason in failed:
+        unit_dir = staging if check.unit == staging.name else staging / check.unit
+        get_target(check.artifact.partition(":")[0]).discard(unit_dir, check.artifact)
+        logger.warning(f"{artifact_label(check, staging.name)} {reason}; not published")
+        records.append({"unit": check.input_type, "artifact": check.artifact, "reason": reason,
+                        **({"agreement": check.agreement.to_dict()} if check.agreement else {})})
+    return report, records
 
 
 def _unit_checks(report: ValidationReport, result: InputTypeResult) -> dict[str, tuple[OutputDifference, ...]]:
@@ -258,6 +263,24 @@ def _unit_checks(report: ValidationReport, result: InputTypeResult) -> dict[str,
     single = str(result.relative) == "."
     return {check.artifact: check.differences for check in report.checks
             if check.artifact != "saved_model" and (single or check.unit == result.input_type)}
+
+
+def _unit_agreement(report: ValidationReport, result: InputTypeResult) -> dict[str, dict[str, Any]]:
+    """Each reduced-precision artifact's detection agreement in one unit (``tflite:int8`` → figures)."""
+    single = str(result.relative) == "."
+    return {check.artifact: check.agreement.to_dict() for check in report.checks
+            if check.agreement is not None and (single or check.unit == result.input_type)}
+
+
+def _drop_discarded(result: InputTypeResult, staging: Path) -> None:
+    """Forget the files that a failed check removed from staging (a whole target, or one TFLite precision)."""
+    unit, prefix = staging / result.relative, len(str(result.directory)) + 1
+    for name, paths in list(result.artifacts.items()):
+        kept = [p for p in paths if (unit / str(p)[prefix:]).exists()]
+        if kept:
+            result.artifacts[name] = kept
+        else:
+            del result.artifacts[name]
 
 
 def _trace(model: Any, input_type: str, architecture: str, options: ExportOptions) -> TracedFunction:

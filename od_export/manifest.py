@@ -67,7 +67,8 @@ def file_inventory(root: Path) -> list[dict[str, Any]]:
 
 
 #: Options that do not change what an export contains (paths and sources are recorded by hash).
-_NOT_IN_REQUEST = ("pipeline_config", "checkpoint_dir", "output_dir", "checkpoint", "overwrite", "wait", "validate")
+_NOT_IN_REQUEST = ("pipeline_config", "checkpoint_dir", "output_dir", "checkpoint", "overwrite", "wait", "validate",
+                  "keep_going")
 
 
 def _plain(value: Any) -> Any:
@@ -94,6 +95,8 @@ def build_manifest(
     input_types: list[dict[str, Any]],
     timings: dict[str, float],
     validation: dict[str, Any] | None,
+    min_agreement: tuple[tuple[str, float], ...] = (),
+    failed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "format": 1,
@@ -112,6 +115,8 @@ def build_manifest(
         "artifacts": file_inventory(root),
         "timings_s": {phase: round(seconds, 3) for phase, seconds in timings.items()},
         "validation": validation,
+        "min_agreement": thresholds_entry(min_agreement),
+        "failed": failed or [],
     }
 
 
@@ -157,7 +162,23 @@ def read_manifest(root: AnyPath) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def update_manifest(source_root: Path, root: Path, validation: dict[str, Any], targets: list[str]) -> Path:
+def recorded_thresholds(manifest: dict[str, Any] | None) -> tuple[tuple[str, float], ...]:
+    """The reduced-precision thresholds an export was verified with (none for older manifests)."""
+    recorded = (manifest or {}).get("min_agreement")
+    if not isinstance(recorded, dict):
+        return ()
+    return tuple(sorted((str(k), float(v)) for k, v in recorded.items() if isinstance(v, (int, float))))
+
+
+def thresholds_entry(given: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    """Every reduced precision's threshold in force (defaults included), as the manifest records it."""
+    from od_export.verify.tolerance import DEFAULT_MIN_AGREEMENT
+
+    return {**DEFAULT_MIN_AGREEMENT, **dict(given)}
+
+
+def update_manifest(source_root: Path, root: Path, validation: dict[str, Any], targets: list[str],
+                    min_agreement: tuple[tuple[str, float], ...] = ()) -> Path:
     """The manifest of an export that ``convert`` extended: new inventory, new validation, the conversion noted.
 
     An export without a manifest (exporter_main_v2's) gets one, whose source is the export itself.
@@ -166,4 +187,5 @@ def update_manifest(source_root: Path, root: Path, validation: dict[str, Any], t
     manifest.setdefault("conversions", []).append({"targets": targets, "versions": tool_versions()})
     manifest["artifacts"] = file_inventory(root)
     manifest["validation"] = validation
+    manifest["min_agreement"] = {**manifest.get("min_agreement", {}), **dict(min_agreement)}
     return write_manifest(root, manifest)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from od_export.errors import InputError, option
+from od_export.verify.tolerance import Thresholds, thresholds
 
 INPUT_TYPES: tuple[str, ...] = (
     "image_tensor",
@@ -58,8 +59,9 @@ class ConversionOptions:
     #: JPEG/PNG images that calibrate int8; None: synthetic images, with a warning.
     calibration_images: str | Path | None = None
     openvino_precision: str = "fp32"
-    #: Detection agreement fp16/int8 artifacts must reach; None: each precision's default.
-    min_agreement: float | None = None
+    #: Detection agreement each reduced precision must reach, as (precision, fraction) pairs;
+    #: a precision left out keeps its default.
+    min_agreement: Thresholds = ()
 
     def check(self) -> None:
         self._check_onnx()
@@ -67,8 +69,7 @@ class ConversionOptions:
         if self.openvino_precision not in OPENVINO_PRECISIONS:
             raise InputError(f"unknown OpenVINO precision {self.openvino_precision!r}; choose one of: "
                              f"{', '.join(OPENVINO_PRECISIONS)}")
-        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
-            raise InputError(f"minimum agreement {self.min_agreement} is not a fraction; give a value from 0 to 1")
+        thresholds(self.min_agreement)
 
     def _check_tflite(self) -> None:
         if not self.tflite_precisions:
@@ -117,6 +118,8 @@ class ExportOptions:
     overwrite: bool = False
     validate: bool = False
     wait: bool = False
+    #: Publish the artifacts that pass their checks and record those that fail (the result is then not ok).
+    keep_going: bool = False
     #: Targets beyond the SavedModel and frozen graph (see :mod:`od_export.targets`).
     targets: tuple[str, ...] = ()
     conversion: ConversionOptions = field(default_factory=lambda: ConversionOptions())

@@ -25,6 +25,8 @@ class InputTypeResult:
     artifacts: dict[str, list[AnyPath]] = field(default_factory=dict)
     #: Verification per artifact (target name → its differences from the SavedModel).
     checks: dict[str, tuple[OutputDifference, ...]] = field(default_factory=dict)
+    #: Reduced-precision artifacts' detection agreement (``tflite:int8`` → its figures).
+    agreement: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The exporter's copy of the weights, inside the unit (the TF1 exporter writes ``model.ckpt``).
     checkpoint: str = f"{CHECKPOINT_DIR}/ckpt-0"
 
@@ -50,6 +52,7 @@ class InputTypeResult:
             "traced_with_autograph": self.autograph,
             "check": _differences(self.check),
             "checks": {name: _differences(differences) for name, differences in self.checks.items()},
+            "agreement": self.agreement,
         }
 
 
@@ -67,9 +70,17 @@ class ExportResult:
     notes: list[str]
     timings: dict[str, float]
     validation: dict[str, Any] | None = None
+    #: Artifacts that failed their check and were left out (only when asked to keep going).
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "ok": self.ok,
+            "failed": self.failed,
             "output_dir": str(self.output_dir),
             "manifest": str(self.output_dir / MANIFEST_NAME),
             "validation": self.validation,

@@ -115,6 +115,10 @@ DEPLOY_TARGETS = {
 #: the tests ask only that reduced-precision files find some of them; the tampered-file
 #: tests show that a broken file finds none.
 SAMPLE_MIN_AGREEMENT = 0.05
+#: That threshold for every reduced precision, as options and as command-line arguments.
+SAMPLE_THRESHOLDS = tuple((precision, SAMPLE_MIN_AGREEMENT) for precision in ("bf16", "fp16", "int8"))
+SAMPLE_THRESHOLD_ARGS = tuple(arg for precision, value in SAMPLE_THRESHOLDS
+                              for arg in ("--min-agreement", f"{precision}={value}"))
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +150,7 @@ def deploy_export(workspace: Path, demo_checkpoint):
     def make(name: str):
         if name not in cache:
             run = demo_checkpoint(name)
-            conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS, min_agreement=SAMPLE_MIN_AGREEMENT)
+            conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS, min_agreement=SAMPLE_THRESHOLDS)
             cache[name] = export(ExportOptions(run / "pipeline.config", run, workspace / "deploy_exports" / name,
                                                targets=DEPLOY_TARGETS[name], freeze=False, validate=True,
                                                conversion=conversion))

@@ -27,7 +27,7 @@ def test_identical_detections_agree_fully():
 def test_lost_moved_and_relabelled_detections_lower_the_agreement():
     candidate = detections([[0.12, 0.1, 0.42, 0.4], [0.5, 0.5, 0.9, 0.9], [0.6, 0.0, 0.7, 0.1], [0, 0, 0, 0]],
                            [1, 3, 3, 1], [0.85, 0.8, 0.5, 0.0])
-    agreement = detection_agreement([REFERENCE], [candidate], "int8", Tolerance(min_agreement=0.5))
+    agreement = detection_agreement([REFERENCE], [candidate], "int8", Tolerance(min_agreement=(("int8", 0.5),)))
     # the first is found (moved a little), the second changed class, the third vanished; two extras
     assert (agreement.matched, agreement.total, agreement.extra) == (1, 3, 2)
     assert agreement.max_score_diff == pytest.approx(0.05, abs=1e-6) and not agreement.ok
@@ -40,7 +40,7 @@ def test_defaults_per_precision_and_boxes_without_area():
     fp16 = detection_agreement([point], [nudged], "fp16", Tolerance())
     assert fp16.matched == 1 and fp16.min_agreement == 0.9 and fp16.mean_iou == 1.0
     assert detection_agreement([point], [nudged], "int8", Tolerance()).min_agreement == 0.5
-    assert detection_agreement([point], [point], "int8", Tolerance(min_agreement=1.0)).ok
+    assert detection_agreement([point], [point], "int8", Tolerance(min_agreement=(("int8", 1.0),))).ok
 
 
 def test_label_map_and_side_by_side_sheet(tmp_path):

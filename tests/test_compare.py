@@ -89,3 +89,39 @@ def test_raw_rows_of_proposals_that_trade_places_are_paired_by_box():
     replaced = {key: value.copy() for key, value in swapped.items()}
     replaced["raw_detection_boxes"][0, 2] = [0.0, 0.0, 0.05, 0.05]  # a proposal only one side kept
     assert not verdict(reference, replaced)["raw_detection_boxes"]
+
+
+def test_raw_boxes_far_outside_the_image_are_judged_relative_to_their_size():
+    """An untrained FPN's raw boxes reach several image sizes out; float32 rounding there grows with them."""
+    far = np.array([[[-2.9, -3.1, 4.2, 3.8], [0.2, 0.3, 0.5, 0.6]]])
+    rounded = far + np.array([[[0.0143, -0.0143, 0.0143, 0.0]], ]).reshape(1, 1, 4) * [[[1], [0]]]
+    assert verdict({"raw_detection_boxes": far}, {"raw_detection_boxes": rounded})["raw_detection_boxes"]
+    assert not verdict({"raw_detection_boxes": far}, {"raw_detection_boxes": rounded}, rtol=0.0)["raw_detection_boxes"]
+    inside = far.copy()
+    inside[0, 1] += 0.05  # a box inside the image moved by a tampered weight's amount
+    assert not verdict({"raw_detection_boxes": far}, {"raw_detection_boxes": inside})["raw_detection_boxes"]
+    scores = {"raw_detection_scores": np.array([[0.9]])}
+    assert not verdict(scores, {"raw_detection_scores": np.array([[0.9 + 0.0143]])})["raw_detection_scores"]
+
+
+def test_a_failing_raw_comparison_of_a_full_size_model_costs_no_more_memory_than_a_passing_one():
+    """A 320² FPN-lite with 90 classes: 12,804 anchors.  Pairing every row with every row took 11.6 GB."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    anchors = 12_804
+    reference = {"raw_detection_boxes": rng.normal(size=(1, anchors, 4)).astype(np.float32),
+                 "raw_detection_scores": rng.random((1, anchors, 91), dtype=np.float32)}
+
+    def peak(candidate) -> tuple[int, bool]:
+        tracemalloc.start()
+        try:
+            ok = all(verdict(reference, candidate).values())
+            return tracemalloc.get_traced_memory()[1], ok
+        finally:
+            tracemalloc.stop()
+
+    passing, passed = peak({k: v + np.float32(1e-5) for k, v in reference.items()})
+    failing, failed = peak({k: v + np.float32(0.1) for k, v in reference.items()})
+    assert passed and not failed
+    assert failing <= passing + 64 * 2**20, (failing / 2**20, passing / 2**20)

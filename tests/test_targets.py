@@ -48,7 +48,12 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
         ("calibration_missing", ["--target", "tflite", "--tflite-precision", "int8", "--calibration-images", "/nowhere"],
          "calibration images directory /nowhere does not exist"),
         ("openvino_precision", ["--target", "openvino", "--openvino-precision", "int8"], "unknown OpenVINO precision 'int8'"),
-        ("min_agreement", ["--target", "openvino", "--min-agreement", "1.5"], "minimum agreement 1.5 is not a fraction"),
+        ("min_agreement", ["--target", "openvino", "--min-agreement", "int8=1.5"],
+         "minimum agreement 1.5 for int8 is not a fraction"),
+        ("min_agreement_bare", ["--target", "openvino", "--min-agreement", "0.3"],
+         "minimum agreement '0.3' names no precision; write it as PRECISION=FRACTION, like int8=0.3"),
+        ("min_agreement_precision", ["--target", "openvino", "--min-agreement", "int4=0.3"],
+         "unknown precision 'int4' for a minimum agreement; choose from: fp16, bf16, int8"),
         ("two_stage_tensorrt", ["--target", "tensorrt"], "supports single-stage models"),
         ("dynamic_resizer", ["--target", "tensorrt"], "gives no fixed input size, and TensorRT needs one; give the input "
                                                       "height and width (--input-shape)"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from od_export.cli import main
-from tests.conftest import SAMPLE_MIN_AGREEMENT
+from tests.conftest import SAMPLE_MIN_AGREEMENT, SAMPLE_THRESHOLD_ARGS
 
 pytestmark = pytest.mark.integration
 NAMES = ("ssd_mobilenet_v2", "centernet_mobilenet_v2_fpn")
@@ -91,7 +91,7 @@ def test_tampered_tflite_files_fail_validation(deploy_export, tmp_path, capsys):
                     ignore=shutil.ignore_patterns("manifest.json", "openvino"))
     tensor_bytes_replaced(copy / "tflite" / "model_fp32.tflite", lambda w: w * 1.5)
     tensor_bytes_replaced(copy / "tflite" / "model_int8.tflite", lambda w: -w.astype(np.int16).clip(-127, 127))
-    code, report = validate_json(capsys, str(copy), "--min-agreement", str(SAMPLE_MIN_AGREEMENT))
+    code, report = validate_json(capsys, str(copy), *SAMPLE_THRESHOLD_ARGS)
     checks = checks_by_artifact(report)
     assert code == 1 and report["ok"] is False
     assert checks["tflite:fp32"]["ok"] is False and checks["tflite:fp32"]["error"] is None  # it runs, but differs
@@ -114,7 +114,7 @@ def test_convert_adds_tflite_int8_calibrated_on_given_images(deploy_export, tmp_
         Image.fromarray(sample_image(140, 180, seed=500 + index)).save(images / f"{index}.png")
     capsys.readouterr()
     assert main(["convert", str(directory), "--target", "tflite", "--tflite-precision", "int8", "--calibration-images",
-                 str(images), "--min-agreement", str(SAMPLE_MIN_AGREEMENT), "-q"]) == 0
+                 str(images), *SAMPLE_THRESHOLD_ARGS, "-q"]) == 0
     assert "synthetic" not in capsys.readouterr().err  # no warning: real images were given
     spec = json.loads((directory / "tflite" / "io_spec.json").read_text())
     assert list(spec["files"]) == ["int8"] and spec["files"]["int8"]["calibration"].startswith("4 images from")
@@ -128,7 +128,7 @@ def test_save_images_draws_every_artifact_beside_the_saved_model(deploy_export, 
     export_dir = tmp_path / "export"
     shutil.copytree(deploy_export("ssd_mobilenet_v2").output_dir, export_dir,
                     ignore=shutil.ignore_patterns("manifest.json"))
-    code, report = validate_json(capsys, str(export_dir), "--min-agreement", str(SAMPLE_MIN_AGREEMENT),
+    code, report = validate_json(capsys, str(export_dir), *SAMPLE_THRESHOLD_ARGS,
                                  "--save-images", str(tmp_path / "drawn"))
     assert code == 0 and len(report["saved_images"]) == report["images"] == 2
     panels = 1 + len([c for c in report["checks"] if c["artifact"] != "saved_model"])

@@ -16,7 +16,7 @@ from od_export.options import (
     TFLITE_PRECISIONS, ConversionOptions, ExportOptions, parse_input_shape, parse_side_inputs,
 )
 from od_export.storage.location import location
-from od_export.verify.tolerance import DEFAULT_MIN_AGREEMENT
+from od_export.verify.tolerance import REDUCED_PRECISIONS, Thresholds, describe_defaults, parse_threshold, thresholds
 
 logger = logging.getLogger("od_export.cli")
 
@@ -53,6 +53,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory (atomically)")
     parser.add_argument("--validate", action="store_true", help="also record the verification report in manifest.json and --json (every export is verified, as `od-export validate` does, before it is moved into place)")
+    parser.add_argument("--keep-going", action="store_true", help="publish the artifacts that pass their checks, record each one that fails (name, reason, figures) in the manifest and the result, and exit 1; by default one failure publishes nothing")
     parser.add_argument("--wait", action="store_true", help="if another od-export is writing the same output, wait for it instead of failing")
 
 
@@ -72,17 +73,24 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     add_agreement_argument(parser)
 
 
-def add_agreement_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-agreement", type=float, metavar="F",
-                        help="fp16/int8 artifacts: fraction of the SavedModel's detections they must find "
-                        f"(default {', '.join(f'{p} {v:g}' for p, v in DEFAULT_MIN_AGREEMENT.items())})")
+def add_agreement_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument("--min-agreement", action="append", metavar="PRECISION=F",
+                        help="repeatable; reduced-precision artifacts: fraction of the SavedModel's detections a "
+                        f"PRECISION ({', '.join(REDUCED_PRECISIONS)}) artifact must find (default {describe_defaults()})"
+                        + note)
+
+
+def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
+    """``--min-agreement int8=0.3 --min-agreement fp16=0.95`` → checked (precision, fraction) pairs."""
+    return thresholds(parse_threshold(text) for text in args.min_agreement or ())
 
 
 def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
     return ConversionOptions(opset=args.opset, batch_size=args.batch_size, input_shape=parse_input_shape(args.input_shape),
                              input_format=args.input_format, tflite_precisions=tuple(args.tflite_precisions or ("fp32",)),
                              max_detections=args.max_detections, calibration_images=args.calibration_images,
-                             openvino_precision=args.openvino_precision, min_agreement=args.min_agreement)
+                             openvino_precision=args.openvino_precision,
+                             min_agreement=thresholds_from_args(args))
 
 
 def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
@@ -109,6 +117,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         overwrite=args.overwrite,
         validate=args.validate,
         wait=args.wait,
+        keep_going=args.keep_going,
         targets=tuple(args.targets),
         conversion=conversion_options_from_args(args),
     )

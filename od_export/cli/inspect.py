@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from od_export.cli.export import add_agreement_argument
+from od_export.cli.export import add_agreement_argument, thresholds_from_args
 from od_export.storage.location import location
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD
 
@@ -37,7 +37,7 @@ def add_subcommands(subparsers: Any, add_common: Callable[[argparse.ArgumentPars
     validate.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"tolerance for boxes and scores, raw and final (default {DEFAULT_ATOL:g}; see the README)")
     validate.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="compare classes/boxes of detections scoring above this (default 0.05)")
     validate.add_argument("--signature-key", default="serving_default")
-    add_agreement_argument(validate)
+    add_agreement_argument(validate, "; a precision not given uses the threshold the export was verified with")
     validate.add_argument("--save-images", metavar="DIR", help="write each image with the SavedModel's detections and each artifact's drawn side by side")
     add_common(validate)
     validate.set_defaults(handler=run_validate)
@@ -61,7 +61,7 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
 
     report = validate(ValidateOptions(
         location(args.export_dir), Path(args.images) if args.images else None, args.random_images, args.atol,
-        args.score_threshold, args.signature_key, args.min_agreement,
+        args.score_threshold, args.signature_key, thresholds_from_args(args),
         save_images=Path(args.save_images) if args.save_images else None,
     ))
     if not args.json:

@@ -183,10 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]} (rerun with -v for details)"
         return _fail(args, type(exc).__name__, message, FAILURE_EXIT_CODE)
-    if args.json:
-        json.dump(document, sys.stdout, indent=2)
+    ok = bool(document.get("ok", True))
+    if args.json:  # every document says whether the command succeeded, as failures' do
+        json.dump({"ok": ok, **document}, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    return 0 if document.get("ok", True) else FAILURE_EXIT_CODE
+    return 0 if ok else FAILURE_EXIT_CODE
 
 
 def _fail(args: argparse.Namespace, kind: str, message: str, exit_code: int, prefix: str = "error: ") -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from od_export.errors import InputError
 from od_export.options import SIDE_INPUT_DTYPES, ConversionOptions, ExportOptions, SideInput, parse_input_shape
 from od_export.storage.location import AnyPath, location
+from od_export.verify.tolerance import thresholds
 
 _EXPORT_FIELDS = {f.name: f for f in fields(ExportOptions) if f.name != "conversion"}
 _CONVERSION_FIELDS = {f.name: f for f in fields(ConversionOptions)}
@@ -185,9 +186,9 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
     if key == "calibration_images":
         return _path(_scalar(value, str, "a path"), base)
     if key == "min_agreement":
-        if type(value) not in (int, float):
-            raise InputError(f"must be a fraction from 0 to 1, not {value!r}")
-        return float(value)
+        if not isinstance(value, dict):
+            raise InputError(f"must map each precision to a fraction, like {{int8: 0.3}}, not {value!r}")
+        return thresholds(value)
     if key == "input_shape":
         if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
             return (value[0], value[1])

@@ -10,6 +10,7 @@ line in :mod:`od_export.targets`.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -100,3 +101,7 @@ class Target:
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
         """Every check of the artifact (one per file where a target writes several, as TFLite does)."""
         return [self.verify(artifact, reference, tolerance)]
+
+    def discard(self, unit_dir: Path, check_name: str) -> None:
+        """Remove what failed ``check_name`` from a staged unit, so that the rest can be published."""
+        shutil.rmtree(unit_dir / self.directory, ignore_errors=True)

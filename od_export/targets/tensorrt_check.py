@@ -84,7 +84,7 @@ def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: 
         trimmed = scores[..., 1:] if scores.shape[-1] == reference["raw_detection_scores"].shape[-1] + 1 else scores
         parts.append(compare_outputs({k: reference[k] for k in RAW_OUTPUTS},
                                      {"raw_detection_boxes": boxes, "raw_detection_scores": trimmed},
-                                     tolerance.atol, threshold))
+                                     tolerance.atol, threshold, rtol=tolerance.rtol))
         plugin = dict(zip(nms_names, efficient_nms(boxes, scores, attrs).values()))
         final = {n: plugin[n] for n in final_names if n in plugin}
         if after is not None:

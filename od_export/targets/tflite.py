@@ -233,6 +233,17 @@ class TFLiteTarget(Target):
         directory = unit_dir / TFLITE_DIR
         return directory if (directory / IO_SPEC_NAME).is_file() else None
 
+    def discard(self, unit_dir: Path, check_name: str) -> None:
+        """Only the failed precision's file goes (``tflite:int8``); the directory goes with its last file."""
+        directory = unit_dir / TFLITE_DIR
+        spec_path = directory / IO_SPEC_NAME
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        entry = spec["files"].pop(check_name.partition(":")[2], None)
+        if entry is None or not spec["files"]:
+            return super().discard(unit_dir, check_name)
+        (directory / entry["file"]).unlink(missing_ok=True)
+        spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
         from od_export.targets.tflite_check import verify_tflite_directory
 

@@ -13,7 +13,8 @@ objects.  The metric, per check:
 * **max score difference** and **mean IoU** over the matched pairs.
 
 The check passes when the agreement reaches ``min_agreement``.  Each precision has a
-default (:data:`DEFAULT_MIN_AGREEMENT`) that a user may replace.
+default (:data:`od_export.verify.tolerance.DEFAULT_MIN_AGREEMENT`) that a user may replace,
+precision by precision.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from od_export.verify.compare import box_iou, match_detections
-from od_export.verify.tolerance import DEFAULT_MIN_AGREEMENT, Tolerance
+from od_export.verify.tolerance import Tolerance
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,6 @@ class Agreement:
                 "min_agreement": self.min_agreement, "ok": self.ok}
 
 
-def min_agreement_for(precision: str, requested: float | None) -> float:
-    """The user's threshold when given, else the precision's default."""
-    return requested if requested is not None else DEFAULT_MIN_AGREEMENT[precision]
-
-
 def detection_agreement(references: Sequence[dict[str, np.ndarray]], candidates: Sequence[dict[str, np.ndarray]],
                         precision: str, tolerance: Tolerance) -> Agreement:
     """Agreement of ``candidates[i]`` with ``references[i]`` over every image and batch item.
@@ -71,7 +67,7 @@ def detection_agreement(references: Sequence[dict[str, np.ndarray]], candidates:
     coordinates agree within ``tolerance.atol`` count as the same box.
     """
     score_threshold = tolerance.score_threshold
-    min_agreement = min_agreement_for(precision, tolerance.min_agreement)
+    min_agreement = tolerance.min_agreement_for(precision)
     matched = total = extra = 0
     score_diffs: list[float] = [0.0]
     ious: list[float] = []

@@ -65,7 +65,7 @@ def compare_runs(check: ArtifactCheck, references: Sequence[dict[str, np.ndarray
     try:
         check.outputs = [run(index) for index in range(len(references))]
         check.differences = merge([
-            compare_outputs(reference, outputs, tolerance.atol, tolerance.score_threshold)
+            compare_outputs(reference, outputs, tolerance.atol, tolerance.score_threshold, rtol=tolerance.rtol)
             for reference, outputs in zip(references, check.outputs)
         ])
     except Exception as exc:  # the runtime's own error types vary (TF, onnxruntime, …)
@@ -97,6 +97,41 @@ class ValidationReport:
         if self.saved_images:
             document["saved_images"] = list(self.saved_images)
         return document
+
+
+#: The worst few outputs a one-line failure names (a broken artifact differs on all of them).
+_NAMED_OUTPUTS = 3
+
+
+def failure_reason(check: ArtifactCheck) -> str:
+    """Why ``check`` failed, in a few words with its figures ("" when it passed)."""
+    if check.error:
+        return check.error
+    bad = sorted((d for d in check.differences if not d.ok), key=lambda d: -d.max_abs_diff)
+    if bad:
+        named = ", ".join(f"{d.key} (max |diff| {d.max_abs_diff:.3g})" for d in bad[:_NAMED_OUTPUTS])
+        more = f" and {len(bad) - _NAMED_OUTPUTS} more" if len(bad) > _NAMED_OUTPUTS else ""
+        return f"disagrees on {named}{more}"
+    if check.agreement is not None and not check.agreement.ok:
+        a = check.agreement
+        return (f"finds {a.matched}/{a.total} = {a.fraction:.2f} of the SavedModel's detections, "
+                f"below the {a.precision} minimum agreement {a.min_agreement:g}")
+    return ""
+
+
+def artifact_label(check: ArtifactCheck, root: str | None) -> str:
+    """``tflite:int8``, or ``image_tensor/tflite:int8`` in an export with several units (``root``: the export's own name)."""
+    return check.artifact if check.unit == root else f"{check.unit}/{check.artifact}"
+
+
+def failures(report: ValidationReport, root: str | None = None) -> list[tuple[ArtifactCheck, str]]:
+    """Each failed check with its one-line reason."""
+    return [(check, failure_reason(check)) for check in report.checks if not check.ok]
+
+
+def failure_summary(report: ValidationReport, root: str | None = None) -> str:
+    """``"tflite:int8 finds …; openvino disagrees on …"``: every failed artifact, named, with its figures."""
+    return "; ".join(f"{artifact_label(check, root)} {reason}" for check, reason in failures(report, root))
 
 
 def _verdict(report: ValidationReport) -> str:

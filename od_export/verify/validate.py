@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +20,10 @@ from od_export import compat
 from od_export.errors import InputError, NonFiniteOutputs, option
 from od_export.health import check_finite_outputs
 from od_export.layout import PIPELINE_CONFIG_NAME, Unit, find_units
-from od_export.manifest import read_manifest, verify_inventory
+from od_export.manifest import read_manifest, recorded_thresholds, verify_inventory
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.verify import samples
-from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD
+from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD, Thresholds, thresholds
 from od_export.verify.reference import Reference, run_reference
 from od_export.verify.report import ArtifactCheck, Tolerance, ValidationReport, format_report
 from od_export.verify.signatures import signature_checks
@@ -40,8 +41,9 @@ class ValidateOptions:
     atol: float = DEFAULT_ATOL
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     signature_key: str = "serving_default"
-    #: For fp16/int8 artifacts; None: each precision's default (see :mod:`od_export.verify.agreement`).
-    min_agreement: float | None = None
+    #: Reduced-precision thresholds, per precision; a precision left out keeps the one the export's
+    #: manifest recorded, else its default (see :mod:`od_export.verify.agreement`).
+    min_agreement: Thresholds = ()
     #: Where to write each image with every model's detections drawn side by side (None: nowhere).
     save_images: Path | None = None
     staged: bool = False  # the export's own check of its staging directory (not yet a finished export)
@@ -61,8 +63,7 @@ def load_images(options: ValidateOptions) -> list[np.ndarray]:
     return [tf.io.decode_image(p.read_bytes(), channels=3, expand_animations=False).numpy() for p in files]
 
 
-def _manifest_state(export_dir: AnyPath) -> str:
-    manifest = read_manifest(export_dir)
+def _manifest_state(export_dir: AnyPath, manifest: dict[str, Any] | None) -> str:
     if manifest is None:
         return "none"
     problems = verify_inventory(export_dir, manifest)
@@ -86,8 +87,11 @@ def validate(options: ValidateOptions) -> ValidationReport:
     check_scheme_supported(export_dir, "export")
     units = find_units(export_dir, options.staged)
     images = load_images(options)
-    tolerance = Tolerance(options.atol, options.score_threshold, options.min_agreement)
-    report = ValidationReport(options.export_dir, len(images), options.atol, manifest=_manifest_state(export_dir))
+    manifest = read_manifest(export_dir)
+    tolerance = Tolerance(options.atol, options.score_threshold,
+                          thresholds({**dict(recorded_thresholds(manifest)), **dict(options.min_agreement)}))
+    report = ValidationReport(options.export_dir, len(images), options.atol,
+                              manifest=_manifest_state(export_dir, manifest))
     for unit in units:
         reference = run_reference(unit, options.signature_key, images)
         ran = _reference_check(reference)
