@@ -191,3 +191,34 @@ def test_tampered_freeze_saved_model_fails_and_writes_nothing(tf1_run, tmp_path,
     code = main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output), "--saved-model", "-q"])
     assert code == 1 and "saved model differs from the checkpointed graph" in capsys.readouterr().err
     assert not output.exists()
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["softmax", "named_Y_and_prediction"])
+def test_the_seeds_classifier_gives_its_probabilities_not_the_loss_or_accuracy(named, tmp_path, capsys):
+    """Old discovery found Mean (the loss) and Mean_1 (the accuracy) and kept the labels placeholder."""
+    from tests.tf1_graphs import make_softmax_classifier
+
+    expected = ["Y", "prediction"] if named else ["Softmax"]
+    for meta in make_softmax_classifier(tmp_path, named=named):
+        capsys.readouterr()
+        assert main(["inspect", str(meta), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert [o["name"] for o in report["likely_outputs"]] == expected, meta
+        assert report["training_only"]["labels"] == ["Placeholder_1"]
+        output = tmp_path / f"frozen_{meta.parent.name}"
+        assert main(["freeze", "--meta-graph", str(meta), "--output-dir", str(output), "-q"]) == 0
+        io_spec = json.loads((output / "frozen_graph" / "io_spec.json").read_text())
+        assert sorted(io_spec["outputs"]) == expected and list(io_spec["inputs"]) == ["Placeholder"]
+
+
+def test_outputs_nobody_named_on_two_heads_are_ambiguous_and_listed(tmp_path, capsys):
+    from tests.tf1_graphs import make_softmax_classifier
+
+    _, final = make_softmax_classifier(tmp_path, unnamed_heads=True)
+    output = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["freeze", "--meta-graph", str(final), "--output-dir", str(output), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ambiguous" in err and "Sigmoid, Softmax" in err and "--output-nodes" in err
+    assert not output.exists()
+    assert main(["freeze", "--meta-graph", str(final), "--output-dir", str(output), "--output-nodes", "Softmax", "-q"]) == 0

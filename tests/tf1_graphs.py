@@ -63,3 +63,44 @@ def negated_largest_constant(graph_def: Any) -> Any:
     node = max((n for n in graph_def.node if n.op == "Const"), key=lambda n: len(n.attr["value"].tensor.tensor_content))
     node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(-tf.make_ndarray(node.attr["value"].tensor)))
     return graph_def
+
+
+def make_softmax_classifier(directory: Path, named: bool = False, unnamed_heads: bool = False) -> tuple[Path, Path]:
+    """The seeds' TF1 recipe: ``Y = softmax(matmul(X, W) + b)``, cross-entropy against ``Y_``, a Saver.
+
+    Returns the ``.meta`` saved during training and the final one, saved after the
+    script adds ``accuracy = reduce_mean(cast(equal(argmax(Y, 1), argmax(Y_, 1))))``.
+    ``named``: ``Y`` carries that name and ``prediction = argmax(Y, 1)`` is named too.
+    ``unnamed_heads``: a second, unnamed sigmoid head beside the softmax (nobody can tell which is meant).
+    """
+    tf = compat.import_tensorflow()
+    v1 = tf.compat.v1
+    for stage in ("during", "final"):
+        (directory / stage).mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        features = v1.placeholder(tf.float32, [None, 16])
+        labels = v1.placeholder(tf.float32, [None, 4])
+        weights, bias = tf.Variable(tf.zeros([16, 4])), tf.Variable(tf.zeros([4]))
+        probabilities = tf.nn.softmax(tf.matmul(features, weights) + bias, name="Y" if named else None)
+        if named:
+            tf.argmax(probabilities, 1, name="prediction")
+        loss = tf.reduce_mean(-tf.reduce_sum(labels * v1.log(probabilities), axis=1))
+        if unnamed_heads:
+            head = tf.nn.sigmoid(tf.matmul(features, tf.Variable(tf.ones([16, 2]))))
+            loss += tf.reduce_mean(tf.square(head - labels[:, :2]))
+        train_step = v1.train.GradientDescentOptimizer(0.5).minimize(loss)
+        saver = v1.train.Saver()
+        rng = np.random.default_rng(0)
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            for step in range(3):
+                classes = rng.integers(0, 4, 8)
+                session.run(train_step, {features: rng.normal(size=(8, 16)) + classes[:, None],
+                                         labels: np.eye(4)[classes]})
+            during = saver.save(session, str(directory / "during" / "model.ckpt"), global_step=3)
+            correct = tf.equal(tf.argmax(probabilities, 1), tf.argmax(labels, 1))
+            tf.reduce_mean(tf.cast(correct, tf.float32))
+            final = v1.train.Saver().save(session, str(directory / "final" / "model.ckpt"), global_step=3)
+    return Path(during + ".meta"), Path(final + ".meta")

@@ -6,31 +6,12 @@ output discovery picks what ``od-export freeze`` keeps from a TF1 training graph
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
 from od_export import compat
+from od_export.inspect.outputs import TRAINING_SCOPE, discover_outputs, source_node
 
-#: Ops that end a chain without being a model output (savers, initialisers, checks).
-NON_OUTPUT_OPS = frozenset({
-    "NoOp", "Assert", "Const", "Placeholder", "PlaceholderWithDefault", "SaveV2", "RestoreV2", "Save", "Restore",
-    "SaveSlices", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin", "Assign", "AssignVariableOp",
-    "VarHandleOp", "VariableV2", "Variable", "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp",
-    "AssignAdd", "AssignSub", "AssignAddVariableOp", "AssignSubVariableOp", "ZerosLike", "OnesLike",
-    # shape checks left over from a loss or an assertion are metadata, never a model's result
-    "Shape", "ShapeN", "Size", "Rank",
-    # summaries, TensorBoard's writers and input queues belong to training
-    "MergeSummary", "ScalarSummary", "HistogramSummary", "ImageSummary", "AudioSummaryV2", "TensorSummaryV2",
-    "WriteSummary", "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "FlushSummaryWriter",
-    "CreateSummaryFileWriter", "SummaryWriter", "QueueEnqueueV2", "QueueEnqueueManyV2", "QueueCloseV2",
-    "QueueSizeV2", "FIFOQueueV2", "RandomShuffleQueueV2", "PaddingFIFOQueueV2",
-})
-_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
-#: Op families that update state (optimizer steps, scatter updates): training, never inference.
-_UPDATE_OP = re.compile(r"^(Resource)?(Apply|SparseApply|Scatter)")
-#: Name scopes that only training builds (the saver's restore ops, gradients, optimizer slots, initialisers).
-_TRAINING_SCOPE = re.compile(r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?)(/|$)")
 _DTYPE_ATTRS = ("T", "dtype", "out_type", "DstT", "output_type")
 
 
@@ -63,38 +44,10 @@ def _node_shape(node: Any) -> list[int | None] | None:
     return None
 
 
-def _source_node(input_name: str) -> str:
-    return input_name.lstrip("^").split(":")[0]
-
-
-def is_training_node(node: Any, excluded: frozenset[str] = frozenset()) -> bool:
-    """Whether ``node`` can only be part of training, saving or bookkeeping (never an inference output)."""
-    return (node.op in NON_OUTPUT_OPS or bool(_UPDATE_OP.match(node.op)) or bool(_TRAINING_SCOPE.match(node.name))
-            or node.name in excluded)
-
-
-def likely_output_nodes(graph_def: Any, excluded: frozenset[str] = frozenset()) -> list[Any]:
-    """Nodes that nothing consumes and that are not training bookkeeping, sorted by name.
-
-    ``excluded`` adds names a graph declares as training-only (a meta graph's
-    ``train_op`` and ``summaries`` collections).
-    """
-    consumed = {_source_node(i) for node in graph_def.node for i in node.input}
-    variables = {n.name for n in graph_def.node if n.op in _VARIABLE_OPS}
-    leaves = [n for n in graph_def.node if n.name not in consumed and not is_training_node(n, excluded)
-              and not _reads_variable_only(n, variables)]
-    return sorted(leaves, key=lambda n: n.name)
-
-
-def _reads_variable_only(node: Any, variables: set[str]) -> bool:
-    """A variable's ``read`` identity that nothing uses (an optimizer slot's, typically)."""
-    return node.op == "Identity" and len(node.input) == 1 and _source_node(node.input[0]) in variables
-
-
 def input_nodes(graph_def: Any) -> list[Any]:
     """The placeholders a user feeds (the saver's filename placeholder is not one)."""
     return [n for n in graph_def.node
-            if n.op in ("Placeholder", "PlaceholderWithDefault") and not _TRAINING_SCOPE.match(n.name)]
+            if n.op in ("Placeholder", "PlaceholderWithDefault") and not TRAINING_SCOPE.match(n.name)]
 
 
 def describe_node(node: Any) -> dict[str, Any]:
@@ -111,22 +64,29 @@ def training_names(meta_graph: Any) -> frozenset[str]:
     names = set()
     for key in TRAINING_COLLECTIONS:
         if key in meta_graph.collection_def:
-            names.update(_source_node(n) for n in meta_graph.collection_def[key].node_list.value)
+            names.update(source_node(n) for n in meta_graph.collection_def[key].node_list.value)
     return frozenset(names)
 
 
 def summarize_graph(graph_def: Any, excluded: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Node count, op histogram, inputs (placeholders) and likely outputs (unconsumed nodes)."""
+    """Node count, op histogram, inputs (placeholders) and likely outputs (see :mod:`od_export.inspect.outputs`)."""
+    found = discover_outputs(graph_def, excluded)
+    nodes = {n.name: n for n in graph_def.node}
     inputs = [{k: v for k, v in describe_node(n).items() if k != "op"} for n in input_nodes(graph_def)]
-    outputs = [describe_node(n) for n in likely_output_nodes(graph_def, excluded)]
     histogram = Counter(node.op for node in graph_def.node)
-    return {
+    report = {
         "node_count": len(graph_def.node),
         "function_count": len(graph_def.library.function),
         "op_histogram": dict(histogram.most_common()),
         "inputs": inputs,
-        "likely_outputs": outputs,
+        "likely_outputs": [describe_node(nodes[name]) for name in found.outputs],
     }
+    if found.losses or found.labels:
+        report["training_only"] = {"losses": list(found.losses), "labels": list(found.labels)}
+    if found.ambiguous:
+        report["outputs_note"] = (f"ambiguous: {', '.join(found.outputs)} do not lie on one chain and nobody named "
+                                  "them; freezing needs them named as output nodes")
+    return report
 
 
 def _tensor_info(info: Any) -> dict[str, Any]:

@@ -120,7 +120,8 @@ def _node_of(name: str) -> str:
 
 def choose_outputs(restored: RestoredGraph, requested: tuple[str, ...]) -> tuple[list[str], bool]:
     """Output tensor names: the requested ones (checked) or the discovered ones; and whether discovered."""
-    from od_export.inspect.graph_summary import likely_output_nodes, training_names
+    from od_export.inspect.graph_summary import training_names
+    from od_export.inspect.outputs import ambiguity_message, discover_outputs
 
     graph_def = restored.graph.as_graph_def()
     names = [n.name for n in graph_def.node]
@@ -131,10 +132,12 @@ def choose_outputs(restored: RestoredGraph, requested: tuple[str, ...]) -> tuple
                 raise InputError(_unknown_node_message(name, names))
             _check_output_index(restored.graph, name)
         return [name if ":" in name else f"{name}:0" for name in requested], False
-    found = likely_output_nodes(graph_def, training_names(restored.meta_graph_def))
-    if not found:
+    found = discover_outputs(graph_def, training_names(restored.meta_graph_def))
+    if not found.outputs:
         raise InputError(f"found no inference outputs in {len(names)} nodes; name them with {option('output_nodes')}")
-    return [f"{n.name}:0" for n in found], True
+    if found.ambiguous:
+        raise InputError(ambiguity_message(found))
+    return [f"{name}:0" for name in found.outputs], True
 
 
 def _check_output_index(graph: Any, name: str) -> None:

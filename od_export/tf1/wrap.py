@@ -77,7 +77,8 @@ def _read_io_spec(options: WrapOptions, graph: Path) -> tuple[dict[str, Any] | N
 
 def _graph_io(graph_def: Any, spec: dict[str, Any] | None) -> dict[str, Any]:
     """Signature key → tensor for inputs and outputs, and (unless from ``spec``) where they came from (``source``)."""
-    from od_export.inspect.graph_summary import input_nodes, likely_output_nodes
+    from od_export.inspect.graph_summary import input_nodes
+    from od_export.inspect.outputs import likely_output_nodes
 
     names = {node.name for node in graph_def.node}
     if spec is not None:
