@@ -48,10 +48,27 @@ def test_label_map_and_side_by_side_sheet(tmp_path):
 
     labels = parse_label_map('item { id: 1 name: "cat" }\nitem {\n  name: "dog"\n  id: 2\n  display_name: "Dog"\n}\n')
     assert labels == {1: "cat", 2: "Dog"}
-    image = np.full((80, 120, 3), 200, np.uint8)
-    [path] = save_side_by_side(tmp_path, "unit/a", [image], [("SavedModel", [REFERENCE]), ("tflite:int8", [])],
-                               labels, 0.05)
-    assert path.name == "unit_a_000.png"
-    with Image.open(path) as sheet:  # two panels scaled up to 320 px high, plus the titles
-        assert sheet.size == (2 * 480 + 8, 320 + 22)
-        assert sheet.getpixel((int(0.1 * 480) + 1, 22 + int(0.25 * 320))) != (200, 200, 200)  # a box edge
+    image = np.full((700, 1400, 3), 200, np.uint8)  # a large photo: each panel is scaled to 640 px wide
+    lost_one = detections([[0.1, 0.1, 0.4, 0.4], [0, 0, 0, 0]], [1, 1], [0.9, 0.01])
+    columns = [("SavedModel", [REFERENCE]), ("tflite:int8", [lost_one])] + [(f"other{i}", []) for i in range(3)]
+    [path] = save_side_by_side(tmp_path, "unit/a", [image], ["street photo.jpg"], columns, labels, 0.05)
+    assert path.name == "unit_a_street_photo.png"
+    with Image.open(path) as sheet:  # five panels: a grid of four columns, two rows
+        assert sheet.size == (4 * 648 - 8, 2 * (320 + 22 + 8) - 8)
+        assert sheet.getpixel((int(0.1 * 640) + 1, 22 + int(0.25 * 320))) != (200, 200, 200)  # a box edge
+        second = 648  # the int8 panel marks the two detections it missed as dashed grey boxes
+        assert (128, 128, 128) in {sheet.getpixel((second + x, 22 + int(0.5 * 320))) for x in range(int(0.5 * 640) - 2, int(0.5 * 640) + 3)}
+
+
+def test_label_map_named_with_a_windows_path_is_found_beside_the_config(tmp_path, caplog):
+    from od_export.verify.drawing import label_map_names
+
+    config = tmp_path / "pipeline.config"
+    config.write_text('eval_input_reader { label_map_path: "C:\\\\data\\\\kangaroo\\\\label_map.pbtxt" }\n')
+    (tmp_path / "label_map.pbtxt").write_text('item { id: 1 name: "kangaroo" }\n')
+    assert label_map_names(config) == {1: "kangaroo"}
+    (tmp_path / "label_map.pbtxt").unlink()
+    assert label_map_names(config) == {} and "no label map found" in caplog.text
+    given = tmp_path / "given.pbtxt"
+    given.write_text('item { id: 1 name: "roo" }\n')
+    assert label_map_names(config, given) == {1: "roo"}

@@ -64,8 +64,17 @@ def test_io_spec_says_what_each_output_index_holds(name, deploy_export):
     assert "synthetic" in spec["files"]["int8"]["calibration"]
 
 
-def tensor_bytes_replaced(path, transform) -> None:
-    """Rewrite the file's largest weight tensor in place (found by its exact bytes in the flatbuffer)."""
+def largest_kernel(value: np.ndarray) -> bool:
+    return value.ndim == 4 and value.dtype in (np.float32, np.int8)
+
+
+def anchors(value: np.ndarray) -> bool:
+    """SSD's anchor constant, which TFLite_Detection_PostProcess decodes the box encodings with."""
+    return value.ndim == 2 and value.shape[1] == 4 and value.shape[0] > 100 and value.dtype == np.float32
+
+
+def tensor_bytes_replaced(path, transform, pick=largest_kernel) -> None:
+    """Rewrite the file's largest tensor that ``pick`` accepts in place, found by its exact bytes in the flatbuffer."""
     from ai_edge_litert.interpreter import Interpreter
 
     data = bytearray(path.read_bytes())
@@ -77,7 +86,7 @@ def tensor_bytes_replaced(path, transform) -> None:
             value = interpreter.get_tensor(detail["index"])
         except ValueError:
             continue
-        if value.ndim == 4 and value.dtype in (np.float32, np.int8) and bytes(value.tobytes()) in data:
+        if pick(value) and bytes(value.tobytes()) in data:
             weights.append(value)
     largest = max(weights, key=lambda v: v.size)
     start = bytes(data).index(largest.tobytes())
@@ -90,12 +99,15 @@ def test_tampered_tflite_files_fail_validation(deploy_export, tmp_path, capsys):
     shutil.copytree(deploy_export("ssd_mobilenet_v2").output_dir, copy,
                     ignore=shutil.ignore_patterns("manifest.json", "openvino"))
     tensor_bytes_replaced(copy / "tflite" / "model_fp32.tflite", lambda w: w * 1.5)
-    tensor_bytes_replaced(copy / "tflite" / "model_int8.tflite", lambda w: -w.astype(np.int16).clip(-127, 127))
+    # The demo heads are scaled down, so random-weight detections are near-anchor boxes, many clipped to the
+    # whole image, and a few agree by chance whatever the kernels hold (0.10-0.15 on AVX-512 CPUs with a
+    # kernel wiped or every anchor moved); anchors of no size leave the file no box at all.
+    tensor_bytes_replaced(copy / "tflite" / "model_int8.tflite", lambda a: a * np.float32([1, 1, 0, 0]), anchors)
     code, report = validate_json(capsys, str(copy), *SAMPLE_THRESHOLD_ARGS)
     checks = checks_by_artifact(report)
     assert code == 1 and report["ok"] is False
     assert checks["tflite:fp32"]["ok"] is False and checks["tflite:fp32"]["error"] is None  # it runs, but differs
-    assert checks["tflite:int8"]["ok"] is False
+    assert checks["tflite:int8"]["ok"] is False, checks["tflite:int8"]["agreement"]
     assert checks["tflite:int8"]["agreement"]["agreement"] < SAMPLE_MIN_AGREEMENT
     assert checks["tflite:fp16"]["ok"] is True  # untouched
 

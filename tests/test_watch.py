@@ -49,3 +49,19 @@ def test_watch_exports_a_checkpoint_written_while_it_runs_and_stops_on_timeout(t
 
     again = watch(WatchOptions(options.export, once=True))  # a restarted watcher exports nothing twice
     assert [(r.checkpoint, r.status) for r in again.results] == [("ckpt-1", "skipped"), ("ckpt-2", "skipped")]
+
+
+def test_a_malformed_config_is_refused_up_front_and_an_empty_run_says_so(tmp_path, capsys):
+    from od_export.cli import main
+
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    (train_dir / "pipeline.config").write_text("model { ssd { num_classes: 3 ")  # cut off mid-message
+    code = main(["watch", str(train_dir), "--output-dir", str(tmp_path / "out"), "--once"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "pipeline.config" in err
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "pipeline_samples", "ssd_mobilenet_v2.config"),
+                train_dir / "pipeline.config")
+    assert main(["watch", str(train_dir), "--output-dir", str(tmp_path / "out"), "--once", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == f"no checkpoints yet in {train_dir}"
+    assert not (tmp_path / "out").exists()

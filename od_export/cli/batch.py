@@ -64,5 +64,5 @@ def print_summary(result: Any, seconds: float) -> None:
     for r in (r for r in result.results if r.error):
         print(f"{r.label}: {r.error['message']}")
     counts = result.to_dict()["counts"]
-    print(", ".join(f"{n} {status}" for status, n in counts.items()) + f" in {seconds:.1f} s "
-          f"({result.workers} worker{'s' if result.workers > 1 else ''})")
+    workers = f"{result.workers} worker{'s' if result.workers > 1 else ''}" if result.workers else "checked, nothing run"
+    print(", ".join(f"{n} {status}" for status, n in counts.items()) + f" in {seconds:.1f} s ({workers})")

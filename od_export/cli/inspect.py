@@ -39,6 +39,7 @@ def add_subcommands(subparsers: Any, add_common: Callable[[argparse.ArgumentPars
     validate.add_argument("--signature-key", default="serving_default")
     add_agreement_argument(validate, "; a precision not given uses the threshold the export was verified with")
     validate.add_argument("--save-images", metavar="DIR", help="write each image with the SavedModel's detections and each artifact's drawn side by side")
+    validate.add_argument("--label-map", metavar="PATH", help="label map that names the classes in those pictures (default: the one the pipeline.config names)")
     add_common(validate)
     validate.set_defaults(handler=run_validate)
 
@@ -63,6 +64,7 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
         location(args.export_dir), Path(args.images) if args.images else None, args.random_images, args.atol,
         args.score_threshold, args.signature_key, thresholds_from_args(args),
         save_images=Path(args.save_images) if args.save_images else None,
+        label_map=Path(args.label_map) if args.label_map else None,
     ))
     if not args.json:
         print(format_report(report))
@@ -92,7 +94,8 @@ def render(value: Any, indent: int = 0, key: str | None = None) -> list[str]:
                 return [pad + line]
         lines = [pad + f"{key}:"] if key is not None else []
         for child_key, child in value.items():
-            lines += render(child, indent + (1 if key is not None else 0), str(child_key))
+            if child is not None:  # an absent value (no note, no tensor name) is left out, not shown as "?"
+                lines += render(child, indent + (1 if key is not None else 0), str(child_key))
         return lines
     if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
         lines = [pad + f"{key}: ({len(value)})"]

@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     with log.progress_shows_info(), progress_display(0, quiet=args.verbosity < 0) as progress:
         result = watch(options, progress)
-    if not args.json:
+    if not args.json and not result.results:
+        print(f"no checkpoints yet in {args.train_dir}")
+    elif not args.json:
         cli_batch.print_summary(result, time.perf_counter() - start)
     return result.to_dict()

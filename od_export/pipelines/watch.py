@@ -20,6 +20,7 @@ from od_export.options import ExportOptions
 from od_export.pipelines.batch import BatchResult, Progress, run_task
 from od_export.pipelines.jobs import CheckpointSelection, Job, Task
 from od_export.source.checkpoints import available_checkpoints
+from od_export.source.pipeline_config import load_pipeline_config
 from od_export.storage.location import AnyPath, location
 
 _SHARD = re.compile(r"\.data-(\d+)-of-(\d+)$")
@@ -76,6 +77,8 @@ def watch(options: WatchOptions, progress: Progress | None = None,
     directory = location(options.export.checkpoint_dir)
     if not directory.is_dir():
         raise InputError(f"training directory {directory} does not exist; pass the model_dir the trainer writes to")
+    # a config that cannot work is refused now, not once per checkpoint
+    load_pipeline_config(location(options.export.pipeline_config), options.export.config_overrides)
     job = Job("watch", 1, location(options.export.output_dir).name, options.export, CheckpointSelection("all"))
     report = progress or (lambda label, event, detail: None)
     built, handled, result = BuiltModels(), set(), BatchResult(str(directory), 1)

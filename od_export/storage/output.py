@@ -82,8 +82,8 @@ def _check_writable(requested: str, target: Path) -> None:
     try:
         Path(tempfile.mkdtemp(prefix=".od-export-probe-", dir=ancestor)).rmdir()
     except OSError as exc:
-        raise OutputError(f"cannot write output {requested}: {ancestor} is not writable ({exc.strerror}); "
-                          "choose an output path you can write") from exc
+        raise OutputError(f"cannot write output {requested}: nothing can be created in {ancestor} "
+                          f"({exc.strerror}); choose an output path you can write") from exc
 
 
 def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[str, AnyPath]] = ()) -> OutputPlan:

@@ -68,7 +68,13 @@ def _subgraph(model: Any, inputs: list[str] | None, outputs: list[str]) -> bytes
     return gs.export_onnx(graph).SerializeToString()
 
 
-def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict) -> ArtifactCheck:
+def _per_image(outputs: dict[str, np.ndarray], remaining: int) -> list[dict[str, np.ndarray]]:
+    """A batch's outputs split into one dict per image (batch of 1), leaving out the items that cycled back."""
+    return [{k: v[i:i + 1] for k, v in outputs.items()} for i in range(min(len(outputs["detection_scores"]), remaining))]
+
+
+def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict,
+              images: int) -> ArtifactCheck:
     box_name, score_name = (t.name for t in node.inputs)
     before = OnnxRunner(_subgraph(model, None, [box_name, score_name]))
     attrs = EfficientNmsAttributes.from_node(node.attrs)
@@ -94,6 +100,7 @@ def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: 
         final, c, e = as_tensorflow_would(final, int(spec.get("max_detections_per_class", attrs.max_output_boxes)))
         capped, empty = capped + c, empty + e
         candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
+        check.outputs += _per_image(candidate, images - len(check.outputs))  # drawn by validate --save-images
         parts.append(compare_outputs({k: reference[k] for k in DETECTION_KEYS}, candidate, tolerance.atol, threshold, floors))
     check.differences = merge(parts)
     check.notes.append(f"NMS by od-export's reference EfficientNMS (no GPU here); compared above score {threshold:g}; "
@@ -112,11 +119,13 @@ def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tol
         groups = _batches(reference, spec)
         nms = [node for node in gs.import_onnx(model).nodes if node.op == NMS_OP]
         if nms:
-            return _with_nms(model, nms[0], groups, tolerance, check, spec)
+            return _with_nms(model, nms[0], groups, tolerance, check, spec, len(reference.images))
         runner = OnnxRunner(model.SerializeToString())
-        check.differences = merge([compare_outputs(reference_outputs, runner.run({"input_tensor": feed}),
-                                                   tolerance.atol, tolerance.score_threshold)
-                                   for feed, reference_outputs in groups])
+        runs = [(runner.run({"input_tensor": feed}), reference_outputs) for feed, reference_outputs in groups]
+        for outputs, _ in runs:
+            check.outputs += _per_image(outputs, len(reference.images) - len(check.outputs))
+        check.differences = merge([compare_outputs(reference_outputs, outputs, tolerance.atol, tolerance.score_threshold)
+                                   for outputs, reference_outputs in runs])
     except Exception as exc:  # a file that does not load or run is a failed check, on one line
         return run_failure(check, exc)
     return check

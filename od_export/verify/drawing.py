@@ -2,42 +2,62 @@
 
 Numbers say whether an artifact agrees; a picture shows what a disagreement looks
 like (a box that moved, a class that changed, an object that int8 lost).  For each
-unit and input image one PNG holds one panel per model: the image with every
-detection above the score threshold as a box, its class name (from the label map the
-pipeline.config names, when it can be found) and its score.
+unit and input image one PNG (named after the image) holds one panel per model, in a
+grid of at most :data:`GRID_COLUMNS` columns, each panel :data:`PANEL_WIDTH` pixels
+wide.  Every panel shows the same detections: above the same score threshold and at
+most the same number (the shortest list any model returns, so a TFLite file's 10 are
+compared with the SavedModel's best 10).  Boxes are coloured by class and labelled
+with the class name from the label map; on an artifact's panel, a detection that
+matches one of the SavedModel's (same class, IoU ≥ 0.5) is drawn solid, one that
+matches none is marked ``extra``, and each SavedModel detection it missed is drawn
+dashed and marked ``missed``.
 """
 from __future__ import annotations
 
+import logging
 import re
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
 
 from od_export.storage.location import AnyPath
+from od_export.verify.compare import match_detections
+
+logger = logging.getLogger(__name__)
 
 #: Distinct colours, one per class id (cycled).
 PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128))
-#: Small test images are scaled up so that labels stay readable.
-MIN_PANEL_SIDE = 320
+MISSED = (128, 128, 128)
+PANEL_WIDTH = 640
+GRID_COLUMNS = 4
 TITLE_HEIGHT = 22
+GAP = 8
 
 
-def label_map_names(config_path: AnyPath) -> dict[int, str]:
-    """Class id → name from the label map that the config names; empty when it cannot be read.
+def label_map_names(config_path: AnyPath | None, label_map: Path | None = None) -> dict[int, str]:
+    """Class id → name from ``label_map``, else from the label map the config names; warns when none is found.
 
-    The config's ``label_map_path`` is tried as written and beside the config, which
-    is where a copied run usually keeps it.
+    The config's ``label_map_path`` is tried as written and beside the config (where a
+    copied run usually keeps it); a Windows path (``C:\\data\\label_map.pbtxt``) is
+    looked for by its file name.
     """
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    for name in re.findall(r'label_map_path:\s*"([^"]+)"', text):
-        for candidate in (Path(name), Path(str(config_path)).parent / Path(name).name):
+    if label_map is not None:
+        return parse_label_map(Path(label_map).read_text(encoding="utf-8"))
+    written: list[str] = []
+    if config_path is not None:
+        try:
+            written = re.findall(r'label_map_path:\s*"([^"]+)"', config_path.read_text(encoding="utf-8"))
+        except OSError:
+            pass
+    for name in written:
+        file_name = PureWindowsPath(name).name if "\\" in name else Path(name).name
+        for candidate in (Path(name), Path(str(config_path)).parent / file_name):
             if candidate.is_file():
                 return parse_label_map(candidate.read_text(encoding="utf-8"))
+    where = f"the config names {written[0]!r}, which is not there" if written else "the config names none"
+    logger.warning(f"no label map found ({where}): classes are drawn by number; give the label map's path to name them")
     return {}
 
 
@@ -52,48 +72,104 @@ def parse_label_map(text: str) -> dict[int, str]:
     return names
 
 
-def _panel(image: np.ndarray, outputs: dict[str, np.ndarray] | None, title: str, labels: dict[int, str],
-           score_threshold: float) -> Any:
-    from PIL import Image, ImageDraw
-
-    scale = max(1, int(np.ceil(MIN_PANEL_SIDE / min(image.shape[:2]))))
-    height, width = image.shape[0] * scale, image.shape[1] * scale
-    panel = Image.new("RGB", (width, height + TITLE_HEIGHT), "white")
-    panel.paste(Image.fromarray(image).resize((width, height), Image.NEAREST), (0, TITLE_HEIGHT))
-    draw = ImageDraw.Draw(panel)
-    shown = 0
-    if outputs is not None:
-        scores = np.asarray(outputs["detection_scores"])[0]
-        for row in np.flatnonzero(scores > score_threshold):
-            ymin, xmin, ymax, xmax = np.asarray(outputs["detection_boxes"])[0][row]
-            class_id = int(round(float(np.asarray(outputs["detection_classes"])[0][row])))
-            colour = PALETTE[class_id % len(PALETTE)]
-            box = [xmin * width, TITLE_HEIGHT + ymin * height, xmax * width, TITLE_HEIGHT + ymax * height]
-            draw.rectangle(box, outline=colour, width=2)
-            draw.text((box[0] + 3, box[1] + 2), f"{labels.get(class_id, f'class {class_id}')} {scores[row]:.2f}", fill=colour)
-            shown += 1
-    caption = f"{title}: {shown} above {score_threshold:g}" if outputs is not None else f"{title}: did not run"
-    draw.text((4, 5), caption, fill="black")
-    return panel
+def _top(outputs: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:
+    return {k: np.asarray(outputs[k])[:, :keep] for k in ("detection_boxes", "detection_scores", "detection_classes")}
 
 
-def save_side_by_side(directory: Path, unit: str, images: list[np.ndarray], columns: list[tuple[str, list[dict[str, Any]]]],
-                      labels: dict[int, str], score_threshold: float) -> list[Path]:
-    """One PNG per image: a panel per (title, outputs per image) column, left to right."""
-    from PIL import Image
+def _dashed(draw: Any, box: list[float], colour: tuple[int, int, int], dash: int = 6) -> None:
+    left, top, right, bottom = box
+    for start in np.arange(left, right, 2 * dash):
+        for y in (top, bottom):
+            draw.line([(start, y), (min(start + dash, right), y)], fill=colour, width=2)
+    for start in np.arange(top, bottom, 2 * dash):
+        for x in (left, right):
+            draw.line([(x, start), (x, min(start + dash, bottom))], fill=colour, width=2)
 
+
+class _Panel:
+    """One model's detections on one image, ``PANEL_WIDTH`` pixels wide."""
+
+    def __init__(self, image: np.ndarray, title: str, labels: dict[int, str]) -> None:
+        from PIL import Image, ImageDraw
+
+        self.width = PANEL_WIDTH
+        self.height = max(1, round(image.shape[0] * PANEL_WIDTH / image.shape[1]))
+        self.image = Image.new("RGB", (self.width, self.height + TITLE_HEIGHT), "white")
+        self.image.paste(Image.fromarray(image).resize((self.width, self.height), Image.BILINEAR), (0, TITLE_HEIGHT))
+        self.draw, self.title, self.labels = ImageDraw.Draw(self.image), title, labels
+
+    def box(self, box: np.ndarray, class_id: int, text: str, dashed: bool = False) -> None:
+        ymin, xmin, ymax, xmax = (float(v) for v in box)
+        corners = [xmin * self.width, TITLE_HEIGHT + ymin * self.height, xmax * self.width, TITLE_HEIGHT + ymax * self.height]
+        corners = [min(corners[0], corners[2]), min(corners[1], corners[3]), max(corners[0], corners[2]),
+                   max(corners[1], corners[3])]
+        colour = MISSED if dashed else PALETTE[class_id % len(PALETTE)]
+        if dashed:
+            _dashed(self.draw, corners, colour)
+        else:
+            self.draw.rectangle(corners, outline=colour, width=2)
+        self.draw.text((corners[0] + 3, corners[1] + 2), f"{self.labels.get(class_id, f'class {class_id}')} {text}", fill=colour)
+
+    def caption(self, text: str) -> None:
+        self.draw.text((4, 5), f"{self.title}: {text}", fill="black")
+
+
+def _draw(panel: _Panel, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None,
+          threshold: float) -> None:
+    scores, classes, boxes = (outputs[k][0] for k in ("detection_scores", "detection_classes", "detection_boxes"))
+    shown = np.flatnonzero(scores > threshold)
+    if reference is None:
+        for row in shown:
+            panel.box(boxes[row], int(round(float(classes[row]))), f"{scores[row]:.2f}")
+        return panel.caption(f"{len(shown)} above {threshold:g}")
+    pairs = dict((c, r) for r, c in match_detections(reference, outputs, 0, threshold, 0.0).pairs)
+    for row in shown:
+        panel.box(boxes[row], int(round(float(classes[row]))), f"{scores[row]:.2f}" + ("" if row in pairs else " extra"))
+    ref_scores = reference["detection_scores"][0]
+    missed = [r for r in np.flatnonzero(ref_scores > threshold) if r not in pairs.values()]
+    for row in missed:
+        panel.box(reference["detection_boxes"][0][row], int(round(float(reference["detection_classes"][0][row]))),
+                  "missed", dashed=True)
+    panel.caption(f"{len(pairs)} matched, {len(shown) - len(pairs)} extra, {len(missed)} missed")
+
+
+def save_side_by_side(directory: Path, unit: str, images: list[np.ndarray], names: list[str],
+                      columns: list[tuple[str, list[dict[str, Any]]]], labels: dict[int, str],
+                      score_threshold: float) -> list[Path]:
+    """One PNG per image, named ``<unit>_<image>.png``: a panel per (title, outputs per image) column.
+
+    The first column is the reference (the SavedModel) the others are marked against.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for index, image in enumerate(images):
-        panels = [_panel(image, outputs[index] if index < len(outputs) else None, title, labels, score_threshold)
-                  for title, outputs in columns]
-        sheet = Image.new("RGB", (sum(p.width for p in panels) + 8 * (len(panels) - 1), max(p.height for p in panels)),
-                          "white")
-        left = 0
-        for panel in panels:
-            sheet.paste(panel, (left, 0))
-            left += panel.width + 8
-        path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', unit)}_{index:03d}.png"
-        sheet.save(path)
-        written.append(path)
+        runs = [outputs[index] if index < len(outputs) else None for _, outputs in columns]
+        keep = min(np.asarray(run["detection_scores"]).shape[1] for run in runs if run is not None)
+        reference = _top(runs[0], keep) if runs[0] is not None else None
+        panels = []
+        for (title, _), run in zip(columns, runs):
+            panel = _Panel(image, title, labels)
+            if run is None:
+                panel.caption("did not run")
+            else:
+                _draw(panel, _top(run, keep), None if not panels else reference, score_threshold)
+            panels.append(panel)
+        written.append(_save_grid(directory / f"{_safe(unit)}_{_safe(names[index])}.png", panels))
     return written
+
+
+def _save_grid(path: Path, panels: list[_Panel]) -> Path:
+    from PIL import Image
+
+    columns = min(GRID_COLUMNS, len(panels))
+    rows = -(-len(panels) // columns)
+    cell_width, cell_height = PANEL_WIDTH + GAP, max(p.image.height for p in panels) + GAP
+    sheet = Image.new("RGB", (columns * cell_width - GAP, rows * cell_height - GAP), "white")
+    for number, panel in enumerate(panels):
+        sheet.paste(panel.image, ((number % columns) * cell_width, (number // columns) * cell_height))
+    sheet.save(path)
+    return path
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem if "." in name else name)

@@ -46,21 +46,33 @@ class ValidateOptions:
     min_agreement: Thresholds = ()
     #: Where to write each image with every model's detections drawn side by side (None: nowhere).
     save_images: Path | None = None
+    #: The label map that names classes in those drawings (None: the one the pipeline.config names).
+    label_map: Path | None = None
     staged: bool = False  # the export's own check of its staging directory (not yet a finished export)
 
 
-def load_images(options: ValidateOptions) -> list[np.ndarray]:
+def load_images(options: ValidateOptions) -> tuple[list[np.ndarray], list[str]]:
+    """The images to compare on, and their names (file names, or ``random_000`` …)."""
     if options.images_dir is None:
         if options.random_images < 1:
             raise InputError(f"{option('random_images')} needs at least 1 image")
-        return [samples.sample_image(120 + 16 * i, 160 - 8 * i, seed=100 + i) for i in range(options.random_images)]
+        count = options.random_images
+        return ([samples.sample_image(120 + 16 * i, 160 - 8 * i, seed=100 + i) for i in range(count)],
+                [f"random_{i:03d}" for i in range(count)])
     directory = Path(options.images_dir)
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if directory.is_dir() else []
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}; pass a directory of test images "
                          f"or use {option('random_images')} N")
     tf = compat.import_tensorflow()
-    return [tf.io.decode_image(p.read_bytes(), channels=3, expand_animations=False).numpy() for p in files]
+    images = []
+    for path in files:
+        try:
+            images.append(tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False).numpy())
+        except (OSError, tf.errors.OpError) as exc:
+            raise InputError(f"image {path} cannot be read ({type(exc).__name__}); remove it or replace it with a "
+                             "JPEG, PNG, BMP or GIF file") from exc
+    return images, [p.name for p in files]
 
 
 def _manifest_state(export_dir: AnyPath, manifest: dict[str, Any] | None) -> str:
@@ -85,8 +97,10 @@ def validate(options: ValidateOptions) -> ValidationReport:
 
     export_dir = location(options.export_dir)
     check_scheme_supported(export_dir, "export")
+    if options.label_map is not None and not Path(options.label_map).is_file():
+        raise InputError(f"label map {options.label_map} does not exist; give the path of a label_map.pbtxt")
     units = find_units(export_dir, options.staged)
-    images = load_images(options)
+    images, names = load_images(options)
     manifest = read_manifest(export_dir)
     tolerance = Tolerance(options.atol, options.score_threshold,
                           thresholds({**dict(recorded_thresholds(manifest)), **dict(options.min_agreement)}))
@@ -103,16 +117,16 @@ def validate(options: ValidateOptions) -> ValidationReport:
         checks += signature_checks(reference, tolerance)
         report.checks.extend(checks)
         if options.save_images is not None:
-            report.saved_images += [str(p) for p in _draw(options.save_images, options, unit, reference, checks)]
+            report.saved_images += [str(p) for p in _draw(options.save_images, options, unit, reference, names, checks)]
     return report
 
 
-def _draw(directory: Path, options: ValidateOptions, unit: Unit, reference: Reference,
+def _draw(directory: Path, options: ValidateOptions, unit: Unit, reference: Reference, names: list[str],
           checks: list[ArtifactCheck]) -> list[Path]:
     from od_export.verify.drawing import label_map_names, save_side_by_side
 
     config = next((d / PIPELINE_CONFIG_NAME for d in (unit.directory, location(options.export_dir))
                    if (d / PIPELINE_CONFIG_NAME).is_file()), None)
-    labels = label_map_names(config) if config is not None else {}
+    labels = label_map_names(config, options.label_map)
     columns = [("SavedModel", reference.outputs)] + [(check.artifact, check.outputs) for check in checks]
-    return save_side_by_side(directory, unit.name, reference.images, columns, labels, options.score_threshold)
+    return save_side_by_side(directory, unit.name, reference.images, names, columns, labels, options.score_threshold)
