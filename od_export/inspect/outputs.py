@@ -100,42 +100,20 @@ class _Graph:
         self.nodes = {n.name: n for n in graph_def.node}
         self.inputs = {n.name: [source_node(i) for i in n.input if not i.startswith("^")] for n in graph_def.node}
         self.consumers: dict[str, list[str]] = {name: [] for name in self.nodes}
-        for name, sources in self.inputs.items():
-            for source in sources:
-                self.consumers.setdefault(source, []).append(name)
+        self.controlling: set[str] = set()  # nodes something waits for: bookkeeping, never a result
+        for node in graph_def.node:
+            for name in node.input:
+                if name.startswith("^"):
+                    self.controlling.add(source_node(name))
+                else:
+                    self.consumers.setdefault(source_node(name), []).append(node.name)
         self.training = {name for name, n in self.nodes.items() if is_training_node(n, excluded)}
-        self._deps: dict[str, tuple[frozenset[str], bool]] = {}
-        self._visiting: set[str] = set()
-
-    def deps(self, name: str) -> tuple[frozenset[str], bool]:
-        """The placeholders ``name`` depends on, and whether it depends on a variable (iterative, cycle-safe)."""
-        stack = [name]
-        while stack:
-            current = stack[-1]
-            if current in self._deps:
-                stack.pop()
-                continue
-            pending = [i for i in self.inputs.get(current, []) if i not in self._deps and i in self.nodes]
-            if pending and current not in self._visiting:
-                self._visiting.add(current)
-                stack.extend(pending)
-                continue
-            node = self.nodes.get(current)
-            placeholders: set[str] = {current} if node is not None and node.op == "Placeholder" else set()
-            variable = node is not None and node.op in _VARIABLE_OPS
-            for source in self.inputs.get(current, []):
-                found, reads = self._deps.get(source, (frozenset(), False))
-                placeholders |= found
-                variable = variable or reads
-            self._deps[current] = (frozenset(placeholders), variable)
-            stack.pop()
-        return self._deps[name]
-
-    def losses(self) -> list[str]:
-        forward = {m.group(2) for name in self.nodes if (m := _GRADIENT_SCOPE.match(name))} & set(self.nodes)
-        return sorted(n for n in forward if not any(c in forward for c in self.consumers.get(n, [])))
+        self.bookkeeping = {name for name, n in self.nodes.items()
+                            if TRAINING_SCOPE.match(name) or name in excluded or "Summary" in n.op}
+        self._reach: dict[str, set[str]] = {}
 
     def descendants(self, roots: set[str]) -> set[str]:
+        """Everything computed from ``roots`` (cycles of while loops included)."""
         seen, stack = set(roots), list(roots)
         while stack:
             for consumer in self.consumers.get(stack.pop(), []):
@@ -144,11 +122,23 @@ class _Graph:
                     stack.append(consumer)
         return seen
 
+    def reach(self, placeholder: str) -> set[str]:
+        if placeholder not in self._reach:
+            self._reach[placeholder] = self.descendants({placeholder})
+        return self._reach[placeholder]
 
-def _is_input(graph: _Graph, placeholder: str) -> bool:
+    def placeholders_of(self, name: str, placeholders: list[str]) -> frozenset[str]:
+        return frozenset(p for p in placeholders if name in self.reach(p))
+
+    def losses(self) -> list[str]:
+        forward = {m.group(2) for name in self.nodes if (m := _GRADIENT_SCOPE.match(name))} & set(self.nodes)
+        return sorted(n for n in forward if not any(c in forward for c in self.consumers.get(n, [])))
+
+
+def _is_input(graph: _Graph, placeholder: str, placeholders: list[str], variables: set[str]) -> bool:
     """Some node combines this placeholder alone with a variable's value."""
-    return any(graph.deps(n) == (frozenset({placeholder}), True) for n in graph.descendants({placeholder})
-               if n not in graph.training)
+    return any(n in variables and graph.placeholders_of(n, placeholders) == {placeholder}
+               for n in graph.reach(placeholder) if n not in graph.training)
 
 
 def _scalar(node: Any) -> bool:
@@ -161,18 +151,22 @@ def discover_outputs(graph_def: Any, excluded: frozenset[str] = frozenset()) -> 
     graph = _Graph(graph_def, excluded)
     losses = graph.losses()
     placeholders = [name for name, n in graph.nodes.items() if n.op == "Placeholder" and not TRAINING_SCOPE.match(name)]
-    read_by_loss = set().union(*(graph.deps(loss)[0] for loss in losses)) if losses else set()
-    inputs = {p for p in placeholders if _is_input(graph, p)}
+    variables = graph.descendants({name for name, n in graph.nodes.items() if n.op in _VARIABLE_OPS})
+    read_by_loss = {p for p in placeholders if any(loss in graph.reach(p) for loss in losses)}
+    inputs = {p for p in placeholders if _is_input(graph, p, placeholders, variables)}
     labels = sorted(p for p in read_by_loss if p not in inputs and not _scalar(graph.nodes[p])) if inputs else []
     tainted = graph.descendants(set(labels) | set(losses))
-    fed = inputs or set(placeholders)
+    fed = set().union(*(graph.reach(p) for p in inputs or placeholders)) if placeholders else None
 
     def eligible(name: str) -> bool:
         return (name not in tainted and name not in graph.training and not _variable_read(graph, name)
-                and (not fed or bool(graph.deps(name)[0] & fed)))
+                and (fed is None or name in fed))
 
-    candidates = [n for n in graph.nodes if eligible(n)
-                  and not any(eligible(c) for c in graph.consumers.get(n, []) if c not in graph.training)]
+    def final(name: str) -> bool:  # nothing but losses, metrics and training bookkeeping reads it
+        return name not in graph.controlling and all(
+            c in tainted or c in graph.bookkeeping for c in graph.consumers.get(name, []))
+
+    candidates = [n for n in graph.nodes if eligible(n) and final(n)]
     outputs = sorted({o for n in candidates for o in _step_back(graph, n, tainted, eligible)})
     return Discovery(tuple(outputs), tuple(losses), tuple(labels), _ambiguous(graph, outputs))
 
