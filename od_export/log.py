@@ -92,7 +92,10 @@ def quiet_tensorflow_loggers() -> None:
 _NATIVE_LOG_LINE = re.compile(
     rb"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # absl C++ LOG lines
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\]"  # tsl logging lines
-    rb"|WARNING: All log messages before absl::InitializeLog\(\))"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\)"
+    # the TFLite converter's and LiteRT's own chatter (shown with -v, as every native line is)
+    rb"|fully_quantize: \d+, inference_type: "
+    rb"|INFO: Created TensorFlow Lite \w+ delegate for CPU)"
 )
 
 

@@ -1,6 +1,8 @@
 """The command line: bad input is one line, exit 2, nothing written; --help imports no TF."""
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -119,6 +121,10 @@ def test_demo_checkpoint_subcommand(tmp_path, capsys):
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir", str(out), "-q"]) == 0
     assert {p.name for p in out.iterdir()} == {"checkpoint", "ckpt-1.index", "ckpt-1.data-00000-of-00001", "pipeline.config"}
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir", str(out), "-q"]) == 2
+    capsys.readouterr()
+    assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir",
+                 str(out), "--overwrite", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True  # success says so, as failures do
 
 
 FAST_FAILURE = """

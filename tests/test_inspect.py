@@ -124,6 +124,8 @@ def test_checkpoint_directory_and_config_check(demo_checkpoint, capsys, tmp_path
     kernel = next(m for m in mismatch["mismatched"] if m["variable"].endswith("class_predictions_with_background/0/_class_predictor_layers/0/kernel"))
     assert kernel["checkpoint_shape"] == [1, 1, 192, 12] and kernel["model_shape"] == [1, 1, 192, 18]
     assert len(mismatch["mismatched"]) == 12
+    assert main(["inspect", str(run)]) == 0  # text: a value the report lacks (no note) is left out, not "?"
+    assert ": ?" not in capsys.readouterr().out
 
 
 def _size(shape):

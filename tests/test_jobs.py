@@ -119,6 +119,7 @@ def test_check_lists_the_planned_exports(tmp_path, capsys):
     assert main(["batch", str(path), "--check", "--shard", "2/2"]) == 0
     out = capsys.readouterr().out
     assert "ckpt-2" in out and "planned" in out and "ckpt-1  " not in out
+    assert out.strip().endswith("(checked, nothing run)") and "worker" not in out
     assert not (tmp_path / "out").exists()
 
 

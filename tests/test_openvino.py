@@ -76,3 +76,24 @@ def test_inspect_reads_the_ir(deploy_export, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "openvino" and report["precision"] == "fp32"
     assert report["inputs"] == {"input_tensor": {"dtype": "uint8", "shape": [1, None, None, 3]}}
+
+
+def test_the_ir_is_verified_at_f32_and_the_cpus_own_default_is_judged_too(deploy_export):
+    """On CPUs with AVX512_BF16 or AMX the plugin computes an fp32 IR in bf16 unless told; the check pins f32."""
+    from od_export.targets.openvino import OpenVinoRunner, cpu_default_precision
+
+    result = deploy_export("ssd_mobilenet_v2")
+    xml = result.output_dir / "openvino" / "model.xml"
+    assert OpenVinoRunner(xml).inference_precision == "f32"
+    default = cpu_default_precision()
+    spec = json.loads((xml.parent / "io_spec.json").read_text())
+    assert spec["inference_precision"] == {"verified": "f32", "cpu_default_here": default}
+    checks = {c["artifact"]: c for c in result.validation["checks"]}
+    assert checks["openvino"]["ok"] and "agreement" not in checks["openvino"]
+    extra = sorted(name for name in checks if name.startswith("openvino:"))
+    if default == "f32":
+        assert extra == []
+    else:  # judged like any reduced precision, and the report says how to get f32
+        [name] = extra
+        assert checks[name]["agreement"]["precision"] == {"bf16": "bf16", "f16": "fp16"}[default]
+        assert "INFERENCE_PRECISION_HINT f32" in checks[name]["notes"][0]

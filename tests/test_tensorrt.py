@@ -45,3 +45,14 @@ def test_string_input_types_get_no_converted_files_and_say_why(demo_checkpoint, 
     assert "no openvino artifact: OpenVINO has no image decoder" in err
     assert not [d for d in ("onnx", "tensorrt", "tflite", "openvino") if (out / d).exists()]
 
+
+
+def test_save_images_draws_the_tensorrt_panel_from_the_run_its_check_makes(target_export, tmp_path):
+    from od_export.verify.validate import ValidateOptions, validate
+
+    report = validate(ValidateOptions(target_export("ssd_mobilenet_v2").output_dir, save_images=tmp_path / "drawn"))
+    [check] = [c for c in report.checks if c.artifact == "tensorrt"]
+    assert check.ok and len(check.outputs) == report.images
+    assert check.outputs[0]["detection_scores"].shape[0] == 1
+    assert sorted(p.rsplit("/", 1)[1] for p in report.saved_images) == [f"{report.checks[0].unit}_random_00{i}.png"
+                                                                         for i in range(report.images)]

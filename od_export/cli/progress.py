@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Callable, TextIO
 
@@ -73,9 +74,22 @@ def _live(total: int, terminal: TextIO) -> Iterator[Progress]:
         yield progress
 
 
+class Phase:
+    """The phase a spinner shows, with the seconds it has taken so far (long conversions show they run)."""
+
+    def __init__(self, message: str = "starting") -> None:
+        self.set(message)
+
+    def set(self, message: str) -> None:
+        self.message, self.started = message, time.monotonic()
+
+    def __rich__(self) -> str:
+        return f"{self.message} … {time.monotonic() - self.started:.0f} s"
+
+
 @contextlib.contextmanager
 def phase_spinner(quiet: bool = False) -> Iterator[None]:
-    """A spinner with the current phase under the log lines, on a terminal only (a single export)."""
+    """A spinner with the current phase and its seconds under the log lines, on a terminal only (a single export)."""
     terminal = None if quiet else log.terminal_stream()
     if terminal is None:
         yield
@@ -85,15 +99,16 @@ def phase_spinner(quiet: bool = False) -> Iterator[None]:
     from rich.console import Console
 
     console = Console(file=terminal)
+    phase = Phase()
 
     class _ToStatus(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             console.print(f"od-export: {record.getMessage()}", highlight=False)
-            status.update(f"{record.getMessage()} …")
+            phase.set(record.getMessage())
 
     handler = _ToStatus(logging.INFO)
     library = logging.getLogger("od_export")
-    with console.status("starting …") as status, log.progress_shows_info():
+    with console.status(phase), log.progress_shows_info():
         library.addHandler(handler)
         try:
             yield

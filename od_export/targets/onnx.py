@@ -41,6 +41,7 @@ def convert_function(concrete: Any, opset: int) -> Any:
 
     logging.getLogger("tf2onnx").setLevel(max(logging.getLogger("od_export").getEffectiveLevel(), logging.ERROR))
     names = {entry["tensor"]: key for part in ("inputs", "outputs") for key, entry in frozen.io_spec[part].items()}
+    logger.info(f"converting to ONNX with tf2onnx (opset {opset}, {len(frozen.graph_def.node)} nodes)")
     try:
         model_proto, _ = tf2onnx.convert.from_graph_def(
             frozen.graph_def, input_names=[e["tensor"] for e in frozen.io_spec["inputs"].values()],
