@@ -244,7 +244,7 @@ def _verify_staged(staging: Path, options: ExportOptions) -> tuple[ValidationRep
     for check in report.checks:
         if check.artifact == "saved_model" and check.error:  # the reference itself is unusable
             raise NonFiniteOutputs(check.error)
-    failed = failures(report, staging.name)
+    failed = failures(report)
     removable = all(check.artifact.partition(":")[0] in TARGETS for check, _ in failed)
     if failed and not (options.keep_going and removable):
         raise ValidationFailed(f"{failure_summary(report, staging.name)}; nothing was written")

@@ -124,14 +124,14 @@ def artifact_label(check: ArtifactCheck, root: str | None) -> str:
     return check.artifact if check.unit == root else f"{check.unit}/{check.artifact}"
 
 
-def failures(report: ValidationReport, root: str | None = None) -> list[tuple[ArtifactCheck, str]]:
+def failures(report: ValidationReport) -> list[tuple[ArtifactCheck, str]]:
     """Each failed check with its one-line reason."""
     return [(check, failure_reason(check)) for check in report.checks if not check.ok]
 
 
 def failure_summary(report: ValidationReport, root: str | None = None) -> str:
     """``"tflite:int8 finds …; openvino disagrees on …"``: every failed artifact, named, with its figures."""
-    return "; ".join(f"{artifact_label(check, root)} {reason}" for check, reason in failures(report, root))
+    return "; ".join(f"{artifact_label(check, root)} {reason}" for check, reason in failures(report))
 
 
 def _verdict(report: ValidationReport) -> str:
