@@ -144,3 +144,12 @@ def test_a_side_input_with_an_unknown_dtype_is_refused_before_anything_runs(tmp_
                       + "    side_inputs: [{name: boxes, dtype: complex, shape: [1, null, 4]}]\n")
     assert main(["batch", str(path), "--check"]) == 2
     assert "side_inputs: side input 'boxes' has unknown dtype 'complex'" in capsys.readouterr().err
+
+
+def test_min_agreement_is_a_mapping_per_precision(tmp_path, capsys):
+    write_run(tmp_path / "run", [1])
+    good = batch_file(tmp_path, "jobs:\n" + JOB.format(name="a") + "    min_agreement: {int8: 0.3, fp16: 0.95}\n")
+    assert main(["batch", str(good), "--check"]) == 0
+    bare = batch_file(tmp_path, "jobs:\n" + JOB.format(name="a") + "    min_agreement: 0.3\n")
+    assert main(["batch", str(bare), "--check"]) == 2
+    assert "must map each precision to a fraction, like {int8: 0.3}" in capsys.readouterr().err

@@ -65,10 +65,10 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
-        return FAILURE_EXIT_CODE if any(r.status in ("failed", "not run") for r in self.results) else 0
+        return FAILURE_EXIT_CODE if any(r.status in ("failed", "partial", "not run") for r in self.results) else 0
 
     def to_dict(self) -> dict[str, Any]:
-        counts = {s: sum(r.status == s for r in self.results) for s in ("exported", "skipped", "failed", "not run", "planned")}
+        counts = {s: sum(r.status == s for r in self.results) for s in ("exported", "partial", "skipped", "failed", "not run", "planned")}
         return {"batch_file": self.batch_file, "workers": self.workers, "ok": self.exit_code == 0,
                 "counts": {k: v for k, v in counts.items() if v}, "jobs": [r.to_dict() for r in self.results]}
 
@@ -187,8 +187,13 @@ def run_task(task: Task, force: bool, built: Any, report: Progress, freshness: F
             with _phases_to(task.label, report):
                 from od_export.exporter import export
 
-                export(options, built)
+                exported = export(options, built)
             outcome = _result(task, "exported", time.perf_counter() - start)
+            if not exported.ok:  # kept going past failed artifacts: published, but a failure to report
+                reasons = "; ".join(f"{f['artifact']} {f['reason']}" for f in exported.failed)
+                error = {"kind": "ValidationFailed", "message": f"published without {reasons}",
+                         "exit_code": FAILURE_EXIT_CODE}
+                outcome = _result(task, "partial", outcome.seconds, error)
         if task.latest_link is not None:
             update_latest(task)
     except OdExportError as exc:

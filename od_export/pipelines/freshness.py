@@ -50,6 +50,8 @@ def _first_mismatch(options: ExportOptions, manifest: dict[str, Any], source: di
         return "written by another od-export version"
     if manifest.get("request") != export_request(options):
         return "written with other options"
+    if manifest.get("failed"):
+        return "an artifact failed its check and was left out"
     if (source.get("pipeline_config") or {}).get("sha256") != sha256_of([location(options.pipeline_config)]):
         return "the pipeline config changed"
     try:
