@@ -92,7 +92,8 @@ def auto_named(node: Any) -> bool:
     """Whether TensorFlow made the name from the op (``Softmax``, ``ArgMax_1``, ``add``, ``loss/Mean``)."""
     base = re.sub(r"_\d+$", "", node.name.rsplit("/", 1)[-1]).lower()
     op = node.op.lower()
-    return base == op or op.startswith(base) or base.startswith(op) or base in {"add", "sub", "mul", "truediv", "div"}
+    prefix = len(base) >= 3 and (op.startswith(base) or base.startswith(op))  # "add" for AddV2
+    return base == op or prefix or base in {"add", "sub", "mul", "truediv", "div"}
 
 
 class _Graph:
@@ -184,7 +185,7 @@ def _step_back(graph: _Graph, name: str, tainted: set[str], eligible: Any) -> li
     if not (feeds_loss and node.op in _LOSS_HELPERS and auto_named(node)):
         return [name]
     sources = [s for s in graph.inputs.get(name, []) if s in graph.nodes and eligible(s)]
-    return [o for s in sources for o in _step_back(graph, s, tainted, lambda n: eligible(n))] or [name]
+    return [o for s in sources for o in _step_back(graph, s, tainted, eligible)] or [name]
 
 
 def _ambiguous(graph: _Graph, outputs: list[str]) -> bool:
