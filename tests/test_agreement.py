@@ -50,7 +50,7 @@ def test_label_map_and_side_by_side_sheet(tmp_path):
     assert labels == {1: "cat", 2: "Dog"}
     image = np.full((700, 1400, 3), 200, np.uint8)  # a large photo: each panel is scaled to 640 px wide
     lost_one = detections([[0.1, 0.1, 0.4, 0.4], [0, 0, 0, 0]], [1, 1], [0.9, 0.01])
-    columns = [("SavedModel", [REFERENCE]), ("tflite:int8", [lost_one])] + [(f"other{i}", []) for i in range(3)]
+    columns = [("SavedModel", [REFERENCE], []), ("tflite:int8", [lost_one], [])] + [(f"other{i}", [], []) for i in range(3)]
     [path] = save_side_by_side(tmp_path, "unit/a", [image], ["street photo.jpg"], columns, labels, 0.05)
     assert path.name == "unit_a_street_photo.png"
     with Image.open(path) as sheet:  # five panels: a grid of four columns, two rows

@@ -100,7 +100,9 @@ def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: 
         final, c, e = as_tensorflow_would(final, int(spec.get("max_detections_per_class", attrs.max_output_boxes)))
         capped, empty = capped + c, empty + e
         candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
-        check.outputs += _per_image(candidate, images - len(check.outputs))  # drawn by validate --save-images
+        remaining = images - len(check.outputs)  # drawn by validate --save-images, beside what they were compared with
+        check.expected += _per_image({k: reference[k] for k in DETECTION_KEYS}, remaining)
+        check.outputs += _per_image(candidate, remaining)
         parts.append(compare_outputs({k: reference[k] for k in DETECTION_KEYS}, candidate, tolerance.atol, threshold, floors))
     check.differences = merge(parts)
     check.notes.append(f"NMS by od-export's reference EfficientNMS (no GPU here); compared above score {threshold:g}; "
@@ -122,8 +124,10 @@ def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tol
             return _with_nms(model, nms[0], groups, tolerance, check, spec, len(reference.images))
         runner = OnnxRunner(model.SerializeToString())
         runs = [(runner.run({"input_tensor": feed}), reference_outputs) for feed, reference_outputs in groups]
-        for outputs, _ in runs:
-            check.outputs += _per_image(outputs, len(reference.images) - len(check.outputs))
+        for outputs, expected in runs:
+            remaining = len(reference.images) - len(check.outputs)
+            check.expected += _per_image(expected, remaining)
+            check.outputs += _per_image(outputs, remaining)
         check.differences = merge([compare_outputs(reference_outputs, outputs, tolerance.atol, tolerance.score_threshold)
                                    for outputs, reference_outputs in runs])
     except Exception as exc:  # a file that does not load or run is a failed check, on one line

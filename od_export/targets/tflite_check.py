@@ -93,6 +93,7 @@ def _check_file(check: ArtifactCheck, runner: TFLiteRunner, precision: str, spec
             floors = np.where(full, candidate["detection_scores"][:, -1], -np.inf)
             parts.append(compare_outputs(reference, candidate, tolerance.atol, tolerance.score_threshold, floors))
     check.differences = merge(parts)
+    check.expected = list(expected)
     if precision != "fp32":
         check.agreement = detection_agreement(expected, check.outputs, precision, tolerance)
     if spec.get("boxes_clipped") is False:

@@ -136,26 +136,31 @@ def _draw(panel: _Panel, outputs: dict[str, np.ndarray], reference: dict[str, np
 def save_side_by_side(directory: Path, unit: str, images: list[np.ndarray], names: list[str],
                       columns: list[tuple[str, list[dict[str, Any]]]], labels: dict[int, str],
                       score_threshold: float) -> list[Path]:
-    """One PNG per image, named ``<unit>_<image>.png``: a panel per (title, outputs per image) column.
+    """One PNG per image, named ``<unit>_<image>.png``: a panel per (title, outputs, expected) column.
 
-    The first column is the reference (the SavedModel) the others are marked against.
+    The first column is the reference (the SavedModel) the others are marked against,
+    unless a column brings the outputs its check compared it with (``expected``, per image).
     """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for index, image in enumerate(images):
-        runs = [outputs[index] if index < len(outputs) else None for _, outputs in columns]
+        runs = [_at(outputs, index) for _, outputs, _ in columns]
         keep = min(np.asarray(run["detection_scores"]).shape[1] for run in runs if run is not None)
-        reference = _top(runs[0], keep) if runs[0] is not None else None
         panels = []
-        for (title, _), run in zip(columns, runs):
+        for (title, _, expected), run in zip(columns, runs):
             panel = _Panel(image, title, labels)
+            reference = _at(expected, index) or runs[0]
             if run is None:
                 panel.caption("did not run")
             else:
-                _draw(panel, _top(run, keep), None if not panels else reference, score_threshold)
+                _draw(panel, _top(run, keep), _top(reference, keep) if panels and reference else None, score_threshold)
             panels.append(panel)
         written.append(_save_grid(directory / f"{_safe(unit)}_{_safe(names[index])}.png", panels))
     return written
+
+
+def _at(per_image: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+    return per_image[index] if index < len(per_image) else None
 
 
 def _save_grid(path: Path, panels: list[_Panel]) -> Path:

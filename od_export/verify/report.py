@@ -26,6 +26,9 @@ class ArtifactCheck:
     agreement: Agreement | None = None
     #: The artifact's outputs per image (boxes normalised to the image), kept for drawing.
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    #: What the check compared them with, per image, where that is not the SavedModel's outputs on the
+    #: original image (a TFLite or TensorRT file sees the image resized to its input size); for drawing.
+    expected: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:

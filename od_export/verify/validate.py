@@ -128,5 +128,5 @@ def _draw(directory: Path, options: ValidateOptions, unit: Unit, reference: Refe
     config = next((d / PIPELINE_CONFIG_NAME for d in (unit.directory, location(options.export_dir))
                    if (d / PIPELINE_CONFIG_NAME).is_file()), None)
     labels = label_map_names(config, options.label_map)
-    columns = [("SavedModel", reference.outputs)] + [(check.artifact, check.outputs) for check in checks]
+    columns = [("SavedModel", reference.outputs, [])] + [(c.artifact, c.outputs, c.expected) for c in checks]
     return save_side_by_side(directory, unit.name, reference.images, names, columns, labels, options.score_threshold)
