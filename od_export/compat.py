@@ -248,6 +248,29 @@ def import_object_detection() -> types.SimpleNamespace:
 
 
 
+
+def import_training() -> Any:
+    """The OD API's ``model_lib_v2`` (its training loop and evaluator) on this stack.
+
+    ``inputs.py`` imports ``tensorflow.compat.v1.estimator``, gone from TF 2.16 on, for
+    ``ModeKeys`` and a serving receiver the training loop never calls: a module with
+    ``ModeKeys`` stands in.  ``eval_util`` imports ``lvis``, which setup.sh installs.
+    """
+    tf = import_object_detection().tf
+    v1 = sys.modules["tensorflow.compat.v1"]
+    if not hasattr(v1, "estimator"):
+        estimator = types.ModuleType("tensorflow.compat.v1.estimator")
+        estimator.ModeKeys = types.SimpleNamespace(TRAIN="train", EVAL="eval", PREDICT="infer")  # type: ignore[attr-defined]
+        setattr(v1, "estimator", estimator)
+        sys.modules["tensorflow.compat.v1.estimator"] = estimator
+    try:
+        from object_detection import inputs, model_lib_v2
+    except ImportError as exc:
+        raise EnvironmentProblem(f"the Object Detection API's training modules failed to import ({exc}); "
+                                 "run scripts/setup.sh") from exc
+    return types.SimpleNamespace(tf=tf, model_lib_v2=model_lib_v2, inputs=inputs)
+
+
 # ----------------------------------------------------------------- TF1 OD API
 def _alias_module(alias: str, target: str) -> None:
     if alias not in sys.modules:

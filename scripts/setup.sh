@@ -18,7 +18,7 @@ echo "setup: installing into $VENV (a few minutes on a fresh machine)" >&2
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tflite,openvino]'
 # The OD API's own requirements (pyparsing==2.4.7, tensorflow_io, keras) would break
 # TensorFlow 2.20: install it without them; constraints.txt holds what it really imports.
-"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps "$ODAPI"
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps "$ODAPI" lvis
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" - <<'PY'
 from od_export import compat
 compat.import_object_detection()
