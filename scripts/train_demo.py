@@ -109,9 +109,11 @@ def slim(model_dir: Path, output: Path, config_path: Path) -> list[str]:
     create_variables(model, config)
     step = tf.Variable(0, dtype=tf.int64)
     names = sorted({p.name.split(".")[0] for p in model_dir.glob("ckpt-*.index")}, key=lambda n: int(n.split("-")[1]))
-    for name in names:
-        tf.train.Checkpoint(step=step, model=model).restore(str(model_dir / name)).expect_partial()
-        tf.train.Checkpoint(step=step, model=model).write(str(output / name))
+    for number, name in enumerate(names, 1):
+        checkpoint = tf.train.Checkpoint(step=step, model=model)
+        checkpoint.restore(str(model_dir / name)).expect_partial()
+        checkpoint.save_counter.assign(number)  # as the trainer's CheckpointManager leaves it
+        checkpoint.write(str(output / name))
     state = "".join([f'model_checkpoint_path: "{names[-1]}"\n'] + [f'all_model_checkpoint_paths: "{n}"\n' for n in names])
     (output / "checkpoint").write_text(state, encoding="utf-8")
     return names
@@ -120,8 +122,8 @@ def slim(model_dir: Path, output: Path, config_path: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--checkpoint-every", type=int, default=2500)
     parser.add_argument("--learning-rate", type=float, default=0.08)
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--eval-images", type=int, default=200)
