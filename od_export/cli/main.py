@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from od_export import __version__, log
 from od_export.cli import batch as cli_batch
+from od_export.cli import benchmark as cli_benchmark
 from od_export.cli import export as cli_export
 from od_export.cli import freeze as cli_freeze
 from od_export.cli import legacy
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_watch.add_subcommand(subparsers, _add_common)
     _add_demo_checkpoint(subparsers)
     cli_inspect.add_subcommands(subparsers, _add_common)
+    cli_benchmark.add_subcommand(subparsers, _add_common)
     return parser
 
 

@@ -48,6 +48,8 @@ def available_checkpoints(directory: AnyPath) -> tuple[str, ...]:
 
 
 def prefix_exists(prefix: AnyPath) -> bool:
+    if not prefix.name:  # "." or "/": a directory, never a prefix
+        return False
     return prefix.with_name(prefix.name + ".index").is_file()
 
 

@@ -59,6 +59,44 @@ class ExportContext:
         return self._frozen
 
 
+class ArtifactRunner:
+    """An artifact as ``benchmark`` runs it: loaded once, then fed one image at a time as its users feed it.
+
+    ``feed`` prepares the input (outside the timing: users hold their images in the
+    artifact's format), ``infer`` is the timed runtime call, and ``detections`` turns
+    its outputs into the SavedModel's conventions (normalised boxes, label-map class
+    ids, a batch of one).  ``input_size`` is set for a file with a fixed input size:
+    the benchmark resizes each image to it once, for every artifact of that size.
+    """
+
+    runtime: str = ""
+    input_size: tuple[int, int] | None = None
+
+    def __init__(self, name: str, files: list[AnyPath]) -> None:
+        self.name = name
+        self.files = files
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        raise NotImplementedError
+
+    def infer(self, feed: Any) -> Any:
+        raise NotImplementedError
+
+    def detections(self, raw: Any) -> dict[str, Any]:
+        return raw
+
+    def close(self) -> None:
+        """Free what ``load`` holds."""
+
+
+def pixels_as(dtype: str, pixels: Any) -> Any:
+    """One image as a batch of one in ``dtype`` (``uint8`` or ``float32``), as an image input takes it."""
+    return pixels[None].astype(dtype)
+
+
 class Target:
     """Base class: override what differs (see the module docstring)."""
 
@@ -101,6 +139,10 @@ class Target:
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
         """Every check of the artifact (one per file where a target writes several, as TFLite does)."""
         return [self.verify(artifact, reference, tolerance)]
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        """How ``benchmark`` runs the artifact (one runner per file where a target writes several)."""
+        return []
 
     def discard(self, unit_dir: Path, check_name: str) -> None:
         """Remove what failed ``check_name`` from a staged unit, so that the rest can be published."""

@@ -20,7 +20,7 @@ from od_export.errors import ExportFailed
 from od_export.layout import IO_SPEC_NAME
 from od_export.source.tracing import tensor_spec_description
 from od_export.storage.location import AnyPath
-from od_export.targets.base import ExportContext, Target
+from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
 
@@ -164,6 +164,36 @@ def frozen_io(path: AnyPath, output_keys: list[str]) -> tuple[Any, str, dict[str
     return graph_def, input_name, {k: ("Identity:0" if i == 0 else f"Identity_{i}:0") for i, k in enumerate(keys)}
 
 
+#: An OD API detection signature's outputs (their alphabetical order names a script-frozen graph's Identity_N).
+DETECTION_OUTPUT_KEYS = ("detection_anchor_indices", "detection_boxes", "detection_classes",
+                         "detection_multiclass_scores", "detection_scores", "num_detections",
+                         "raw_detection_boxes", "raw_detection_scores")
+
+
+class FrozenGraphFileRunner(ArtifactRunner):
+    """``benchmark``'s view of a frozen graph: a default TF1 session (grappler on), the input's own dtype."""
+
+    runtime = "TensorFlow (session)"
+
+    def load(self) -> None:
+        from od_export.verify import samples
+
+        graph_def, self.input_name, fetches = frozen_io(self.files[0], list(DETECTION_OUTPUT_KEYS))
+        self.fetches = {k: v for k, v in fetches.items() if k.startswith(("detection_", "num_"))}
+        placeholder = next(n for n in graph_def.node if n.name == node_name(self.input_name))
+        self.dtype = "uint8" if placeholder.attr["dtype"].type == 4 else "float32"  # DT_UINT8 is 4
+        self.runner = samples.FrozenGraphRunner(graph_def, optimize=True)
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        return pixels_as(self.dtype, pixels)
+
+    def infer(self, feed: Any) -> Any:
+        return self.runner.run({self.input_name: feed}, self.fetches)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
 class FrozenGraphTarget(Target):
     """``frozen_graph/frozen_inference_graph.pb`` (or ``.pbtxt``) plus ``io_spec.json``.
 
@@ -180,6 +210,9 @@ class FrozenGraphTarget(Target):
         folder = unit_dir / FROZEN_GRAPH_DIR
         return next((folder / f"{FROZEN_GRAPH_NAME}{ext}" for ext in (".pb", ".pbtxt")
                      if (folder / f"{FROZEN_GRAPH_NAME}{ext}").is_file()), None)
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        return [FrozenGraphFileRunner(self.name, [artifact])]
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         """In a default session; a two-stage model that differs there is also run without grappler.

@@ -19,7 +19,7 @@ import numpy as np
 from od_export.errors import ExportFailed
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
-from od_export.targets.base import ExportContext, Target
+from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
 
@@ -97,6 +97,22 @@ class OnnxRunner:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
 
+class OnnxFileRunner(ArtifactRunner):
+    """``benchmark``'s view of an ONNX file: onnxruntime, default providers, the input's own dtype."""
+
+    runtime = "onnxruntime"
+
+    def load(self) -> None:
+        self.runner = OnnxRunner(read_bytes(self.files[0]))
+        self.dtype = "uint8" if self.runner.session.get_inputs()[0].type == "tensor(uint8)" else "float32"
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        return pixels_as(self.dtype, pixels)
+
+    def infer(self, feed: Any) -> Any:
+        return self.runner.run({"input_tensor": feed})
+
+
 def read_bytes(path: AnyPath) -> bytes:
     with path.open("rb") as handle:
         return handle.read()
@@ -137,6 +153,9 @@ class OnnxTarget(Target):
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / ONNX_DIR / ONNX_FILE
         return path if path.is_file() else None
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        return [OnnxFileRunner(self.name, [artifact])]
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         check = ArtifactCheck(reference.unit.name, self.name, reference.input_type)

@@ -31,7 +31,7 @@ import numpy as np
 from od_export.errors import ExportFailed
 from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
 from od_export.storage.location import AnyPath
-from od_export.targets.base import ExportContext, Target
+from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
 from od_export.targets.onnx import STRING_INPUT_TYPES, read_bytes, run_failure
 from od_export.verify.agreement import detection_agreement
 from od_export.verify.reference import Reference
@@ -108,6 +108,26 @@ class OpenVinoRunner:
         return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
 
 
+class OpenVinoIrRunner(ArtifactRunner):
+    """``benchmark``'s view of an IR: the CPU plugin at ``precision`` (None: its default), the input's dtype."""
+
+    runtime = "OpenVINO"
+
+    def __init__(self, name: str, files: list[AnyPath], precision: str | None) -> None:
+        super().__init__(name, files)
+        self.precision = precision
+
+    def load(self) -> None:
+        self.runner = OpenVinoRunner(self.files[0], self.precision)
+        self.dtype = self.runner.compiled.inputs[0].get_element_type().to_dtype().name
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        return pixels_as(self.dtype, pixels)
+
+    def infer(self, feed: Any) -> Any:
+        return self.runner.run({"input_tensor": feed})
+
+
 class OpenVinoTarget(Target):
     name = "openvino"
     directory = OPENVINO_DIR
@@ -139,6 +159,15 @@ class OpenVinoTarget(Target):
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / OPENVINO_DIR / OPENVINO_FILE
         return path if path.is_file() else None
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        """The IR at f32 and, where this CPU's default differs, as users get it by default."""
+        files = [artifact, artifact.parent / OPENVINO_WEIGHTS]
+        runners = [OpenVinoIrRunner(self.name, files, VERIFIED_PRECISION)]
+        default = cpu_default_precision()
+        if default != VERIFIED_PRECISION:
+            runners.append(OpenVinoIrRunner(f"{self.name}:{_PRECISION_NAMES.get(default, default)}", files, None))
+        return runners
 
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
         """The IR at f32; and, where this CPU's default differs, as users get it by default."""

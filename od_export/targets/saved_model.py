@@ -14,12 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from od_export import compat
 from od_export.layout import CHECKPOINT_DIR, SAVED_MODEL_DIR
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import AnyPath
-from od_export.targets.base import ExportContext, Target
-from od_export.verify.reference import Reference
+from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
+from od_export.verify.reference import Reference, input_type_of
 from od_export.verify.report import ArtifactCheck, Tolerance
 
 
@@ -88,3 +90,39 @@ class SavedModelTarget(Target):
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         raise TypeError("the SavedModel is the reference; it is checked by running it (verify.validate)")
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        return [SavedModelRunner(self.name, artifact)]
+
+
+class SavedModelRunner(ArtifactRunner):
+    """The signature of a loaded SavedModel, fed what its input type takes (JPEG bytes as they are)."""
+
+    runtime = "TensorFlow"
+
+    def __init__(self, name: str, directory: AnyPath, signature_key: str = "serving_default") -> None:
+        super().__init__(name, [directory])
+        self.signature_key = signature_key
+        self.input_type = ""
+
+    def load(self) -> None:
+        tf = compat.import_tensorflow()
+        self.loaded = tf.saved_model.load(str(self.files[0]))
+        self.function = self.loaded.signatures[self.signature_key]
+        self.input_type = input_type_of(self.function, Path(str(self.files[0])).parent.name)
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        from od_export.verify.samples import tf_example_of_encoded
+
+        if self.input_type == "encoded_image_string_tensor":
+            return np.array([encoded], dtype=object)
+        if self.input_type == "tf_example":
+            return np.array([tf_example_of_encoded(encoded, pixels.shape)], dtype=object)
+        return pixels_as("uint8" if self.input_type == "image_tensor" else "float32", pixels)
+
+    def infer(self, feed: Any) -> Any:
+        tf = compat.import_tensorflow()
+        return {key: value.numpy() for key, value in self.function(input_tensor=tf.constant(feed)).items()}
+
+    def close(self) -> None:
+        self.loaded = self.function = None

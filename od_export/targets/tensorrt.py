@@ -25,7 +25,7 @@ from od_export.errors import InputError, option
 from od_export.options import ExportOptions
 from od_export.source.pipeline_config import num_classes
 from od_export.storage.location import AnyPath
-from od_export.targets.base import ExportContext, Target
+from od_export.targets.base import ArtifactRunner, ExportContext, Target
 from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, STRING_INPUT_TYPES, convert_function, write_onnx
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
@@ -185,6 +185,11 @@ class TensorRTTarget(Target):
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / TENSORRT_DIR / ONNX_FILE
         return path if path.is_file() else None
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        from od_export.targets.tensorrt_check import TensorRTOnnxRunner
+
+        return [TensorRTOnnxRunner(self.name, [artifact])]
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         from od_export.targets.tensorrt_check import verify_tensorrt_onnx

@@ -25,6 +25,7 @@ import numpy as np
 
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
+from od_export.targets.base import ArtifactRunner
 from od_export.targets.onnx import OnnxRunner, read_bytes, run_failure
 from od_export.targets.tensorrt import NMS_OP, RAW_OUTPUTS
 from od_export.verify.compare import compare_outputs
@@ -73,28 +74,43 @@ def _per_image(outputs: dict[str, np.ndarray], remaining: int) -> list[dict[str,
     return [{k: v[i:i + 1] for k, v in outputs.items()} for i in range(min(len(outputs["detection_scores"]), remaining))]
 
 
+class SplitAtNms:
+    """A file with the plugin, run on a CPU: onnxruntime before and after it, the reference EfficientNMS between."""
+
+    def __init__(self, model: Any, node: Any) -> None:
+        self.box_name, self.score_name = (t.name for t in node.inputs)
+        self.before = OnnxRunner(_subgraph(model, None, [self.box_name, self.score_name]))
+        self.attrs = EfficientNmsAttributes.from_node(node.attrs)
+        self.nms_names = [t.name for t in node.outputs]
+        self.final_names = [o.name for o in model.graph.output]
+        after_names = [n for n in self.final_names if n not in self.nms_names]
+        self.after = OnnxRunner(_subgraph(model, self.nms_names, after_names)) if after_names else None
+
+    def raw(self, feed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.before.run({"input_tensor": feed})
+        return raw[self.box_name], raw[self.score_name]
+
+    def final(self, boxes: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+        plugin = dict(zip(self.nms_names, efficient_nms(boxes, scores, self.attrs).values()))
+        final = {n: plugin[n] for n in self.final_names if n in plugin}
+        if self.after is not None:
+            final.update(self.after.run({i.name: plugin[i.name] for i in self.after.session.get_inputs()}))
+        return final
+
+
 def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict,
               images: int) -> ArtifactCheck:
-    box_name, score_name = (t.name for t in node.inputs)
-    before = OnnxRunner(_subgraph(model, None, [box_name, score_name]))
-    attrs = EfficientNmsAttributes.from_node(node.attrs)
-    nms_names = [t.name for t in node.outputs]
-    final_names = [o.name for o in model.graph.output]
-    after_names = [n for n in final_names if n not in nms_names]
-    after = OnnxRunner(_subgraph(model, nms_names, after_names)) if after_names else None
+    split = SplitAtNms(model, node)
+    attrs = split.attrs
     threshold = max(tolerance.score_threshold, attrs.score_threshold)
     parts, capped, empty = [], 0, 0
     for feed, reference in groups:
-        raw = before.run({"input_tensor": feed})
-        boxes, scores = raw[box_name], raw[score_name]
+        boxes, scores = split.raw(feed)
         trimmed = scores[..., 1:] if scores.shape[-1] == reference["raw_detection_scores"].shape[-1] + 1 else scores
         parts.append(compare_outputs({k: reference[k] for k in RAW_OUTPUTS},
                                      {"raw_detection_boxes": boxes, "raw_detection_scores": trimmed},
                                      tolerance.atol, threshold, rtol=tolerance.rtol))
-        plugin = dict(zip(nms_names, efficient_nms(boxes, scores, attrs).values()))
-        final = {n: plugin[n] for n in final_names if n in plugin}
-        if after is not None:
-            final.update(after.run({i.name: plugin[i.name] for i in after.session.get_inputs()}))
+        final = split.final(boxes, scores)
         full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
         floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
         final, c, e = as_tensorflow_would(final, int(spec.get("max_detections_per_class", attrs.max_output_boxes)))
@@ -133,3 +149,37 @@ def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tol
     except Exception as exc:  # a file that does not load or run is a failed check, on one line
         return run_failure(check, exc)
     return check
+
+
+class TensorRTOnnxRunner(ArtifactRunner):
+    """``benchmark``'s view of the TensorRT file on a CPU, run as its check runs it (static size and batch)."""
+
+    runtime = "onnxruntime + reference NMS"
+
+    def load(self) -> None:
+        import onnx
+        import onnx_graphsurgeon as gs
+
+        self.spec = json.loads((self.files[0].parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
+        self.input_size = tuple(self.spec["input_size"])
+        model = onnx.load_from_string(read_bytes(self.files[0]))
+        nms = [node for node in gs.import_onnx(model).nodes if node.op == NMS_OP]
+        self.split = SplitAtNms(model, nms[0]) if nms else None
+        self.whole = None if nms else OnnxRunner(model.SerializeToString())
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        batch = np.repeat(pixels[None].astype(np.float32), int(self.spec["batch_size"]), axis=0)
+        return batch.transpose(0, 3, 1, 2) if self.spec.get("input_format") == "NCHW" else batch
+
+    def infer(self, feed: Any) -> Any:
+        if self.split is None:
+            return self.whole.run({"input_tensor": feed})
+        return self.split.final(*self.split.raw(feed))
+
+    def detections(self, raw: Any) -> dict[str, Any]:
+        if self.split is not None:
+            cap = int(self.spec.get("max_detections_per_class", self.split.attrs.max_output_boxes))
+            raw = as_tensorflow_would(raw, cap)[0]
+        first = {k: np.asarray(raw[k][:1], np.float32) for k in DETECTION_KEYS}
+        first["num_detections"] = np.asarray(raw["num_detections"], np.float32).reshape(-1)[:1]
+        return first

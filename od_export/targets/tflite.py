@@ -32,7 +32,7 @@ from od_export.layout import IO_SPEC_NAME
 from od_export.options import ExportOptions
 from od_export.source.pipeline_config import model_input_size
 from od_export.storage.location import AnyPath
-from od_export.targets.base import ExportContext, Target
+from od_export.targets.base import ArtifactRunner, ExportContext, Target
 from od_export.targets.onnx import STRING_INPUT_TYPES
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
@@ -243,6 +243,11 @@ class TFLiteTarget(Target):
             return super().discard(unit_dir, check_name)
         (directory / entry["file"]).unlink(missing_ok=True)
         spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        from od_export.targets.tflite_check import tflite_runners
+
+        return tflite_runners(self.name, artifact)
 
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
         from od_export.targets.tflite_check import verify_tflite_directory

@@ -22,6 +22,7 @@ import numpy as np
 
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
+from od_export.targets.base import ArtifactRunner
 from od_export.targets.onnx import read_bytes, run_failure
 from od_export.verify.agreement import detection_agreement
 from od_export.verify.compare import compare_outputs
@@ -120,3 +121,33 @@ def verify_tflite_directory(name: str, directory: AnyPath, reference: Reference,
             run_failure(check, exc)
         checks.append(check)
     return checks
+
+
+class TFLiteFileRunner(ArtifactRunner):
+    """``benchmark``'s view of one ``.tflite`` file: LiteRT's interpreter, fed as ``io_spec.json`` says."""
+
+    runtime = "LiteRT"
+
+    def __init__(self, name: str, directory: AnyPath, precision: str, spec: dict[str, Any]) -> None:
+        self.entry = spec["files"][precision]
+        super().__init__(name, [directory / self.entry["file"]])
+        self.spec = spec
+        self.input_size = tuple(spec["input_size"])
+
+    def load(self) -> None:
+        self.runner = TFLiteRunner(read_bytes(self.files[0]), self.entry, self.spec["normalization"])
+
+    def feed(self, pixels: Any, encoded: bytes) -> Any:
+        return self.runner.feed(pixels)
+
+    def infer(self, feed: Any) -> Any:
+        return self.runner.runner(input_tensor=feed)
+
+    def detections(self, raw: Any) -> dict[str, Any]:
+        return as_saved_model_outputs({k: np.asarray(v) for k, v in raw.items()}, self.spec)[0]
+
+
+def tflite_runners(name: str, directory: AnyPath) -> list[ArtifactRunner]:
+    """One runner per precision the directory's ``io_spec.json`` lists."""
+    spec = json.loads((directory / IO_SPEC_NAME).read_text(encoding="utf-8"))
+    return [TFLiteFileRunner(f"{name}:{precision}", directory, precision, spec) for precision in spec["files"]]

@@ -135,8 +135,8 @@ def _draw(panel: _Panel, outputs: dict[str, np.ndarray], reference: dict[str, np
 
 def save_side_by_side(directory: Path, unit: str, images: list[np.ndarray], names: list[str],
                       columns: list[tuple[str, list[dict[str, Any]]]], labels: dict[int, str],
-                      score_threshold: float) -> list[Path]:
-    """One PNG per image, named ``<unit>_<image>.png``: a panel per (title, outputs, expected) column.
+                      score_threshold: float, suffix: str = ".png") -> list[Path]:
+    """One picture per image, named ``<unit>_<image><suffix>``: a panel per (title, outputs, expected) column.
 
     The first column is the reference (the SavedModel) the others are marked against,
     unless a column brings the outputs its check compared it with (``expected``, per image).
@@ -155,7 +155,7 @@ def save_side_by_side(directory: Path, unit: str, images: list[np.ndarray], name
             else:
                 _draw(panel, _top(run, keep), _top(reference, keep) if panels and reference else None, score_threshold)
             panels.append(panel)
-        written.append(_save_grid(directory / f"{_safe(unit)}_{_safe(names[index])}.png", panels))
+        written.append(_save_grid(directory / f"{_safe(unit)}_{_safe(names[index])}{suffix}", panels))
     return written
 
 
@@ -172,7 +172,7 @@ def _save_grid(path: Path, panels: list[_Panel]) -> Path:
     sheet = Image.new("RGB", (columns * cell_width - GAP, rows * cell_height - GAP), "white")
     for number, panel in enumerate(panels):
         sheet.paste(panel.image, ((number % columns) * cell_width, (number // columns) * cell_height))
-    sheet.save(path)
+    sheet.save(path, quality=85) if path.suffix == ".jpg" else sheet.save(path)
     return path
 
 

@@ -62,6 +62,14 @@ def _input_type_candidates(unit: Unit, signature: Any) -> list[str]:
     return {"uint8": ["image_tensor"], "float32": ["float_image_tensor"]}.get(dtype, ["encoded_image_string_tensor", "tf_example"])
 
 
+def input_type_of(signature: Any, unit_name: str) -> str:
+    """The input type a SavedModel signature takes (its unit's name says it where the dtype does not)."""
+    if unit_name in INPUT_TYPES:
+        return unit_name
+    dtype = signature.structured_input_signature[1]["input_tensor"].dtype.name
+    return {"uint8": "image_tensor", "float32": "float_image_tensor"}.get(dtype, "encoded_image_string_tensor")
+
+
 def run_reference(unit: Unit, signature_key: str, images: list[np.ndarray]) -> Reference:
     """Load the unit's SavedModel and run it on ``images``; find its input type if the name does not say."""
     tf = compat.import_tensorflow()

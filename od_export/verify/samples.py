@@ -40,13 +40,17 @@ def encode_jpeg(image: np.ndarray) -> bytes:
 
 
 def tf_example_bytes(image: np.ndarray) -> bytes:
+    return tf_example_of_encoded(encode_jpeg(image), image.shape)
+
+
+def tf_example_of_encoded(encoded: bytes, shape: tuple[int, ...]) -> bytes:
+    """A serialized tf.Example holding one encoded JPEG image of ``shape`` (H, W, C)."""
     tf = compat.import_tensorflow()
-    encoded = encode_jpeg(image)
     feature = {
         "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
         "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"jpeg"])),
-        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[image.shape[0]])),
-        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[image.shape[1]])),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[shape[0]])),
+        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[shape[1]])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
