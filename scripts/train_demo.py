@@ -9,8 +9,9 @@ writes what ``model_main_tf2.py`` leaves behind, plus the data it read:
     OUTPUT/checkpoint, ckpt-N.*     the trainer's checkpoints (every --checkpoint-every steps), slimmed
                                     to the model and the step (the optimizer's slots double the size and
                                     no export reads them)
-    OUTPUT/data/train.record        --train-images synthetic images (od_export.source.demo_data), not kept
-                                    with --no-train-record
+    OUTPUT/data/train.record        --train-images synthetic images (od_export.source.demo_data); with
+                                    --train-record-images N only the first N (int8 calibration draws
+                                    from them)
     OUTPUT/data/eval.record         --eval-images held-out images
     OUTPUT/data/label_map.pbtxt
     OUTPUT/training.json            this command's settings, time and evaluation (also printed)
@@ -99,6 +100,14 @@ def evaluate(config_path: Path, prefix: str) -> dict[str, float]:
     return {key: round(float(value), 4) for key, value in metrics.items()}
 
 
+def write_first_records(source: Path, target: Path, count: int) -> None:
+    """The first ``count`` records of a TFRecord file, as a file of their own."""
+    tf = compat.import_tensorflow()
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        for serialized in tf.data.TFRecordDataset(str(source)).take(count):
+            writer.write(serialized.numpy())
+
+
 def slim(model_dir: Path, output: Path, config_path: Path) -> list[str]:
     """Each ``ckpt-N`` rewritten with only the model and the step, plus a relative ``checkpoint`` state file."""
     from od_export.source.model import build_model, create_variables
@@ -128,8 +137,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--eval-images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-train-record", action="store_true", help="leave train.record out of OUTPUT (it is "
-                        "regenerated, seeded, by running this script again)")
+    parser.add_argument("--train-record-images", type=int, metavar="N", help="keep only the first N images of "
+                        "train.record in OUTPUT (0: none), enough for int8 calibration; the rest is regenerated, "
+                        "seeded, by running this script again (default: all)")
     args = parser.parse_args()
     output = args.output_dir.resolve()
     if output.exists():
@@ -146,7 +156,10 @@ def main() -> None:
         names = slim(scratch / "model_dir", output, config_path)
         first = evaluate(config_path, str(output / names[0]))
         metrics = evaluate(config_path, str(output / names[-1]))
-        shutil.copytree(data, output / "data", ignore=shutil.ignore_patterns(TRAIN_RECORD) if args.no_train_record else None)
+        keep = args.train_record_images
+        shutil.copytree(data, output / "data", ignore=shutil.ignore_patterns(TRAIN_RECORD) if keep is not None else None)
+        if keep:
+            write_first_records(data / TRAIN_RECORD, output / "data" / TRAIN_RECORD, keep)
         write_config(load_pipeline_config(config_path), output / "pipeline.config", relative_to=scratch)
     report = {"command": " ".join(["scripts/train_demo.py", *sys.argv[1:]]), "steps": args.steps, "train_seconds": round(seconds, 1), "total_seconds": round(time.perf_counter() - start, 1),
               "checkpoints": names, "eval_loss": {names[0]: first["Loss/total_loss"], names[-1]: metrics["Loss/total_loss"]},

@@ -162,8 +162,8 @@ def test_inspect_shows_outputs_by_index_and_the_postprocess_op(deploy_export, ca
 
 def test_an_unreadable_calibration_image_is_named(tmp_path):
     from od_export.errors import InputError
-    from od_export.targets.tflite_convert import representative_dataset
+    from od_export.source.calibration import from_directory
 
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(InputError, match=r"calibration image .*broken.jpg is not a readable JPEG or PNG"):
-        representative_dataset(tmp_path, (128, 128), ([0.0] * 3, [1.0] * 3))
+        from_directory(tmp_path)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import glob
 import json
 from dataclasses import dataclass
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from od_export import compat
 from od_export.errors import InputError, option
+from od_export.source.pipeline_config import find_named_path
 
 #: The tf.Example keys without which a record cannot be evaluated.
 REQUIRED_KEYS = ("image/encoded", "image/object/bbox/ymin", "image/object/bbox/xmin",
@@ -54,23 +55,6 @@ class DataSource:
     label_map: Path | None = None
 
 
-def _find(path: str, bases: list[Path]) -> Path:
-    """A path the config names: as written, else relative to (or by its file name in) each base directory.
-
-    The bases are the export's config directory and the training run's (a run's
-    configs often name ``data/eval.record`` relative to where training ran).
-    """
-    written = Path(path)
-    if glob.glob(path):
-        return written
-    name = PureWindowsPath(path).name if "\\" in path else path
-    for base in bases:
-        for candidate in (base / name, base / Path(name).name):
-            if glob.glob(str(candidate)):
-                return candidate
-    return written
-
-
 def records_from_config(config: Any, bases: list[Path]) -> tuple[tuple[str, ...], Path | None]:
     """The eval reader's record patterns and label map, found as written or beside the configs."""
     readers = list(config.eval_input_reader)
@@ -78,8 +62,8 @@ def records_from_config(config: Any, bases: list[Path]) -> tuple[tuple[str, ...]
         raise InputError(f"the pipeline.config has no eval_input_reader with TFRecords; give the evaluation data with "
                          f"{option('data')} PATTERN.record or {option('coco')} ANNOTATIONS.json")
     reader = readers[0]
-    patterns = tuple(str(_find(p, bases)) for p in reader.tf_record_input_reader.input_path)
-    label_map = _find(reader.label_map_path, bases) if reader.label_map_path else None
+    patterns = tuple(str(find_named_path(p, bases)) for p in reader.tf_record_input_reader.input_path)
+    label_map = find_named_path(reader.label_map_path, bases) if reader.label_map_path else None
     return patterns, label_map if label_map is not None and label_map.is_file() else None
 
 

@@ -165,3 +165,22 @@ def model_input_size(config: Any) -> tuple[int, int]:
         side = resizer.keep_aspect_ratio_resizer.max_dimension
         return side, side
     return 128, 128
+
+
+def find_named_path(path: str, bases: list[Path]) -> Path:
+    """A path (or glob) a config names: as written, else relative to, or by its file name in, each base directory.
+
+    The bases are where the config is and where the run's config was: a run's config
+    often names ``data/train.record`` relative to where training ran, or a Windows path.
+    """
+    import glob
+    from pathlib import PureWindowsPath
+
+    if glob.glob(path):
+        return Path(path)
+    name = PureWindowsPath(path).name if "\\" in path else path
+    for base in bases:
+        for candidate in (base / name, base / Path(name).name):
+            if glob.glob(str(candidate)):
+                return candidate
+    return Path(path)

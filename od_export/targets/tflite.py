@@ -200,7 +200,8 @@ class TFLiteTarget(Target):
         return written + [directory / IO_SPEC_NAME]
 
     def _convert(self, context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
-        from od_export.targets.tflite_convert import calibration_source, convert
+        from od_export.source.calibration import shared_calibration_set
+        from od_export.targets.tflite_convert import convert
 
         conversion = context.options.conversion
         height, width = model_input_size(context.config)
@@ -226,7 +227,7 @@ class TFLiteTarget(Target):
             files[tflite_file(precision)] = data
             spec["files"][precision] = {"file": tflite_file(precision), **describe_file(data)}
             if precision == "int8":
-                spec["files"][precision]["calibration"] = calibration_source(conversion.calibration_images)
+                spec["files"][precision]["calibration"] = shared_calibration_set(context).source
         return files, spec
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
