@@ -32,7 +32,7 @@ REQUIRED_KEYS = ("image/encoded", "image/object/bbox/ymin", "image/object/bbox/x
 class EvalImage:
     """One evaluation image: its pixels, its encoded bytes, and its boxes (normalised) and classes."""
 
-    image_id: str
+    image_id: str | int  # the record's source_id, or the COCO file's id (the evaluator orders ties by it)
     pixels: np.ndarray
     encoded: bytes
     boxes: np.ndarray  # [N, 4] ymin, xmin, ymax, xmax in [0, 1]
@@ -180,7 +180,7 @@ def read_coco(annotations: Path, images_dir: Path, num_classes: int, limit: int)
         found = by_image.get(entry["id"], [])
         boxes = np.array([[a["bbox"][1] / height, a["bbox"][0] / width, (a["bbox"][1] + a["bbox"][3]) / height,
                            (a["bbox"][0] + a["bbox"][2]) / width] for a in found], np.float32).reshape(-1, 4)
-        image = EvalImage(str(entry["id"]), pixels, encoded, boxes, np.array([a["category_id"] for a in found], np.int64))
+        image = EvalImage(entry["id"], pixels, encoded, boxes, np.array([a["category_id"] for a in found], np.int64))
         if not len(found):
             raise InputError(f"{where} has no annotations; evaluation needs every image's ground truth")
         _check_labels(image, num_classes, where)

@@ -80,7 +80,7 @@ def detection_grid(result: BenchmarkResult, images: list[EvalImage], names: dict
     truth = [groundtruth_outputs(image) for image in chosen]
     columns = [("ground truth", truth, [])]
     columns += [(row.label, row.run.detections[:count], truth) for row in result.rows if not row.run.error]
-    return save_side_by_side(directory, "benchmark", [i.pixels for i in chosen], [i.image_id for i in chosen],
+    return save_side_by_side(directory, "benchmark", [i.pixels for i in chosen], [str(i.image_id) for i in chosen],
                              columns, names, DRAW_THRESHOLD, suffix=".jpg")
 
 
