@@ -29,8 +29,8 @@ SIDE_INPUT_DTYPES: tuple[str, ...] = ("float32", "float16", "int32", "int64", "u
 INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
 #: The registry's names, listed here for the CLI's help without importing the targets.
 OPTIONAL_TARGET_NAMES: tuple[str, ...] = ("frozen_graph", "onnx", "tensorrt", "tflite", "openvino")
-TFLITE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+TFLITE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8_full")
+OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: ONNX opsets that tf2onnx 1.17 writes and onnxruntime runs.
 OPSETS = range(13, 19)
 
@@ -63,6 +63,11 @@ class ConversionOptions:
     #: a precision left out keeps its default.
     min_agreement: Thresholds = ()
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether an artifact is quantised from calibration images."""
+        return bool({"int8", "int8_full"} & set(self.tflite_precisions)) or self.openvino_precision == "int8"
+
     def check(self) -> None:
         self._check_onnx()
         self._check_tflite()
@@ -82,9 +87,9 @@ class ConversionOptions:
         if self.max_detections < 1:
             raise InputError(f"max detections {self.max_detections} is below 1; give 1 or more")
         if self.calibration_images is not None:
-            if "int8" not in self.tflite_precisions:
-                raise InputError("calibration images are used by the int8 TFLite file only; add the int8 precision "
-                                 "or leave the calibration images out")
+            if not self.calibrated:
+                raise InputError("calibration images are used by the int8 files only (TFLite int8 or int8_full, "
+                                 "OpenVINO int8); add an int8 precision or leave the calibration images out")
             if "://" in str(self.calibration_images):
                 raise InputError(f"calibration images {self.calibration_images} must be a local directory; copy them here")
             calibration_files(Path(self.calibration_images))

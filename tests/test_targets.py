@@ -44,7 +44,7 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
         ("efficientdet_tflite", ["--target", "tflite"], "supports SSD and CenterNet only, not EfficientDet"),
         ("tflite_precision", ["--target", "tflite", "--tflite-precision", "int4"], "unknown TFLite precision 'int4'"),
         ("calibration_without_int8", ["--target", "tflite", "--calibration-images", "."],
-         "calibration images are used by the int8 TFLite file only"),
+         "calibration images are used by the int8 files only"),
         ("calibration_missing", ["--target", "tflite", "--tflite-precision", "int8", "--calibration-images", "/nowhere"],
          "calibration images directory /nowhere does not exist"),
         ("openvino_precision", ["--target", "openvino", "--openvino-precision", "int8"], "unknown OpenVINO precision 'int8'"),

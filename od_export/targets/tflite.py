@@ -1,4 +1,4 @@
-"""``tflite/model_{fp32,fp16,int8}.tflite``: the OD API's TFLite path, converted and verified in LiteRT.
+"""``tflite/model_{fp32,fp16,int8,int8_full}.tflite``: the OD API's TFLite path, converted and verified in LiteRT.
 
 The model goes through the OD API's own TFLite modules
 (``object_detection.export_tflite_graph_lib_tf2``), in memory, with no intermediate
@@ -17,6 +17,12 @@ Both take one image of the fixed resizer's size.  The outputs are named after th
 SavedModel's (``detection_boxes``, ``detection_classes``, ``detection_scores``,
 ``num_detections``) in the file's signature, and ``io_spec.json`` maps each output
 index to its meaning, so nobody has to guess the order of the op's four outputs.
+
+``int8_full`` is the full-integer file Edge TPU and NPU delegates need: uint8 input
+and outputs (``io_spec.json`` gives each one's scale and zero point), and for SSD only
+``TFLite_Detection_PostProcess`` and the conversions around it in float, which
+``io_spec.json`` lists under ``float_ops``.  CenterNet has none (its peak finding
+needs float ops).
 """
 from __future__ import annotations
 
@@ -147,6 +153,10 @@ def _output_table(interpreter: Any) -> list[dict[str, Any]]:
                  "shape": [int(d) for d in detail["shape"]]}
         if name in MEANINGS:
             entry["meaning"] = MEANINGS[name]
+        scale, zero_point = detail["quantization"]
+        if scale:
+            entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
+                                     "read": "(q - zero_point) * scale; rounded for counts and classes"}
         table.append(entry)
     return table
 
@@ -162,13 +172,34 @@ def _input_entry(interpreter: Any) -> dict[str, Any]:
     return entry
 
 
-def describe_file(model: bytes) -> dict[str, Any]:
-    """Input and outputs of a converted file, read back from it by the LiteRT interpreter."""
-    from ai_edge_litert.interpreter import Interpreter
+def describe_file(model: bytes, integer: bool = False) -> dict[str, Any]:
+    """Input and outputs of a converted file, read back from it by the LiteRT interpreter.
+
+    For an integer file also the ops that still read or write float32 tensors, by op
+    name (``QUANTIZE``/``DEQUANTIZE`` are the conversions at the float boundaries).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()
-    return {"input": _input_entry(interpreter), "outputs": _output_table(interpreter)}
+    described = {"input": _input_entry(interpreter), "outputs": _output_table(interpreter)}
+    if integer:  # ops as written, before a delegate takes some over
+        plain = Interpreter(model_content=model,
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain.allocate_tensors()
+        described["float_ops"] = float_ops(plain)
+    return described
+
+
+def float_ops(interpreter: Any) -> dict[str, int]:
+    """Op name → how many of its ops read or write a float32 tensor."""
+    dtypes = {detail["index"]: detail["dtype"] for detail in interpreter.get_tensor_details()}
+    counts: dict[str, int] = {}
+    for op in interpreter._get_ops_details():
+        tensors = [t for t in [*op["inputs"], *op["outputs"]] if t >= 0]
+        if any(dtypes.get(t) == np.float32 for t in tensors):
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 class TFLiteTarget(Target):
@@ -179,6 +210,9 @@ class TFLiteTarget(Target):
 
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         check_tflite_request(architecture, config)
+        if architecture == "center_net" and "int8_full" in options.conversion.tflite_precisions:
+            raise InputError("CenterNet finds its peaks with float ops that int8 cannot express, so it has no "
+                             "full-integer (int8_full) TFLite file; use int8, whose input and outputs stay float32")
 
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
@@ -225,8 +259,9 @@ class TFLiteTarget(Target):
             logger.info(f"converting to TFLite ({precision})")
             data = convert(concrete, precision, context, (height, width), (mean, std))
             files[tflite_file(precision)] = data
-            spec["files"][precision] = {"file": tflite_file(precision), **describe_file(data)}
-            if precision == "int8":
+            spec["files"][precision] = {"file": tflite_file(precision),
+                                        **describe_file(data, integer=precision.startswith("int8"))}
+            if precision in ("int8", "int8_full"):
                 spec["files"][precision]["calibration"] = shared_calibration_set(context).source
         return files, spec
 

@@ -50,6 +50,7 @@ class TFLiteRunner:
         self.interpreter = Interpreter(model_content=model)
         self.runner = self.interpreter.get_signature_runner("serving_default")
         self.input = entry["input"]
+        self.quantization = {o["name"]: o["quantization"] for o in entry.get("outputs", []) if "quantization" in o}
         self.mean = np.asarray(normalization["mean"], np.float32)
         self.std = np.asarray(normalization["std"], np.float32)
 
@@ -64,15 +65,26 @@ class TFLiteRunner:
         return np.clip(quantised, limits.min, limits.max).astype(dtype)
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        return {key: np.asarray(value) for key, value in self.runner(input_tensor=self.feed(pixels)).items()}
+        return self.dequantised(self.runner(input_tensor=self.feed(pixels)))
+
+    def dequantised(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs as float values: an integer output is (q - zero_point) × scale, as its io_spec says."""
+        outputs = {}
+        for key, value in raw.items():
+            quantization = self.quantization.get(key)
+            value = np.asarray(value)
+            outputs[key] = value if quantization is None else (
+                (value.astype(np.float32) - quantization["zero_point"]) * quantization["scale"])
+        return outputs
 
 
 def as_saved_model_outputs(raw: dict[str, np.ndarray], spec: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
     """TFLite outputs in the SavedModel's conventions; also how many boxes TensorFlow would have set aside."""
+    # Counts and class indices are whole numbers; a uint8 output dequantises them to 1.9999 or 2.0039: round.
     outputs = {"detection_boxes": raw["detection_boxes"].astype(np.float32),
                "detection_scores": raw["detection_scores"].astype(np.float32),
-               "detection_classes": raw["detection_classes"].astype(np.float32) + 1.0,
-               "num_detections": raw["num_detections"].astype(np.float32).reshape(-1, 1)}
+               "detection_classes": np.round(raw["detection_classes"]).astype(np.float32) + 1.0,
+               "num_detections": np.round(raw["num_detections"]).astype(np.float32).reshape(-1, 1)}
     capped = empty = 0
     if spec.get("boxes_clipped") is False:
         outputs["detection_boxes"] = np.clip(outputs["detection_boxes"], 0.0, 1.0)
@@ -144,7 +156,7 @@ class TFLiteFileRunner(ArtifactRunner):
         return self.runner.runner(input_tensor=feed)
 
     def detections(self, raw: Any) -> dict[str, Any]:
-        return as_saved_model_outputs({k: np.asarray(v) for k, v in raw.items()}, self.spec)[0]
+        return as_saved_model_outputs(self.runner.dequantised(raw), self.spec)[0]
 
 
 def tflite_runners(name: str, directory: AnyPath) -> list[ArtifactRunner]:

@@ -5,11 +5,15 @@
   LiteRT's CPU kernels; float32 input and outputs.
 * ``int8``: weights and activations quantised to int8 from a representative
   dataset (:mod:`od_export.source.calibration` picks the images), as in the OD
-  API's own recipe (``TFLITE_BUILTINS_INT8`` with float fallback); the input and outputs stay float32, quantised and dequantised inside the
-  file, and ``TFLite_Detection_PostProcess`` runs in float.  Two ops stay in float
+  API's own recipe (``TFLITE_BUILTINS_INT8`` with float fallback); the input and
+  outputs stay float32, quantised and dequantised inside the file, and
+  ``TFLite_Detection_PostProcess`` runs in float.  Two ops stay in float
   (:data:`FLOAT_OPS`): CenterNet finds its peaks with ``|heatmap - maxpool(heatmap)| <
   1e-6``, and in int8 that epsilon rounds to zero, so no peak is ever found
   (measured: every score 0 on the CenterNet sample).
+* ``int8_full``: the same quantisation with uint8 input and outputs (the
+  converter's ``inference_input_type``/``inference_output_type``), as Edge TPU and
+  NPU delegates require.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from od_export.targets.base import ExportContext
 
 logger = logging.getLogger(__name__)
 FLOAT_OPS = ["ABS", "LESS"]
+#: Precisions calibrated on representative images: int8 keeps float I/O, int8_full has uint8 I/O.
+INTEGER_PRECISIONS = ("int8", "int8_full")
 
 
 def representative_dataset(images: list[np.ndarray], size: tuple[int, int],
@@ -57,15 +63,18 @@ def convert(concrete: Any, precision: str, context: ExportContext, size: tuple[i
     holder = tf.Module()
     holder.captured = list(concrete.variables)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
-    if precision in ("fp16", "int8"):
+    if precision in ("fp16", *INTEGER_PRECISIONS):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if precision == "int8":
+    if precision in INTEGER_PRECISIONS:
         from od_export.source.calibration import shared_calibration_set
 
         converter.representative_dataset = representative_dataset(shared_calibration_set(context).images, size, mean_std)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "int8_full":
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
     try:
         if precision == "int8":  # the quantiser's public entry point that can keep ops in float
             debugger = tf.lite.experimental.QuantizationDebugger(

@@ -18,6 +18,8 @@ DEFAULT_SCORE_THRESHOLD = 0.05
 #: levels, and gets int8's threshold; int8 trades some objects for a file about 4× smaller.
 DEFAULT_MIN_AGREEMENT = {"fp16": 0.9, "bf16": 0.5, "int8": 0.5}
 REDUCED_PRECISIONS = tuple(DEFAULT_MIN_AGREEMENT)
+#: Precisions judged by another's threshold: the same 8-bit integer arithmetic.
+SAME_THRESHOLD = {"int8_full": "int8"}
 #: Precision → minimum agreement, as given by the user (precisions left out keep their default).
 Thresholds = tuple[tuple[str, float], ...]
 
@@ -61,4 +63,6 @@ class Tolerance:
     rtol: float = DEFAULT_RTOL
 
     def min_agreement_for(self, precision: str) -> float:
+        """The threshold for a precision; integer files (TFLite int8_full, OpenVINO int8) have int8's."""
+        precision = SAME_THRESHOLD.get(precision, precision)
         return dict(self.min_agreement).get(precision, DEFAULT_MIN_AGREEMENT[precision])
