@@ -21,7 +21,7 @@ from od_export import compat
 from od_export.errors import InputError, OutputError, ValidationFailed, option
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit, find_units
 from od_export.manifest import MANIFEST_NAME, read_manifest, recorded_thresholds, update_manifest
-from od_export.options import INPUT_TYPES, OPTIONAL_TARGET_NAMES, ConversionOptions, ExportOptions
+from od_export.options import OPTIONAL_TARGET_NAMES, ConversionOptions, ExportOptions
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
@@ -55,7 +55,7 @@ class ConvertResult:
         return {"export_dir": str(self.export_dir), "written": self.written, "validation": self.validation}
 
 
-def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]]:
+def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target], ExportOptions]:
     if not options.targets:
         raise InputError(f"no target given; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
@@ -87,14 +87,7 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
         if taken and not options.overwrite:
             raise OutputError(f"{export_dir} already has a {target.name} artifact ({', '.join(taken)}); "
                               f"pass {option('overwrite')} to replace it")
-    return Path(export_dir), units, config, targets
-
-
-def _input_type(unit: Unit, signature: Any) -> str:
-    if unit.name in INPUT_TYPES:
-        return unit.name
-    dtype = signature.structured_input_signature[1]["input_tensor"].dtype.name
-    return {"uint8": "image_tensor", "float32": "float_image_tensor"}.get(dtype, "encoded_image_string_tensor")
+    return Path(export_dir), units, config, targets, request
 
 
 def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any],
@@ -106,10 +99,10 @@ def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any],
     """
     from od_export.source.model import build_model, restore_checked
     from od_export.source.tracing import detection_module, trace
-    from od_export.verify.reference import load_signature
+    from od_export.verify.reference import input_type_of, load_signature
 
     signature = load_signature(unit, signature_key)
-    input_type = _input_type(unit, signature)
+    input_type = input_type_of(signature, unit.name)
     prefix = unit.directory / CHECKPOINT_DIR / "ckpt-0"
     if not need_model:
         return TracedFunction(input_type, None, signature, autograph=True), None
@@ -135,7 +128,7 @@ def _link_tree(source: Path, destination: Path, replaced: set[str]) -> None:
 
 
 def convert(options: ConvertOptions) -> ConvertResult:
-    export_dir, units, config, targets = _check(options)
+    export_dir, units, config, targets, request = _check(options)
     plan = plan_output(str(export_dir), overwrite=True)
     written: dict[str, dict[str, list[str]]] = {}
     with reserve(plan, options.wait):
@@ -149,8 +142,6 @@ def convert(options: ConvertOptions) -> ConvertResult:
                 relative = unit.directory.relative_to(export_dir)
                 traced, model = _traced(unit, config, options.signature_key, models,
                                         any(target.needs_model for target in targets))
-                request = ExportOptions(export_dir, export_dir, export_dir, signature_key=options.signature_key,
-                                        conversion=options.conversion)
                 context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model,
                                         staging / relative, shared)
                 written[unit.name] = _write_targets(context, targets, staging / relative, export_dir / relative)

@@ -189,3 +189,17 @@ def update_manifest(source_root: Path, root: Path, validation: dict[str, Any], t
     manifest["validation"] = validation
     manifest["min_agreement"] = {**manifest.get("min_agreement", {}), **dict(min_agreement)}
     return write_manifest(root, manifest)
+
+
+def data_directories(config_path: AnyPath) -> list[Path]:
+    """Where the relative data paths of a config may start: its own directory and, for a config
+    inside an export, the directory of the training run's config that the export's manifest records."""
+    if "://" in str(config_path):
+        return []
+    here = Path(str(config_path)).parent
+    found = [here]
+    for root in (here, here.parent):
+        source = (((read_manifest(root) or {}).get("source") or {}).get("pipeline_config") or {}).get("path")
+        if isinstance(source, str) and Path(source).parent not in found:
+            found.append(Path(source).parent)
+    return found

@@ -143,14 +143,14 @@ def target_export(workspace: Path, demo_checkpoint):
 def deploy_export(workspace: Path, demo_checkpoint):
     """``deploy_export(name)`` → an image_tensor export (no frozen graph) with the TFLite and OpenVINO targets."""
     from od_export import ExportOptions, export
-    from od_export.options import TFLITE_PRECISIONS, ConversionOptions
+    from od_export.options import ConversionOptions
 
     cache: dict[str, object] = {}
 
     def make(name: str):
         if name not in cache:
             run = demo_checkpoint(name)
-            conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS, min_agreement=SAMPLE_THRESHOLDS)
+            conversion = ConversionOptions(tflite_precisions=("fp32", "fp16", "int8"), min_agreement=SAMPLE_THRESHOLDS)
             cache[name] = export(ExportOptions(run / "pipeline.config", run, workspace / "deploy_exports" / name,
                                                targets=DEPLOY_TARGETS[name], freeze=False, validate=True,
                                                conversion=conversion))

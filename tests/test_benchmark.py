@@ -287,3 +287,23 @@ def test_coco_annotations_give_the_records_figures(trained_export, tmp_path, cap
         figures.append([(r["artifact"], r["map"]) for r in json.loads(capsys.readouterr().out)["artifacts"]])
     assert [name for name, _ in figures[0]] == [name for name, _ in figures[1]]
     assert np.allclose([value for _, value in figures[0]], [value for _, value in figures[1]], atol=1e-3), [(a, b) for a, b in zip(*figures) if a != b]
+
+
+@pytest.mark.integration
+@needs_trained
+def test_integer_files_from_the_run_s_records_keep_the_map(trained_export, tmp_path, capsys):
+    """TFLite int8_full (uint8 I/O) and OpenVINO int8 (NNCF) are verified when written and lose little mAP."""
+    copy = tmp_path / "export"
+    shutil.copytree(trained_export, copy, ignore=shutil.ignore_patterns("benchmark"))
+    assert main(["convert", str(copy), "--target", "openvino", "--openvino-precision", "int8", "--overwrite", "-q"]) == 0
+    spec = json.loads((copy / "tflite" / "io_spec.json").read_text())["files"]["int8_full"]
+    assert spec["input"]["dtype"] == "uint8" and {o["dtype"] for o in spec["outputs"]} == {"uint8"}
+    assert spec["float_ops"] == {"DEQUANTIZE": 2, "QUANTIZE": 4, "TFLite_Detection_PostProcess": 1}
+    openvino = json.loads((copy / "openvino" / "io_spec.json").read_text())
+    assert openvino["precision"] == "int8" and openvino["calibration"].startswith("100 images drawn (seed 0)")
+    capsys.readouterr()
+    assert main(["benchmark", str(copy), "--max-images", "60", "--json", "--no-save", "--max-map-drop", "0.06"]) == 0
+    rows = {row["artifact"]: row for row in json.loads(capsys.readouterr().out)["artifacts"]}
+    assert rows["openvino:int8"]["size_bytes"] < 0.6 * rows["onnx"]["size_bytes"]
+    for name in ("tflite:int8_full", "openvino:int8"):
+        assert 0.0 <= rows[name]["map_drop"] <= 0.06, rows[name]

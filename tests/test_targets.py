@@ -47,7 +47,9 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
          "calibration images are used by the int8 files only"),
         ("calibration_missing", ["--target", "tflite", "--tflite-precision", "int8", "--calibration-images", "/nowhere"],
          "calibration images directory /nowhere does not exist"),
-        ("openvino_precision", ["--target", "openvino", "--openvino-precision", "int8"], "unknown OpenVINO precision 'int8'"),
+        ("openvino_precision", ["--target", "openvino", "--openvino-precision", "int4"], "unknown OpenVINO precision 'int4'"),
+        ("centernet_int8_full", ["--target", "tflite", "--tflite-precision", "int8_full"],
+         "CenterNet finds its peaks with float ops that int8 cannot express"),
         ("min_agreement", ["--target", "openvino", "--min-agreement", "int8=1.5"],
          "minimum agreement 1.5 for int8 is not a fraction"),
         ("min_agreement_bare", ["--target", "openvino", "--min-agreement", "0.3"],
@@ -66,6 +68,8 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
 def test_bad_target_requests_fail_fast_with_one_line(case, arguments, fragment, tmp_path):
     run = fake_run(tmp_path / "run")
     config = sample_config("faster_rcnn_resnet50" if case.startswith("two_stage") else "ssd_mobilenet_v2")
+    if case.startswith("centernet"):
+        config = sample_config("centernet_mobilenet_v2_fpn")
     if case.startswith("efficientdet"):
         config = sample_config("efficientdet_d0")
     if case == "dynamic_resizer":  # EfficientDet without padding: every image keeps its own size

@@ -19,7 +19,7 @@ from od_export.benchmark.data import DataSource, EvalImage, read_coco, read_reco
 from od_export.benchmark.report import BenchmarkResult, Gates, Row
 from od_export.errors import InputError, option
 from od_export.layout import PIPELINE_CONFIG_NAME, Unit, find_units
-from od_export.storage.location import AnyPath, RemotePath, check_scheme_supported, location
+from od_export.storage.location import AnyPath, check_scheme_supported, location
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +59,13 @@ def check_options(options: BenchmarkOptions) -> None:
 
 def _config(export_dir: AnyPath, units: list[Unit]) -> tuple[Any, list[Path]]:
     """The export's pipeline.config, and where the paths it names may be relative to."""
-    from od_export.manifest import read_manifest
+    from od_export.manifest import data_directories
     from od_export.source.pipeline_config import load_pipeline_config
 
-    source = ((read_manifest(export_dir) or {}).get("source") or {}).get("pipeline_config") or {}
-    bases = [Path(source["path"]).parent] if isinstance(source.get("path"), str) else []
     for directory in [unit.directory for unit in units] + [export_dir]:
         if (directory / PIPELINE_CONFIG_NAME).is_file():
             path = directory / PIPELINE_CONFIG_NAME
-            local = [Path(str(path)).parent] if not isinstance(path, RemotePath) else []
-            return load_pipeline_config(path), local + bases
+            return load_pipeline_config(path), data_directories(path)
     raise InputError(f"{export_dir} has no pipeline.config; benchmark needs it for the classes and the evaluation data")
 
 

@@ -68,7 +68,9 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tflite-precision", dest="tflite_precisions", action="append", metavar="P",
                         help=f"tflite: repeatable, one file each: {', '.join(TFLITE_PRECISIONS)} (default fp32)")
     parser.add_argument("--max-detections", type=int, default=10, help="tflite: detections per image (default 10, as the OD API's export_tflite_graph_tf2)")
-    parser.add_argument("--calibration-images", metavar="DIR", help="tflite int8: JPEG/PNG images to calibrate on (default: synthetic images, with a warning)")
+    parser.add_argument("--calibration-images", metavar="DIR", help="int8 files (tflite int8/int8_full, openvino int8): JPEG/PNG images to calibrate on (default: 100 "
+                        "images drawn, seeded, from the config's train_input_reader records; synthetic images, with a "
+                        "warning, only when the run has none)")
     parser.add_argument("--openvino-precision", default="fp32", help=f"openvino: {' or '.join(OPENVINO_PRECISIONS)} weights (default fp32)")
     add_agreement_argument(parser)
 

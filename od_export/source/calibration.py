@@ -102,8 +102,9 @@ def calibration_set(directory: str | Path | None, config: Any, config_path: Any)
     """The calibration images for a run (see the module docstring)."""
     if directory is not None:
         return from_directory(Path(directory))
-    bases = [Path(str(config_path)).parent] if "://" not in str(config_path) else []
-    files = training_records(config, bases)
+    from od_export.manifest import data_directories
+
+    files = training_records(config, data_directories(config_path))
     if not files:
         named = ", ".join(config.train_input_reader.tf_record_input_reader.input_path) or "none"
         return synthetic(f"no calibration images were given and the run's training records ({named}) are not here")

@@ -4,7 +4,9 @@
 (its TensorFlow frontend takes the serving signature as it is, dynamic image size
 included), and ``openvino.save_model`` writes the IR: float32 weights for ``fp32``,
 float16 weights for ``fp16`` (OpenVINO's weight compression: half the file, the CPU
-plugin computes in float32).  The IR's input and outputs carry the signature's names
+plugin computes in float32), and for ``int8`` the IR that NNCF's post-training
+quantisation (``nncf.quantize``) makes from the export's calibration images
+(:mod:`od_export.source.calibration`), fed as users feed the IR.  The IR's input and outputs carry the signature's names
 (``input_tensor``, ``detection_boxes``, …), so a client keys its results exactly as
 it does the SavedModel's.
 
@@ -20,6 +22,8 @@ defaults and judged by detection agreement at that precision, as a check of its 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -70,8 +74,28 @@ def describe_ir(model: Any) -> dict[str, Any]:
 
 
 def precision_entry(precision: str) -> dict[str, str]:
-    weights = "float16 (compressed), computed in float32 by the CPU plugin" if precision == "fp16" else "float32"
-    return {"precision": precision, "weights": weights}
+    weights = {"fp16": "float16 (compressed), computed in float32 by the CPU plugin",
+               "int8": "int8, with int8 activations where NNCF placed quantize nodes (post-training quantisation)"}
+    return {"precision": precision, "weights": weights.get(precision, "float32")}
+
+
+def quantize_ir(model: Any, context: ExportContext) -> tuple[Any, str]:
+    """NNCF's post-training quantisation of the IR, on the export's calibration images fed as users feed them."""
+    import nncf
+
+    from od_export.source.calibration import shared_calibration_set
+
+    calibration = shared_calibration_set(context)
+    dtype = np.uint8 if context.input_type == "image_tensor" else np.float32
+    dataset = nncf.Dataset(calibration.images, lambda image: {"input_tensor": image[np.newaxis].astype(dtype)})
+    logger.info(f"quantising the OpenVINO IR with NNCF ({len(calibration.images)} calibration images)")
+    logging.getLogger("nncf").setLevel(max(logging.getLogger("od_export").getEffectiveLevel(), logging.ERROR))
+    try:  # NNCF draws progress bars on stdout, which belongs to --json: they are dropped
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(model, dataset, subset_size=len(calibration.images))
+    except Exception as exc:  # nncf raises its own and OpenVINO's errors
+        raise ExportFailed(f"NNCF cannot quantise this model: {' '.join(str(exc).split())[:300]}") from exc
+    return quantized, calibration.source
 
 
 def convert_saved_model(saved_model: Path) -> Any:
@@ -147,11 +171,14 @@ class OpenVinoTarget(Target):
             raise ExportFailed("the openvino target converts the unit's SavedModel, and none was given")
         precision = context.options.conversion.openvino_precision
         model = convert_saved_model(context.unit_dir / SAVED_MODEL_DIR)
+        extra = {}
+        if precision == "int8":
+            model, extra["calibration"] = quantize_ir(model, context)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / OPENVINO_FILE
         openvino.save_model(model, str(path), compress_to_fp16=precision == "fp16")
         spec_path = directory / IO_SPEC_NAME
-        spec = {**describe_ir(model), **precision_entry(precision), "input_type": context.input_type,
+        spec = {**describe_ir(model), **precision_entry(precision), **extra, "input_type": context.input_type,
                 "inference_precision": {"verified": VERIFIED_PRECISION, "cpu_default_here": cpu_default_precision()}}
         spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
         return [path, directory / OPENVINO_WEIGHTS, spec_path]
@@ -163,7 +190,10 @@ class OpenVinoTarget(Target):
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
         """The IR at f32 and, where this CPU's default differs, as users get it by default."""
         files = [artifact, artifact.parent / OPENVINO_WEIGHTS]
-        runners = [OpenVinoIrRunner(self.name, files, VERIFIED_PRECISION)]
+        spec = json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
+        precision = spec.get("precision", "fp32")
+        name = self.name if precision == "fp32" else f"{self.name}:{precision}"
+        runners = [OpenVinoIrRunner(name, files, VERIFIED_PRECISION)]
         default = cpu_default_precision()
         if default != VERIFIED_PRECISION:
             runners.append(OpenVinoIrRunner(f"{self.name}:{_PRECISION_NAMES.get(default, default)}", files, None))
