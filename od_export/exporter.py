@@ -127,7 +127,20 @@ def export(options: ExportOptions, built: BuiltModels | None = None) -> ExportRe
         clock.lap("import_and_config")
         if od_api.is_tf1_config(sources.config):
             return od_api.export_tf1(options, sources.config, sources.checkpoint.prefix, sources.output, notes, clock.timings)
-        return _export_reserved(options, sources, notes, clock, built)
+        result = _export_reserved(options, sources, notes, clock, built)
+    if options.benchmark is not None:  # after the reservation: the benchmark takes the export's lock itself
+        result.benchmark = _benchmark(result.output_dir, options.benchmark)
+    return result
+
+
+def _benchmark(output_dir: Any, request: Any) -> dict[str, Any]:
+    from od_export.benchmark import BenchmarkOptions, DataSource, Gates, benchmark
+
+    done = benchmark(BenchmarkOptions(output_dir, DataSource(request.data, max_images=request.max_images),
+                                      Gates(request.min_map, request.max_map_drop), grid_images=0))
+    if not done.ok:
+        logger.error(done.failure_message())
+    return done.to_dict()
 
 
 def _build_and_restore(options: ExportOptions, sources: _Sources, clock: _Stopwatch,

@@ -68,7 +68,7 @@ def file_inventory(root: Path) -> list[dict[str, Any]]:
 
 #: Options that do not change what an export contains (paths and sources are recorded by hash).
 _NOT_IN_REQUEST = ("pipeline_config", "checkpoint_dir", "output_dir", "checkpoint", "overwrite", "wait", "validate",
-                  "keep_going")
+                  "keep_going", "benchmark")
 
 
 def _plain(value: Any) -> Any:

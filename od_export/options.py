@@ -106,6 +106,24 @@ class ConversionOptions:
 
 
 @dataclass(frozen=True)
+class BenchmarkRequest:
+    """``od-export benchmark`` of a finished export, with gates that fail it (see :mod:`od_export.benchmark`)."""
+
+    max_images: int = 100  # 0: every evaluation image
+    min_map: float | None = None
+    max_map_drop: float | None = None
+    #: Evaluation TFRecords (default: the config's eval_input_reader).
+    data: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        if self.max_images < 0:
+            raise InputError(f"benchmark images must be 0 (all) or more, not {self.max_images}")
+        for name, value in (("min_map", self.min_map), ("max_map_drop", self.max_map_drop)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise InputError(f"benchmark {name} is a COCO mAP figure between 0 and 1, not {value:g}")
+
+
+@dataclass(frozen=True)
 class ExportOptions:
     """Paths may be local (``str``/``Path``) or URLs (``gs://…``) as ``str``."""
 
@@ -130,6 +148,8 @@ class ExportOptions:
     conversion: ConversionOptions = field(default_factory=lambda: ConversionOptions())
     #: One ``saved_model/`` for every input type (a signature each) instead of one unit per input type.
     single_saved_model: bool = False
+    #: Benchmark the published export; a gate it fails makes the result not ok.
+    benchmark: BenchmarkRequest | None = None
 
     @property
     def signature_keys(self) -> tuple[str, ...]:
@@ -155,6 +175,8 @@ class ExportOptions:
         if self.frozen_format not in FROZEN_FORMATS:
             raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")
         self.conversion.check()
+        if self.benchmark is not None:
+            self.benchmark.check()
         for name in self.targets:
             if name not in OPTIONAL_TARGET_NAMES:
                 raise InputError(f"unknown target {name!r}; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")

@@ -72,15 +72,22 @@ class ExportResult:
     validation: dict[str, Any] | None = None
     #: Artifacts that failed their check and were left out (only when asked to keep going).
     failed: list[dict[str, Any]] = field(default_factory=list)
+    #: ``od-export benchmark``'s document, when one was asked for.
+    benchmark: dict[str, Any] | None = None
+
+    @property
+    def benchmark_shortfalls(self) -> list[str]:
+        return list((self.benchmark or {}).get("shortfalls", []))
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.benchmark_shortfalls
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "failed": self.failed,
+            "benchmark": self.benchmark,
             "output_dir": str(self.output_dir),
             "manifest": str(self.output_dir / MANIFEST_NAME),
             "validation": self.validation,

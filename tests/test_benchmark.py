@@ -307,3 +307,21 @@ def test_integer_files_from_the_run_s_records_keep_the_map(trained_export, tmp_p
     assert rows["openvino:int8"]["size_bytes"] < 0.6 * rows["onnx"]["size_bytes"]
     for name in ("tflite:int8_full", "openvino:int8"):
         assert 0.0 <= rows[name]["map_drop"] <= 0.06, rows[name]
+
+
+@pytest.mark.integration
+@needs_trained
+def test_watch_refuses_an_export_whose_int8_file_lost_too_much(tmp_path, capsys):
+    """A watched run with a benchmark gate: the checkpoint is exported and benchmarked, fails, latest stays put."""
+    run = tmp_path / "run"
+    shutil.copytree(TRAINED, run, ignore=shutil.ignore_patterns("ckpt-[1-4].*"))
+    (run / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\nall_model_checkpoint_paths: "ckpt-5"\n')
+    out = tmp_path / "out"
+    code = main(["watch", str(run), "--output-dir", str(out), "--once", "--no-freeze", "--target", "tflite",
+                 "--tflite-precision", "int8", "--benchmark-images", "40", "--max-map-drop", "0.005", "--json"])
+    [result] = json.loads(capsys.readouterr().out)["jobs"]
+    assert code == 1 and result["status"] == "failed"
+    assert result["error"]["message"].startswith("benchmark: tflite:int8 mAP drop 0.0")
+    assert not (out / "latest").exists()
+    saved = json.loads((out / "ckpt-5" / "benchmark" / "benchmark.json").read_text())
+    assert saved["ok"] is False and saved["images"] == 40

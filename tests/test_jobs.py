@@ -64,6 +64,11 @@ def test_job_parses_into_the_options_the_cli_builds(tmp_path, monkeypatch):
     ("jobs:\n" + JOB.format(name="a") + "    checkpoints: some\n", "checkpoints: must be all, latest"),
     ("jobs:\n" + JOB.format(name="a") + "    checkpoints: all\n    checkpoint: ckpt-1\n", "give either checkpoint (one) or checkpoints"),
     ("jobs:\n" + JOB.format(name="a") + JOB.format(name="a"), "job 2 (job2): output_dir: "),
+    ("jobs:\n" + JOB.format(name="a") + "    benchmark: {max_drop: 0.1}\n",
+     "benchmark: unknown key 'max_drop'; known keys: max_images, min_map, max_map_drop, data"),
+    ("jobs:\n" + JOB.format(name="a") + "    benchmark: {max_map_drop: 5}\n",
+     "benchmark: benchmark max_map_drop is a COCO mAP figure between 0 and 1, not 5"),
+    ("jobs:\n" + JOB.format(name="a") + "    benchmark: fast\n", "benchmark: must be true or a mapping"),
 ])
 def test_bad_batch_files_name_file_job_and_key_and_exit_2(tmp_path, capsys, text, expected):
     write_run(tmp_path / "run", [1])
@@ -72,6 +77,17 @@ def test_bad_batch_files_name_file_job_and_key_and_exit_2(tmp_path, capsys, text
     err = capsys.readouterr().err
     assert expected in err and str(path) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_benchmark_key_parses_into_the_request_the_cli_builds(tmp_path):
+    from od_export.options import BenchmarkRequest
+
+    write_run(tmp_path / "run", [1])
+    path = batch_file(tmp_path, "jobs:\n" + JOB.format(name="a") + "    benchmark: {max_images: 40, max_map_drop: 0.02, "
+                      "data: eval.record}\n" + JOB.format(name="b") + "    benchmark: true\n")
+    first, second = load_batch(path)
+    assert first.options.benchmark == BenchmarkRequest(40, None, 0.02, (str(tmp_path / "eval.record"),))
+    assert second.options.benchmark == BenchmarkRequest()
 
 
 def test_a_missing_source_is_refused_before_anything_runs(tmp_path, capsys):

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 
-def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+def add_gate_arguments(parser: Any) -> None:
+    """``--min-map`` and ``--max-map-drop`` (benchmark, and export/watch that benchmark what they write)."""
     parser.add_argument("--min-map", type=float, metavar="X",
                         help="fail (exit 1) when an artifact's COCO mAP@[.5:.95] is below X")
     parser.add_argument("--max-map-drop", type=float, metavar="D",

@@ -10,10 +10,11 @@ from typing import Any
 
 from od_export import log
 from od_export.cli import batch as cli_batch
+from od_export.cli import benchmark as cli_benchmark
 from od_export.cli import legacy
 from od_export.options import (
     FROZEN_FORMATS, INPUT_FORMATS, INPUT_TYPES, OPENVINO_PRECISIONS, OPTIONAL_TARGET_NAMES, SIGNATURE_KEYS,
-    TFLITE_PRECISIONS, ConversionOptions, ExportOptions, parse_input_shape, parse_side_inputs,
+    TFLITE_PRECISIONS, BenchmarkRequest, ConversionOptions, ExportOptions, parse_input_shape, parse_side_inputs,
 )
 from od_export.storage.location import location
 from od_export.verify.tolerance import REDUCED_PRECISIONS, Thresholds, describe_defaults, parse_threshold, thresholds
@@ -55,6 +56,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validate", action="store_true", help="also record the verification report in manifest.json and --json (every export is verified, as `od-export validate` does, before it is moved into place)")
     parser.add_argument("--keep-going", action="store_true", help="publish the artifacts that pass their checks, record each one that fails (name, reason, figures) in the manifest and the result, and exit 1; by default one failure publishes nothing")
     parser.add_argument("--wait", action="store_true", help="if another od-export is writing the same output, wait for it instead of failing")
+    benchmark = parser.add_argument_group("benchmark the export when written (od-export benchmark; any of these turns it on)")
+    benchmark.add_argument("--benchmark-images", type=int, metavar="N", help="eval images to benchmark on (0: all; default 100)")
+    cli_benchmark.add_gate_arguments(benchmark)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +99,14 @@ def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
                              min_agreement=thresholds_from_args(args))
 
 
+def benchmark_request_from_args(args: argparse.Namespace) -> BenchmarkRequest | None:
+    given = (args.benchmark_images, args.min_map, args.max_map_drop)
+    if all(value is None for value in given):
+        return None
+    return BenchmarkRequest(100 if args.benchmark_images is None else args.benchmark_images, args.min_map,
+                            args.max_map_drop)
+
+
 def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
     from od_export.source.pipeline_config import read_text
 
@@ -120,6 +132,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         validate=args.validate,
         wait=args.wait,
         keep_going=args.keep_going,
+        benchmark=benchmark_request_from_args(args),
         targets=tuple(args.targets),
         conversion=conversion_options_from_args(args),
     )

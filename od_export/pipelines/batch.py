@@ -189,12 +189,16 @@ def run_task(task: Task, force: bool, built: Any, report: Progress, freshness: F
 
                 exported = export(options, built)
             outcome = _result(task, "exported", time.perf_counter() - start)
-            if not exported.ok:  # kept going past failed artifacts: published, but a failure to report
+            if exported.failed:  # kept going past failed artifacts: published, but a failure to report
                 reasons = "; ".join(f"{f['artifact']} {f['reason']}" for f in exported.failed)
                 error = {"kind": "ValidationFailed", "message": f"published without {reasons}",
                          "exit_code": FAILURE_EXIT_CODE}
                 outcome = _result(task, "partial", outcome.seconds, error)
-        if task.latest_link is not None:
+            elif exported.benchmark_shortfalls:  # written and benchmarked, but refused: latest stays where it was
+                error = {"kind": "BenchmarkFailed", "message": "benchmark: " + "; ".join(exported.benchmark_shortfalls),
+                         "exit_code": FAILURE_EXIT_CODE}
+                outcome = _result(task, "failed", outcome.seconds, error)
+        if task.latest_link is not None and outcome.status != "failed":
             update_latest(task)
     except OdExportError as exc:
         outcome = _result(task, "failed", time.perf_counter() - start,

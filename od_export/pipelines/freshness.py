@@ -52,6 +52,8 @@ def _first_mismatch(options: ExportOptions, manifest: dict[str, Any], source: di
         return "written with other options"
     if manifest.get("failed"):
         return "an artifact failed its check and was left out"
+    if options.benchmark is not None and (manifest.get("benchmark") or {}).get("ok") is not True:
+        return "it has no benchmark that passed its gates"
     if (source.get("pipeline_config") or {}).get("sha256") != sha256_of([location(options.pipeline_config)]):
         return "the pipeline config changed"
     try:

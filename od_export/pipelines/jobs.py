@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from od_export.errors import InputError
-from od_export.options import SIDE_INPUT_DTYPES, ConversionOptions, ExportOptions, SideInput, parse_input_shape
+from od_export.options import (SIDE_INPUT_DTYPES, BenchmarkRequest, ConversionOptions, ExportOptions, SideInput,
+                               parse_input_shape)
 from od_export.storage.location import AnyPath, location
 from od_export.verify.tolerance import thresholds
 
@@ -185,6 +186,8 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         return _side_inputs(value)
     if key == "calibration_images":
         return _path(_scalar(value, str, "a path"), base)
+    if key == "benchmark":
+        return _benchmark(value, base)
     if key == "min_agreement":
         if not isinstance(value, dict):
             raise InputError(f"must map each precision to a fraction, like {{int8: 0.3}}, not {value!r}")
@@ -200,6 +203,32 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
             raise InputError("must be a string or a list of strings")
         return tuple(items)
     return _scalar(value, type(default), {bool: "true or false", int: "a whole number", str: "a string"}[type(default)])
+
+
+def _benchmark(value: Any, base: Path) -> BenchmarkRequest | None:
+    """``benchmark: {max_images: 100, max_map_drop: 0.03}`` (``true``: the defaults; ``false``: none)."""
+    if isinstance(value, bool):
+        return BenchmarkRequest() if value else None
+    if not isinstance(value, dict):
+        raise InputError(f"must be true or a mapping like {{max_map_drop: 0.03}}, not {value!r}")
+    allowed = tuple(f.name for f in fields(BenchmarkRequest))
+    unknown = [key for key in value if key not in allowed]
+    if unknown:
+        raise InputError(f"unknown key {unknown[0]!r}; known keys: {', '.join(allowed)}")
+    given = dict(value)
+    if "data" in given:
+        items = [given["data"]] if isinstance(given["data"], str) else given["data"]
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise InputError("benchmark data must be a record path or a list of them")
+        given["data"] = tuple(_path(v, base) for v in items)
+    for name in ("min_map", "max_map_drop"):
+        if name in given and (isinstance(given[name], bool) or not isinstance(given[name], (int, float))):
+            raise InputError(f"benchmark {name} must be a number from 0 to 1, not {given[name]!r}")
+    if "max_images" in given and type(given["max_images"]) is not int:
+        raise InputError(f"benchmark max_images must be a whole number, not {given['max_images']!r}")
+    request = BenchmarkRequest(**given)
+    request.check()
+    return request
 
 
 def _default(field: Field[Any]) -> Any:
