@@ -1,7 +1,7 @@
 """``od-export benchmark`` on the trained demo run: the OD API evaluator's figures, every artifact, gates, bad data.
 
-One export of the trained fixture (every converter target, TFLite in three
-precisions) and one benchmark of it on the whole eval record are shared by the
+One export of the trained fixture (every converter target, TFLite in every
+precision) and one benchmark of it on the first 50 eval images are shared by the
 tests of this file.
 """
 from __future__ import annotations
@@ -54,8 +54,20 @@ def test_impossible_values_are_refused_before_anything_is_read(tmp_path, capsys,
     assert message in err and len(err.splitlines()) == 1
 
 
+#: Eval images the shared benchmark and the OD API's own evaluation run on (of the record's 200).
+EVAL_IMAGES = 50
+
+
+def _first_records(source, target, count: int) -> None:
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        for serialized in tf.data.TFRecordDataset(str(source)).take(count):
+            writer.write(serialized.numpy())
+
+
 def _absolute_config(tmp_path):
-    """The fixture's config with its data paths made absolute (they are relative to the run)."""
+    """The fixture's config with absolute data paths (they are relative to the run), evaluating the first images."""
     from google.protobuf import text_format
 
     from od_export.source.pipeline_config import load_pipeline_config
@@ -66,13 +78,16 @@ def _absolute_config(tmp_path):
         paths = [str(TRAINED / p) for p in reader.tf_record_input_reader.input_path]
         reader.tf_record_input_reader.ClearField("input_path")
         reader.tf_record_input_reader.input_path.extend(paths)
+    _first_records(TRAINED / "data" / "eval.record", tmp_path / "eval.record", EVAL_IMAGES)
+    config.eval_input_reader[0].tf_record_input_reader.ClearField("input_path")
+    config.eval_input_reader[0].tf_record_input_reader.input_path.append(str(tmp_path / "eval.record"))
     path = tmp_path / "pipeline.config"
     path.write_text(text_format.MessageToString(config))
     return path
 
 
 def eager_eval_metrics(tmp_path) -> dict[str, float]:
-    """COCO metrics of the fixture's last checkpoint on its eval record, by model_lib_v2's eager_eval_loop."""
+    """COCO metrics of the fixture's last checkpoint on its first eval images, by model_lib_v2's eager_eval_loop."""
     from od_export import compat
 
     training = compat.import_training()
@@ -104,13 +119,14 @@ def trained_export(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def benchmarked(trained_export):
-    """``od-export benchmark --json`` of that export on the whole eval record."""
+    """``od-export benchmark --json`` of that export on the first eval images."""
     import contextlib
     import io
 
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["benchmark", str(trained_export), "--json", "--max-map-drop", "0.1"])
+        code = main(["benchmark", str(trained_export), "--json", "--max-map-drop", "0.1",
+                     "--max-images", str(EVAL_IMAGES)])
     return code, json.loads(stdout.getvalue())
 
 
@@ -120,8 +136,8 @@ def test_the_savedmodel_reaches_the_bar_and_equals_the_od_api_evaluation(benchma
     code, document = benchmarked
     assert code == 0 and document["ok"], document["shortfalls"]
     saved_model = document["artifacts"][0]
-    assert saved_model["artifact"] == "saved_model" and document["images"] == 200
-    assert saved_model["map50"] >= 0.5  # the issue's bar, on the held-out record
+    assert saved_model["artifact"] == "saved_model" and document["images"] == EVAL_IMAGES
+    assert saved_model["map50"] >= 0.5  # the issue's bar, on held-out images
     reported = eager_eval_metrics(tmp_path)
     for key, name in (("map", "DetectionBoxes_Precision/mAP"), ("map50", "DetectionBoxes_Precision/mAP@.50IOU"),
                       ("ar100", "DetectionBoxes_Recall/AR@100")):
@@ -302,7 +318,7 @@ def test_integer_files_from_the_run_s_records_keep_the_map(trained_export, tmp_p
     openvino = json.loads((copy / "openvino" / "io_spec.json").read_text())
     assert openvino["precision"] == "int8" and openvino["calibration"].startswith("100 images drawn (seed 0)")
     capsys.readouterr()
-    assert main(["benchmark", str(copy), "--max-images", "60", "--json", "--no-save", "--max-map-drop", "0.06"]) == 0
+    assert main(["benchmark", str(copy), "--max-images", "40", "--json", "--no-save", "--max-map-drop", "0.06"]) == 0
     rows = {row["artifact"]: row for row in json.loads(capsys.readouterr().out)["artifacts"]}
     assert rows["openvino:int8"]["size_bytes"] < 0.6 * rows["onnx"]["size_bytes"]
     for name in ("tflite:int8_full", "openvino:int8"):
@@ -311,17 +327,20 @@ def test_integer_files_from_the_run_s_records_keep_the_map(trained_export, tmp_p
 
 @pytest.mark.integration
 @needs_trained
-def test_watch_refuses_an_export_whose_int8_file_lost_too_much(tmp_path, capsys):
-    """A watched run with a benchmark gate: the checkpoint is exported and benchmarked, fails, latest stays put."""
+def test_watch_refuses_an_export_that_falls_short_of_its_gate(tmp_path, capsys):
+    """A watched run with a benchmark gate: the checkpoint is exported and benchmarked, fails, latest stays put.
+
+    (The gate is a floor the SavedModel misses, so that the test needs no converter:
+    how each artifact's figure meets a gate is tested above.)"""
     run = tmp_path / "run"
     shutil.copytree(TRAINED, run, ignore=shutil.ignore_patterns("ckpt-[1-4].*"))
     (run / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\nall_model_checkpoint_paths: "ckpt-5"\n')
     out = tmp_path / "out"
-    code = main(["watch", str(run), "--output-dir", str(out), "--once", "--no-freeze", "--target", "tflite",
-                 "--tflite-precision", "int8", "--benchmark-images", "40", "--max-map-drop", "0.005", "--json"])
+    code = main(["watch", str(run), "--output-dir", str(out), "--once", "--no-freeze", "--benchmark-images", "40",
+                 "--min-map", "0.95", "--json"])
     [result] = json.loads(capsys.readouterr().out)["jobs"]
     assert code == 1 and result["status"] == "failed"
-    assert result["error"]["message"].startswith("benchmark: tflite:int8 mAP drop 0.0")
+    assert result["error"]["message"].startswith("benchmark: saved_model mAP 0.8") and "< 0.95" in result["error"]["message"]
     assert not (out / "latest").exists()
     saved = json.loads((out / "ckpt-5" / "benchmark" / "benchmark.json").read_text())
     assert saved["ok"] is False and saved["images"] == 40
