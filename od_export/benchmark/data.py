@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def read_records(patterns: tuple[str, ...], label_map: Path | None, num_classes:
             try:
                 decoded = next(iterator)
             except tf.errors.InvalidArgumentError as exc:
-                raise InputError(f"{where}: the image cannot be decoded ({' '.join(str(exc).split())[:80]}); "
+                raise InputError(f"{where}: the image cannot be decoded (image/encoded is not a readable JPEG or PNG); "
                                  "remove or re-encode it") from exc
             image = EvalImage(image_id=_image_id(decoded[keys[0]].numpy(), len(images)), pixels=decoded[keys[1]].numpy(),
                               encoded=data, boxes=decoded[keys[2]].numpy().astype(np.float32),
@@ -122,6 +123,12 @@ def read_records(patterns: tuple[str, ...], label_map: Path | None, num_classes:
     return images
 
 
+def _reason(exc: Exception) -> str:
+    """TensorFlow's error text without its function-node prefix, on one short line."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", str(getattr(exc, "message", exc)))
+    return " ".join(text.split())[:100]
+
+
 def _checked_examples(path: str, count: int) -> list[bytes]:
     """The encoded image of the first ``count`` records (-1: all), each checked to be an OD API tf.Example."""
     tf = compat.import_tensorflow()
@@ -130,7 +137,7 @@ def _checked_examples(path: str, count: int) -> list[bytes]:
         for index, serialized in enumerate(tf.data.TFRecordDataset(path).take(count)):
             found.append(_check_example(serialized.numpy(), f"record {index} of {path}"))
     except tf.errors.DataLossError as exc:
-        raise InputError(f"{path} is not a TFRecord file ({' '.join(str(exc).split())[:120]}); give the eval "
+        raise InputError(f"{path} is not a TFRecord file ({_reason(exc)}); give the eval "
                          "TFRecord the OD API reads") from exc
     return found
 
