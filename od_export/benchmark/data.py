@@ -23,6 +23,7 @@ import numpy as np
 from od_export import compat
 from od_export.errors import InputError, option
 from od_export.source.pipeline_config import find_named_path
+from od_export.verify import samples
 
 #: The tf.Example keys without which a record cannot be evaluated.
 REQUIRED_KEYS = ("image/encoded", "image/object/bbox/ymin", "image/object/bbox/xmin",
@@ -76,14 +77,6 @@ def _record_files(patterns: tuple[str, ...]) -> list[str]:
             raise InputError(f"no evaluation record matches {pattern}; give the path of the eval TFRecord")
         files += matched
     return files
-
-
-def _decode_pixels(encoded: bytes, where: str) -> np.ndarray:
-    tf = compat.import_tensorflow()
-    try:
-        return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
-    except (tf.errors.OpError, ValueError) as exc:
-        raise InputError(f"{where}: the image cannot be decoded ({type(exc).__name__}); remove or re-encode it") from exc
 
 
 def read_records(patterns: tuple[str, ...], label_map: Path | None, num_classes: int, limit: int) -> list[EvalImage]:
@@ -192,7 +185,7 @@ def read_coco(annotations: Path, images_dir: Path, num_classes: int, limit: int)
             encoded = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{where} cannot be read ({exc.strerror}); give the directory the annotations refer to") from exc
-        pixels = _decode_pixels(encoded, where)
+        pixels = samples.decode_image(encoded, where)
         height, width = pixels.shape[:2]
         found = by_image.get(entry["id"], [])
         boxes = np.array([[a["bbox"][1] / height, a["bbox"][0] / width, (a["bbox"][1] + a["bbox"][3]) / height,

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from od_export import compat
-from od_export.errors import InputError
 from od_export.options import MAX_CALIBRATION_IMAGES, calibration_files
 from od_export.source.pipeline_config import find_named_path
+from od_export.verify import samples
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +40,9 @@ class CalibrationSet:
     source: str
 
 
-def _decode(data: bytes, where: str) -> np.ndarray:
-    tf = compat.import_tensorflow()
-    try:
-        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError) as exc:
-        raise InputError(f"calibration image {where} is not a readable JPEG or PNG; remove or replace it") from exc
-
-
 def from_directory(directory: Path) -> CalibrationSet:
     files = calibration_files(directory)
-    return CalibrationSet([_decode(p.read_bytes(), str(p)) for p in files],
+    return CalibrationSet([samples.decode_image(p.read_bytes(), f"calibration image {p}") for p in files],
                           f"{len(files)} images from {Path(directory).absolute()}")
 
 
@@ -89,7 +81,6 @@ def _sampled(files: list[str], count: int) -> list[tuple[str, bytes]]:
 
 
 def synthetic(reason: str) -> CalibrationSet:
-    from od_export.verify import samples
 
     logger.warning(f"int8: {reason}, so int8 is calibrated on {SYNTHETIC_CALIBRATION_IMAGES} synthetic images and its "
                    "ranges may not fit real ones; give a directory of representative images (JPEG/PNG) as "
@@ -111,7 +102,7 @@ def calibration_set(directory: str | Path | None, config: Any, config_path: Any)
     sampled = _sampled(files, MAX_CALIBRATION_IMAGES)
     if not sampled:
         return synthetic(f"the training records ({', '.join(files)}) hold no images")
-    images = [_decode(data, where) for where, data in sampled]
+    images = [samples.decode_image(data, f"calibration image {where}") for where, data in sampled]
     return CalibrationSet(images, f"{len(images)} images drawn (seed {SEED}) from the first {SCANNED_RECORDS} "
                                   f"training records ({', '.join(Path(f).name for f in files)})")
 

@@ -34,6 +34,18 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.round(tf.image.resize(image, (height, width)).numpy()), 0, 255).astype(np.uint8)
 
 
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """JPEG, PNG, BMP or GIF bytes → [H, W, 3] uint8; ``what`` names the image in the one-line error."""
+    from od_export.errors import InputError
+
+    tf = compat.import_tensorflow()
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except (tf.errors.OpError, ValueError) as exc:
+        raise InputError(f"{what} cannot be decoded as an image ({type(exc).__name__}); remove it or replace it "
+                         "with a JPEG, PNG, BMP or GIF file") from exc
+
+
 def encode_jpeg(image: np.ndarray) -> bytes:
     tf = compat.import_tensorflow()
     return bytes(tf.io.encode_jpeg(image, quality=95).numpy())

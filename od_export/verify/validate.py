@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from od_export import compat
 from od_export.errors import InputError, NonFiniteOutputs, option
 from od_export.health import check_finite_outputs
 from od_export.layout import PIPELINE_CONFIG_NAME, Unit, find_units
@@ -64,15 +63,7 @@ def load_images(options: ValidateOptions) -> tuple[list[np.ndarray], list[str]]:
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}; pass a directory of test images "
                          f"or use {option('random_images')} N")
-    tf = compat.import_tensorflow()
-    images = []
-    for path in files:
-        try:
-            images.append(tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False).numpy())
-        except (OSError, tf.errors.OpError) as exc:
-            raise InputError(f"image {path} cannot be read ({type(exc).__name__}); remove it or replace it with a "
-                             "JPEG, PNG, BMP or GIF file") from exc
-    return images, [p.name for p in files]
+    return [samples.decode_image(path.read_bytes(), f"image {path}") for path in files], [p.name for p in files]
 
 
 def _manifest_state(export_dir: AnyPath, manifest: dict[str, Any] | None) -> str:
