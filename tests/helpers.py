@@ -47,3 +47,59 @@ def assert_non_degenerate(outputs: dict[str, np.ndarray]) -> None:
     scores = outputs["detection_scores"][0]
     assert float(np.std(scores)) > 0.02, scores
     assert int((scores > 0.3).sum()) >= 3, scores
+
+
+# Tampering: an artifact's weights changed in place, as a corrupted or wrongly converted file would have them.
+
+def largest_kernel(value: np.ndarray) -> bool:
+    return value.ndim == 4 and value.dtype in (np.float32, np.int8)
+
+
+def anchors(value: np.ndarray) -> bool:
+    """SSD's anchor constant, which TFLite_Detection_PostProcess decodes the box encodings with."""
+    return value.ndim == 2 and value.shape[1] == 4 and value.shape[0] > 100 and value.dtype == np.float32
+
+
+def tensor_bytes_replaced(path, transform, pick=largest_kernel, every: bool = False) -> int:
+    """Rewrite the file's largest tensor that ``pick`` accepts (or, with ``every``, each one) in place, found by
+    its exact bytes in the flatbuffer.  Returns how many tensors were rewritten."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = bytearray(path.read_bytes())
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    weights = []
+    for detail in interpreter.get_tensor_details():
+        try:
+            value = interpreter.get_tensor(detail["index"])
+        except ValueError:
+            continue
+        if pick(value) and bytes(value.tobytes()) in data:
+            weights.append(value)
+    chosen = weights if every else [max(weights, key=lambda v: v.size)]
+    for value in chosen:
+        start = bytes(data).index(value.tobytes())
+        data[start:start + value.nbytes] = transform(value).astype(value.dtype).tobytes()
+    path.write_bytes(bytes(data))
+    return len(chosen)
+
+
+def weights_negated(xml_path: Path, element_type: str = "", every: bool = False) -> int:
+    """Negate the IR's largest float32 or int8 constant in model.bin (its offset and size are in model.xml); with
+    ``element_type`` only constants of that type, with ``every`` each of them.  Returns how many were negated."""
+    import xml.etree.ElementTree as ElementTree
+
+    dtypes = {"f32": np.float32, "i8": np.int8}
+    layers = ElementTree.parse(xml_path).getroot().iter("layer")
+    constants = [layer.find("data").attrib for layer in layers
+                 if layer.get("type") == "Const" and layer.find("data").get("element_type") in dtypes]
+    constants = [c for c in constants if c["element_type"] == (element_type or c["element_type"])]
+    chosen = constants if every else [max(constants, key=lambda data: int(data["size"]))]
+    weights = xml_path.with_suffix(".bin")
+    data = bytearray(weights.read_bytes())
+    for constant in chosen:
+        start, size = int(constant["offset"]), int(constant["size"])
+        dtype = dtypes[constant["element_type"]]
+        data[start:start + size] = np.negative(np.frombuffer(bytes(data[start:start + size]), dtype)).tobytes()
+    weights.write_bytes(bytes(data))
+    return len(chosen)

@@ -1,7 +1,7 @@
 """``od-export benchmark`` on the trained demo run: the OD API evaluator's figures, every artifact, gates, bad data.
 
 One export of the trained fixture (every converter target, TFLite in every
-precision) and one benchmark of it on the first 50 eval images are shared by the
+precision) and one benchmark of it on the first 25 eval images are shared by the
 tests of this file.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_impossible_values_are_refused_before_anything_is_read(tmp_path, capsys,
 
 
 #: Eval images the shared benchmark and the OD API's own evaluation run on (of the record's 200).
-EVAL_IMAGES = 50
+EVAL_IMAGES = 25
 
 
 def _first_records(source, target, count: int) -> None:
@@ -205,7 +205,8 @@ def test_a_tampered_artifact_loses_map_and_fails_the_gate(trained_export, tmp_pa
     captured = capsys.readouterr()
     document = json.loads(captured.out)
     rows = {row["artifact"]: row for row in document["artifacts"]}
-    assert code == 1 and rows["onnx"]["map_drop"] > 0.3 and rows["frozen_graph"]["map_drop"] == 0.0
+    # The untouched frozen graph keeps the SavedModel's mAP, within what float kernels move (oneDNN or not).
+    assert code == 1 and rows["onnx"]["map_drop"] > 0.3 and abs(rows["frozen_graph"]["map_drop"]) < 0.01
     assert captured.err.strip().splitlines()[-1].startswith("od-export: error: benchmark: onnx mAP drop ")
     assert not (copy / "benchmark").exists()
 
@@ -305,24 +306,69 @@ def test_coco_annotations_give_the_records_figures(trained_export, tmp_path, cap
     assert np.allclose([value for _, value in figures[0]], [value for _, value in figures[1]], atol=1e-3), [(a, b) for a, b in zip(*figures) if a != b]
 
 
-@pytest.mark.integration
-@needs_trained
-def test_integer_files_from_the_run_s_records_keep_the_map(trained_export, tmp_path, capsys):
-    """TFLite int8_full (uint8 I/O) and OpenVINO int8 (NNCF) are verified when written and lose little mAP."""
-    copy = tmp_path / "export"
+@pytest.fixture(scope="module")
+def integer_export(trained_export, tmp_path_factory):
+    """The trained export with an int8 OpenVINO IR (NNCF) in place of the float one; it has TFLite int8_full."""
+    copy = tmp_path_factory.mktemp("integer") / "export"
     shutil.copytree(trained_export, copy, ignore=shutil.ignore_patterns("benchmark"))
     assert main(["convert", str(copy), "--target", "openvino", "--openvino-precision", "int8", "--overwrite", "-q"]) == 0
-    spec = json.loads((copy / "tflite" / "io_spec.json").read_text())["files"]["int8_full"]
+    return copy
+
+
+@pytest.mark.integration
+@needs_trained
+def test_integer_files_from_the_run_s_records_keep_the_map(integer_export, capsys):
+    """TFLite int8_full (uint8 I/O) and OpenVINO int8 (NNCF) are verified when written and lose little mAP.
+
+    The bound is the gate's own: a drop of at most 0.06 (0.023 on 200 images, README).  On 40
+    images an integer file may also score a little above its SavedModel, so there is no floor."""
+    spec = json.loads((integer_export / "tflite" / "io_spec.json").read_text())["files"]["int8_full"]
     assert spec["input"]["dtype"] == "uint8" and {o["dtype"] for o in spec["outputs"]} == {"uint8"}
     assert spec["float_ops"] == {"DEQUANTIZE": 2, "QUANTIZE": 4, "TFLite_Detection_PostProcess": 1}
-    openvino = json.loads((copy / "openvino" / "io_spec.json").read_text())
+    openvino = json.loads((integer_export / "openvino" / "io_spec.json").read_text())
     assert openvino["precision"] == "int8" and openvino["calibration"].startswith("100 images drawn (seed 0)")
     capsys.readouterr()
-    assert main(["benchmark", str(copy), "--max-images", "40", "--json", "--no-save", "--max-map-drop", "0.06"]) == 0
+    assert main(["benchmark", str(integer_export), "--max-images", "40", "--json", "--no-save",
+                 "--max-map-drop", "0.06"]) == 0
     rows = {row["artifact"]: row for row in json.loads(capsys.readouterr().out)["artifacts"]}
     assert rows["openvino:int8"]["size_bytes"] < 0.6 * rows["onnx"]["size_bytes"]
     for name in ("tflite:int8_full", "openvino:int8"):
-        assert 0.0 <= rows[name]["map_drop"] <= 0.06, rows[name]
+        assert rows[name]["map"] >= 0.5 and rows[name]["map_drop"] <= 0.06, rows[name]
+
+
+def _eval_images(directory, count: int):
+    """The first eval images as JPEG files, for validate --images."""
+    import tensorflow as tf
+
+    directory.mkdir()
+    for index, serialized in enumerate(tf.data.TFRecordDataset(str(TRAINED / "data" / "eval.record")).take(count)):
+        feature = tf.train.Example.FromString(serialized.numpy()).features.feature
+        (directory / f"{index}.jpg").write_bytes(feature["image/encoded"].bytes_list.value[0])
+    return directory
+
+
+@pytest.mark.integration
+@needs_trained
+def test_tampered_integer_files_fail_validation(integer_export, tmp_path, capsys):
+    """Every integer kernel negated, in the int8_full TFLite file and in the int8 IR: each file's check fails.
+
+    The trained model is robust to one layer's kernel negated (agreement 0.82 and 0.88
+    measured), so the whole set of integer weights is what changes here."""
+    from tests.helpers import largest_kernel, tensor_bytes_replaced, weights_negated
+
+    copy = tmp_path / "export"
+    shutil.copytree(integer_export, copy, ignore=shutil.ignore_patterns("manifest.json", "onnx", "tensorrt"))
+    integer_kernels = lambda value: largest_kernel(value) and value.dtype == np.int8  # noqa: E731
+    assert tensor_bytes_replaced(copy / "tflite" / "model_int8_full.tflite", np.negative, integer_kernels, every=True) > 20
+    assert weights_negated(copy / "openvino" / "model.xml", "i8", every=True) > 20
+    code = main(["validate", str(copy), "--images", str(_eval_images(tmp_path / "images", 6)), "--json"])
+    checks = {c["artifact"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert code == 1
+    assert checks["tflite:int8_full"]["ok"] is False and checks["openvino"]["ok"] is False
+    for name in ("tflite:int8_full", "openvino"):
+        agreement = checks[name]["agreement"]
+        assert agreement["total"] > 0 and agreement["agreement"] < agreement["min_agreement"], (name, agreement)
+    assert checks["tflite:int8"]["ok"] and checks["tflite:fp32"]["ok"] and checks["frozen_graph"]["ok"]
 
 
 @pytest.mark.integration

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import xml.etree.ElementTree as ElementTree
 
-import numpy as np
 import pytest
 
 from od_export.cli import main
 from tests.conftest import DEPLOY_TARGETS
+from tests.helpers import weights_negated
 
 pytestmark = pytest.mark.integration
 CONVERTED = [name for name, targets in DEPLOY_TARGETS.items() if "openvino" in targets]
@@ -33,24 +32,11 @@ def test_ir_keeps_the_signature_names_and_matches_the_saved_model(name, deploy_e
     assert spec["inputs"]["input_tensor"] == {"dtype": "uint8", "shape": [1, None, None, 3]}
 
 
-def largest_weights_negated(xml_path) -> None:
-    """Negate the IR's largest float32 constant in model.bin (its offset and size are in model.xml)."""
-    layers = ElementTree.parse(xml_path).getroot().iter("layer")
-    constants = [layer.find("data").attrib for layer in layers
-                 if layer.get("type") == "Const" and layer.find("data").get("element_type") == "f32"]
-    largest = max(constants, key=lambda data: int(data["size"]))
-    weights = xml_path.with_suffix(".bin")
-    data = bytearray(weights.read_bytes())
-    start, size = int(largest["offset"]), int(largest["size"])
-    data[start:start + size] = (-np.frombuffer(bytes(data[start:start + size]), np.float32)).tobytes()
-    weights.write_bytes(bytes(data))
-
-
 def test_tampered_ir_fails_validation(deploy_export, tmp_path, capsys):
     copy = tmp_path / "openvino_tampered"
     shutil.copytree(deploy_export("ssd_mobilenet_v2").output_dir, copy,
                     ignore=shutil.ignore_patterns("manifest.json", "tflite"))
-    largest_weights_negated(copy / "openvino" / "model.xml")
+    weights_negated(copy / "openvino" / "model.xml")
     code, report = validate_json(capsys, str(copy))
     [check] = [c for c in report["checks"] if c["artifact"] == "openvino"]
     assert code == 1 and check["ok"] is False and check["outputs"]["raw_detection_scores"]["ok"] is False
