@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "pipeline_samples"
-#: Every TF2 sample config is tested; adding one to pipeline_samples/ adds it here.  The TF1
+#: Every TF2 sample config is tested (some matrices only with --exhaustive); adding one to pipeline_samples/ adds it here.  The TF1
 #: (slim) sample goes through the OD API's TF1 exporter and has its own tests (test_tf1_od_api.py).
 ARCHITECTURES = tuple(sorted(p.stem for p in SAMPLES.glob("*.config") if not p.stem.endswith("_tf1")))
 ALL_INPUT_TYPES = INPUT_TYPES
@@ -45,8 +45,35 @@ def sample_config(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("od_export")
+def workspace(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """One directory for the whole run.  Under pytest-xdist each worker's base temp is a
+    sibling inside the run's own directory, so the workers share this one: what
+    :func:`built_once` builds there (demo checkpoints, exports) is built by one worker and
+    read back by the other.  Tests only ever write below it under names of their own."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base if worker_id == "master" else base.parent) / "od_export_shared"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def built_once(workspace: Path, name: str, build):
+    """``build()``, run by the first worker of the run that asks for ``name``; the others wait
+    for it and read its (pickled) result.  A build that raises leaves nothing: the next asker
+    tries again and sees the same error."""
+    import fcntl
+    import pickle
+
+    key = name.replace("/", "__")
+    done = workspace / f".{key}.pickle"
+    with open(workspace / f".{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        result = build()
+        staged = done.with_suffix(".partial")
+        staged.write_bytes(pickle.dumps(result))
+        staged.replace(done)
+        return result
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +85,8 @@ def demo_checkpoint(workspace: Path):
 
     def make(name: str) -> Path:
         if name not in cache:
-            result = create_demo_checkpoint(DemoCheckpointOptions(sample_config(name), workspace / "runs" / name))
-            cache[name] = result.output_dir
+            cache[name] = built_once(workspace, f"runs/{name}", lambda: create_demo_checkpoint(
+                DemoCheckpointOptions(sample_config(name), workspace / "runs" / name)).output_dir)
         return cache[name]
 
     return make
@@ -74,20 +101,24 @@ def training_run(workspace: Path):
 
     cache: dict[tuple[str, tuple[int, ...]], Path] = {}
 
+    def build(name: str, numbers: tuple[int, ...]) -> Path:
+        run = workspace / "training_runs" / f"{name}-{'-'.join(map(str, numbers))}"
+        run.mkdir(parents=True, exist_ok=True)
+        for number in numbers:  # seeded by number: every checkpoint has different weights
+            demo = create_demo_checkpoint(DemoCheckpointOptions(
+                sample_config(name), workspace / "training_runs" / f".{name}-{number}", seed=number,
+                checkpoint_number=number, overwrite=True))
+            for path in demo.output_dir.iterdir():
+                if path.name.startswith(f"ckpt-{number}.") or path.name in ("pipeline.config", "checkpoint"):
+                    shutil.copy(path, run / path.name)
+            shutil.rmtree(demo.output_dir)
+        return run
+
     def make(name: str, numbers: tuple[int, ...] = (1, 2, 3)) -> Path:
         key = (name, numbers)
         if key not in cache:
-            run = workspace / "training_runs" / f"{name}-{'-'.join(map(str, numbers))}"
-            run.mkdir(parents=True)
-            for number in numbers:  # seeded by number: every checkpoint has different weights
-                demo = create_demo_checkpoint(DemoCheckpointOptions(
-                    sample_config(name), workspace / "training_runs" / f".{name}-{number}", seed=number,
-                    checkpoint_number=number))
-                for path in demo.output_dir.iterdir():
-                    if path.name.startswith(f"ckpt-{number}.") or path.name in ("pipeline.config", "checkpoint"):
-                        shutil.copy(path, run / path.name)
-                shutil.rmtree(demo.output_dir)
-            cache[key] = run
+            cache[key] = built_once(workspace, f"training_runs/{name}-{'-'.join(map(str, numbers))}",
+                                    lambda: build(name, numbers))
         return cache[key]
 
     return make
@@ -131,9 +162,9 @@ def target_export(workspace: Path, demo_checkpoint):
     def make(name: str):
         if name not in cache:
             run = demo_checkpoint(name)
-            out = workspace / "target_exports" / name
-            cache[name] = export(ExportOptions(run / "pipeline.config", run, out, targets=CONVERTER_TARGETS[name],
-                                               validate=True))
+            cache[name] = built_once(workspace, f"target_exports/{name}", lambda: export(ExportOptions(
+                run / "pipeline.config", run, workspace / "target_exports" / name, targets=CONVERTER_TARGETS[name],
+                validate=True)))
         return cache[name]
 
     return make
@@ -151,9 +182,9 @@ def deploy_export(workspace: Path, demo_checkpoint):
         if name not in cache:
             run = demo_checkpoint(name)
             conversion = ConversionOptions(tflite_precisions=("fp32", "fp16", "int8"), min_agreement=SAMPLE_THRESHOLDS)
-            cache[name] = export(ExportOptions(run / "pipeline.config", run, workspace / "deploy_exports" / name,
-                                               targets=DEPLOY_TARGETS[name], freeze=False, validate=True,
-                                               conversion=conversion))
+            cache[name] = built_once(workspace, f"deploy_exports/{name}", lambda: export(ExportOptions(
+                run / "pipeline.config", run, workspace / "deploy_exports" / name, targets=DEPLOY_TARGETS[name],
+                freeze=False, validate=True, conversion=conversion)))
         return cache[name]
 
     return make
@@ -171,8 +202,9 @@ def exported(workspace: Path, demo_checkpoint):
         key = (name, input_types)
         if key not in cache:
             run = demo_checkpoint(name)
-            out = workspace / "exports" / f"{name}-{'-'.join(input_types)}"
-            cache[key] = export(ExportOptions(run / "pipeline.config", run, out, input_types=input_types))
+            folder = f"exports/{name}-{'-'.join(input_types)}"
+            cache[key] = built_once(workspace, folder, lambda: export(ExportOptions(
+                run / "pipeline.config", run, workspace / folder, input_types=input_types)))
         return cache[key]
 
     return make

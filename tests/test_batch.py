@@ -31,10 +31,12 @@ def run_json(capsys, *args: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def first_batch(training_run, tmp_path_factory):
-    """Two configs with three checkpoints each, plus a job whose checkpoint does not fit its config; two workers."""
+    """Two configs with three checkpoints each, plus a job whose checkpoint does not fit its config; two workers.
+
+    No frozen graphs: what a batch adds is the jobs, checkpoints and workers, not another artifact."""
     ssd, centernet = training_run("ssd_mobilenet_v2"), training_run("centernet_mobilenet_v2_fpn")
     root = tmp_path_factory.mktemp("batch")
-    good = "defaults:\n  checkpoints: all\njobs:\n" + job("ssd", ssd, "out/ssd") + job("centernet", centernet, "out/cn")
+    good = "defaults:\n  checkpoints: all\n  freeze: false\njobs:\n" + job("ssd", ssd, "out/ssd") + job("centernet", centernet, "out/cn")
     (root / "good.yaml").write_text(good)
     (root / "with_bad.yaml").write_text(good + job("mismatched", ssd, "out/bad", "    checkpoints: latest\n").replace(
         f"pipeline_config: {ssd}", f"pipeline_config: {centernet}"))
@@ -56,7 +58,7 @@ def test_a_failing_job_is_reported_and_the_others_are_exported(first_batch, caps
 
 def test_each_checkpoint_equals_a_single_export_of_it(first_batch, training_run, tmp_path):
     run = training_run("ssd_mobilenet_v2")
-    single = export(ExportOptions(run / "pipeline.config", run, tmp_path / "single", checkpoint="ckpt-2"))
+    single = export(ExportOptions(run / "pipeline.config", run, tmp_path / "single", checkpoint="ckpt-2", freeze=False))
     batch_ckpt2 = detections(first_batch / "out" / "ssd" / "ckpt-2")
     for key, value in detections(single.output_dir).items():
         np.testing.assert_allclose(batch_ckpt2[key], value, atol=1e-6, err_msg=key)

@@ -6,10 +6,25 @@ import json
 import pytest
 
 from od_export.cli import main
+from tests.conftest import sample_config
 
 pytestmark = pytest.mark.integration
 
 
+def test_a_padded_resizer_gives_the_static_input_size():
+    """EfficientDet's keep-aspect resizer pads to its maximum: that is the TensorRT file's input size."""
+    from od_export.options import ConversionOptions, ExportOptions
+    from od_export.source.pipeline_config import load_pipeline_config
+    from od_export.targets.tensorrt import static_input_size
+
+    options = ExportOptions("p", "c", "o")
+    assert static_input_size(load_pipeline_config(sample_config("efficientdet_d0")), options) == (256, 256)
+    assert static_input_size(load_pipeline_config(sample_config("ssd_mobilenet_v2")), options) == (128, 128)
+    given = ExportOptions("p", "c", "o", conversion=ConversionOptions(input_shape=(320, 240)))
+    assert static_input_size(load_pipeline_config(sample_config("efficientdet_d0")), given) == (320, 240)
+
+
+@pytest.mark.exhaustive  # EfficientDet takes SSD's EfficientNMS path (test_onnx); the padded size is tested above
 def test_efficientdet_gets_the_nms_plugin_and_validates(target_export):
     import onnx
 
