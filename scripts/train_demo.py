@@ -45,9 +45,9 @@ from od_export.source.pipeline_config import load_pipeline_config  # noqa: E402
 SAMPLE = REPO / "pipeline_samples" / "ssd_mobilenet_v2.config"
 
 
-def training_config(steps: int, data: Path, learning_rate: float) -> object:
-    """The SSD sample with the demo's training settings and inputs under ``data``."""
-    config = load_pipeline_config(SAMPLE)
+def training_config(steps: int, data: Path, learning_rate: float, sample: Path = SAMPLE) -> object:
+    """The sample (SSD by default) with the demo's training settings and inputs under ``data``."""
+    config = load_pipeline_config(sample)
     train = config.train_config
     train.batch_size, train.num_steps = 16, steps
     train.ClearField("data_augmentation_options")
@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--eval-images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample", default=SAMPLE.stem, help="the pipeline_samples/ config to train "
+                        f"(default: {SAMPLE.stem})")
     parser.add_argument("--train-record-images", type=int, metavar="N", help="keep only the first N images of "
                         "train.record in OUTPUT (0: none), enough for int8 calibration; the rest is regenerated, "
                         "seeded, by running this script again (default: all)")
@@ -150,7 +152,8 @@ def main() -> None:
         start = time.perf_counter()
         write_demo_dataset(data, args.seed, args.train_images, args.eval_images)
         config_path = scratch / "pipeline.config"
-        write_config(training_config(args.steps, data, args.learning_rate), config_path)
+        sample = REPO / "pipeline_samples" / f"{args.sample}.config"
+        write_config(training_config(args.steps, data, args.learning_rate, sample), config_path)
         seconds = train(config_path, scratch / "model_dir", args.steps, args.checkpoint_every, args.seed)
         output.mkdir(parents=True)
         names = slim(scratch / "model_dir", output, config_path)
