@@ -133,3 +133,12 @@ def test_file_changed_after_export_is_reported_damaged(exported, tmp_path, capsy
         handle.write("# edited\n")
     code, report = validate_json(capsys, str(copy), "--random", "1")
     assert code == 1 and report["manifest"].startswith("damaged: tf_example/pipeline.config differs")
+
+
+def test_an_image_that_cannot_be_read_is_one_line(tmp_path):
+    from od_export.errors import InputError
+    from od_export.verify.samples import read_image
+
+    (tmp_path / "folder.jpg").mkdir()  # a directory where a file was expected: reading it raises OSError
+    with pytest.raises(InputError, match=r"^image .*folder.jpg cannot be read \(Is a directory\); remove it"):
+        read_image(tmp_path / "folder.jpg", f"image {tmp_path / 'folder.jpg'}")

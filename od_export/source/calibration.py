@@ -42,7 +42,7 @@ class CalibrationSet:
 
 def from_directory(directory: Path) -> CalibrationSet:
     files = calibration_files(directory)
-    return CalibrationSet([samples.decode_image(p.read_bytes(), f"calibration image {p}") for p in files],
+    return CalibrationSet([samples.read_image(p, f"calibration image {p}") for p in files],
                           f"{len(files)} images from {Path(directory).absolute()}")
 
 
@@ -81,7 +81,6 @@ def _sampled(files: list[str], count: int) -> list[tuple[str, bytes]]:
 
 
 def synthetic(reason: str) -> CalibrationSet:
-
     logger.warning(f"int8: {reason}, so int8 is calibrated on {SYNTHETIC_CALIBRATION_IMAGES} synthetic images and its "
                    "ranges may not fit real ones; give a directory of representative images (JPEG/PNG) as "
                    "calibration images")

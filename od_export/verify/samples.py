@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from od_export import compat
+from od_export.errors import InputError
 
 
 def sample_image(height: int = 150, width: int = 170, seed: int = 0) -> np.ndarray:
@@ -34,10 +35,17 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.round(tf.image.resize(image, (height, width)).numpy()), 0, 255).astype(np.uint8)
 
 
+def read_image(path: Path, what: str) -> np.ndarray:
+    """The image file at ``path``, decoded; an unreadable or undecodable file is one line naming ``what``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{what} cannot be read ({exc.strerror}); remove it or make it readable") from exc
+    return decode_image(data, what)
+
+
 def decode_image(data: bytes, what: str) -> np.ndarray:
     """JPEG, PNG, BMP or GIF bytes → [H, W, 3] uint8; ``what`` names the image in the one-line error."""
-    from od_export.errors import InputError
-
     tf = compat.import_tensorflow()
     try:
         return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()

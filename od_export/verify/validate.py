@@ -63,7 +63,7 @@ def load_images(options: ValidateOptions) -> tuple[list[np.ndarray], list[str]]:
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}; pass a directory of test images "
                          f"or use {option('random_images')} N")
-    return [samples.decode_image(path.read_bytes(), f"image {path}") for path in files], [p.name for p in files]
+    return [samples.read_image(path, f"image {path}") for path in files], [p.name for p in files]
 
 
 def _manifest_state(export_dir: AnyPath, manifest: dict[str, Any] | None) -> str:
