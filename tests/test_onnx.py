@@ -39,6 +39,7 @@ def test_onnx_and_tensorrt_files_are_verified_in_the_export(name, target_export)
     assert spec["opset"] == 17 and spec["inputs"]["input_tensor"] == {"dtype": "uint8", "shape": [1, None, None, 3]}
 
 
+@pytest.mark.exhaustive  # 90 s of ResNet-50; the portable crop it relies on has its own unit test
 def test_two_stage_onnx_with_the_gather_crop_is_verified(target_export):
     """Faster R-CNN with use_matmul_crop_and_resize (as the zoo sets it) converts and verifies."""
     result = target_export("faster_rcnn_resnet50")
