@@ -21,12 +21,12 @@ from od_export import compat
 from od_export.errors import InputError, OutputError, ValidationFailed, option
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit, find_units
 from od_export.manifest import MANIFEST_NAME, read_manifest, recorded_thresholds, update_manifest
-from od_export.options import OPTIONAL_TARGET_NAMES, ConversionOptions, ExportOptions
+from od_export.options import ConversionOptions, ExportOptions
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
 from od_export.storage.output import plan_output, reserve, staged_output
-from od_export.targets import ExportContext, Target, get_target
+from od_export.targets import OPTIONAL_TARGETS, ExportContext, Target, get_target
 from od_export.verify.report import failure_summary
 from od_export.verify.tolerance import thresholds
 from od_export.verify.validate import ValidateOptions, validate
@@ -57,7 +57,7 @@ class ConvertResult:
 
 def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target], ExportOptions]:
     if not options.targets:
-        raise InputError(f"no target given; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")
+        raise InputError(f"no target given; choose from: {', '.join(OPTIONAL_TARGETS)}")
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
     if any(t.name == "saved_model" for t in targets):
         raise InputError("an export already has its SavedModel; choose another target")

@@ -9,6 +9,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from od_export.errors import InputError, option
 from od_export.verify.tolerance import Thresholds, thresholds
@@ -26,13 +27,6 @@ SIGNATURE_KEYS: tuple[str, ...] = ("serving_default",)
 SINGLE_SAVED_MODEL_NOTE = "one SavedModel for every input type adds one signature per input type"
 FROZEN_FORMATS: tuple[str, ...] = ("pb", "pbtxt", "both")
 SIDE_INPUT_DTYPES: tuple[str, ...] = ("float32", "float16", "int32", "int64", "uint8", "string", "bool")
-INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
-#: The registry's names, listed here for the CLI's help without importing the targets.
-OPTIONAL_TARGET_NAMES: tuple[str, ...] = ("frozen_graph", "onnx", "tensorrt", "tflite", "openvino")
-TFLITE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8_full")
-OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-#: ONNX opsets that tf2onnx 1.17 writes and onnxruntime runs.
-OPSETS = range(13, 19)
 
 
 @dataclass(frozen=True)
@@ -46,63 +40,47 @@ class SideInput:
 
 @dataclass(frozen=True)
 class ConversionOptions:
-    """Options of the converter targets (``onnx``, ``tensorrt``, ``tflite``, ``openvino``); each reads its own."""
+    """The converter targets' settings as given, by name; each target declares its own
+    (:mod:`od_export.targets.settings`) and reads it, or its default, with :meth:`value`."""
 
-    opset: int = 17
-    batch_size: int = 1
-    input_shape: tuple[int, int] | None = None  # (height, width) for a model whose resizer has none
-    input_format: str = "NHWC"
-    #: One .tflite file per precision.
-    tflite_precisions: tuple[str, ...] = ("fp32",)
-    #: Detections a TFLite file returns (the OD API's export_tflite_graph_tf2 default).
-    max_detections: int = 10
-    #: JPEG/PNG images that calibrate int8; None: synthetic images, with a warning.
+    #: (setting name, value) pairs, sorted by name; build with :meth:`of`.
+    settings: tuple[tuple[str, Any], ...] = ()
+    #: JPEG/PNG images that calibrate the int8 files; None: the run's training records.
     calibration_images: str | Path | None = None
-    openvino_precision: str = "fp32"
     #: Detection agreement each reduced precision must reach, as (precision, fraction) pairs;
     #: a precision left out keeps its default.
     min_agreement: Thresholds = ()
 
-    @property
-    def calibrated(self) -> bool:
-        """Whether an artifact is quantised from calibration images."""
-        return bool({"int8", "int8_full"} & set(self.tflite_precisions)) or self.openvino_precision == "int8"
+    @classmethod
+    def of(cls, calibration_images: str | Path | None = None, min_agreement: Thresholds = (),
+           **settings: Any) -> ConversionOptions:
+        """``ConversionOptions.of(opset=15, tflite_precisions=("fp32", "int8"))``."""
+        return cls(tuple(sorted(settings.items())), calibration_images, min_agreement)
+
+    def given(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+    def value(self, setting: Any) -> Any:
+        """The value given for ``setting`` (a :class:`~od_export.targets.settings.Setting`), else its default."""
+        return self.given().get(setting.name, setting.default)
 
     def check(self) -> None:
-        self._check_onnx()
-        self._check_tflite()
-        if self.openvino_precision not in OPENVINO_PRECISIONS:
-            raise InputError(f"unknown OpenVINO precision {self.openvino_precision!r}; choose one of: "
-                             f"{', '.join(OPENVINO_PRECISIONS)}")
+        """Every setting against its declaration; the calibration images against the int8 files asked for."""
+        from od_export.targets import SETTINGS, calibrates
+
+        for name, value in self.settings:
+            if name not in SETTINGS:
+                raise InputError(f"unknown target setting {name!r}; known settings: {', '.join(SETTINGS)}")
+            SETTINGS[name].check(value)
         thresholds(self.min_agreement)
-
-    def _check_tflite(self) -> None:
-        if not self.tflite_precisions:
-            raise InputError(f"no TFLite precision given; choose from: {', '.join(TFLITE_PRECISIONS)}")
-        for precision in self.tflite_precisions:
-            if precision not in TFLITE_PRECISIONS:
-                raise InputError(f"unknown TFLite precision {precision!r}; choose from: {', '.join(TFLITE_PRECISIONS)}")
-            if self.tflite_precisions.count(precision) > 1:
-                raise InputError(f"TFLite precision {precision} is given twice; give each precision once")
-        if self.max_detections < 1:
-            raise InputError(f"max detections {self.max_detections} is below 1; give 1 or more")
-        if self.calibration_images is not None:
-            if not self.calibrated:
-                raise InputError("calibration images are used by the int8 files only (TFLite int8 or int8_full, "
-                                 "OpenVINO int8); add an int8 precision or leave the calibration images out")
-            if "://" in str(self.calibration_images):
-                raise InputError(f"calibration images {self.calibration_images} must be a local directory; copy them here")
-            calibration_files(Path(self.calibration_images))
-
-    def _check_onnx(self) -> None:
-        if self.opset not in OPSETS:
-            raise InputError(f"ONNX opset {self.opset} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1}")
-        if self.batch_size < 1:
-            raise InputError(f"batch size {self.batch_size} is below 1; give a batch size of 1 or more")
-        if self.input_shape is not None and (len(self.input_shape) != 2 or min(self.input_shape) < 1):
-            raise InputError(f"input shape {self.input_shape} is not a height and width of at least 1; write it like 320,320")
-        if self.input_format not in INPUT_FORMATS:
-            raise InputError(f"unknown input format {self.input_format!r}; choose one of: {', '.join(INPUT_FORMATS)}")
+        if self.calibration_images is None:
+            return
+        if not calibrates(self):
+            raise InputError("calibration images are used by the int8 files only (TFLite int8 or int8_full, "
+                             "OpenVINO int8); add an int8 precision or leave the calibration images out")
+        if "://" in str(self.calibration_images):
+            raise InputError(f"calibration images {self.calibration_images} must be a local directory; copy them here")
+        calibration_files(Path(self.calibration_images))
 
 
 @dataclass(frozen=True)
@@ -177,9 +155,10 @@ class ExportOptions:
         self.conversion.check()
         if self.benchmark is not None:
             self.benchmark.check()
+        from od_export.targets import get_target
+
         for name in self.targets:
-            if name not in OPTIONAL_TARGET_NAMES:
-                raise InputError(f"unknown target {name!r}; choose from: {', '.join(OPTIONAL_TARGET_NAMES)}")
+            get_target(name)
         if self.side_inputs and self.input_types != ("image_tensor",):
             raise InputError(f"side inputs work with {option('input_types')} image_tensor only (as in exporter_main_v2)")
 
@@ -238,13 +217,3 @@ def parse_side_inputs(shapes: str, dtypes: str, names: str) -> tuple[SideInput, 
             raise InputError(f"side input {name!r} has a malformed shape {raw_shape!r}; write it like 1,-1,4")
         result.append(SideInput(name, dtype, tuple(None if d < 0 else d for d in dims)))
     return tuple(result)
-
-
-def parse_input_shape(text: str | None) -> tuple[int, int] | None:
-    """``"320,320"`` (or ``320x320``) → (320, 320)."""
-    if text is None:
-        return None
-    parts = re.split(r"[,x]", text.strip())
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InputError(f"input shape {text!r} is not a height and width; write it like 320,320")
-    return int(parts[0]), int(parts[1])

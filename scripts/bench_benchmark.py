@@ -36,15 +36,16 @@ ANY_AGREEMENT = (("bf16", 0.0), ("fp16", 0.0), ("int8", 0.0))
 def make_exports(run: Path, scratch: Path, tag: str) -> Path:
     """The run exported with every target, plus OpenVINO int8 converted into the same export's copy."""
     import od_export
-    from od_export.options import TFLITE_PRECISIONS, ConversionOptions
+    from od_export.options import ConversionOptions
+    from od_export.targets.tflite import TFLITE_PRECISIONS
 
     out = scratch / f"export-{tag}"
-    conversion = ConversionOptions(tflite_precisions=TFLITE_PRECISIONS, min_agreement=ANY_AGREEMENT)
+    conversion = ConversionOptions.of(tflite_precisions=TFLITE_PRECISIONS, min_agreement=ANY_AGREEMENT)
     od_export.export(od_export.ExportOptions(run / "pipeline.config", run, out,
                                              targets=("onnx", "tensorrt", "tflite", "openvino"), conversion=conversion))
     int8 = scratch / f"export-{tag}-ov8"
     shutil.copytree(out, int8, ignore=shutil.ignore_patterns("openvino", "tflite", "onnx", "tensorrt", "frozen_graph"))
-    od_export.convert(od_export.ConvertOptions(int8, ("openvino",), conversion=ConversionOptions(
+    od_export.convert(od_export.ConvertOptions(int8, ("openvino",), conversion=ConversionOptions.of(
         openvino_precision="int8", min_agreement=ANY_AGREEMENT)))
     return out
 

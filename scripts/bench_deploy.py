@@ -45,14 +45,14 @@ def make_artifacts(run: Path, architecture: str, scratch: Path) -> tuple[Path, P
 
     tflite = architecture in TFLITE_ARCHITECTURES
     targets = (("tflite",) if tflite else ()) + ("openvino",)
-    conversion = ConversionOptions(tflite_precisions=("fp32", "fp16", "int8"), min_agreement=ANY_AGREEMENT)
+    conversion = ConversionOptions.of(tflite_precisions=("fp32", "fp16", "int8"), min_agreement=ANY_AGREEMENT)
     out = scratch / f"deploy-{architecture}"
     result = od_export.export(od_export.ExportOptions(run / "pipeline.config", run, out, targets=targets, freeze=False,
                                                       validate=True, conversion=conversion))
     fp16 = scratch / f"deploy-{architecture}-ov16"
     shutil.copytree(out, fp16, ignore=shutil.ignore_patterns("openvino", "tflite"))
     converted = od_export.convert(od_export.ConvertOptions(
-        fp16, ("openvino",), conversion=ConversionOptions(openvino_precision="fp16", min_agreement=ANY_AGREEMENT)))
+        fp16, ("openvino",), conversion=ConversionOptions.of(openvino_precision="fp16", min_agreement=ANY_AGREEMENT)))
     # named as the latency rows are: the IR's check at f32, and its check of this CPU's default (openvino:bf16)
     agreements = {_row("openvino:fp32", c["artifact"]): c["agreement"] for c in result.validation["checks"]
                   if "agreement" in c}

@@ -181,7 +181,7 @@ def deploy_export(workspace: Path, demo_checkpoint):
     def make(name: str):
         if name not in cache:
             run = demo_checkpoint(name)
-            conversion = ConversionOptions(tflite_precisions=("fp32", "fp16", "int8"), min_agreement=SAMPLE_THRESHOLDS)
+            conversion = ConversionOptions.of(tflite_precisions=("fp32", "fp16", "int8"), min_agreement=SAMPLE_THRESHOLDS)
             cache[name] = built_once(workspace, f"deploy_exports/{name}", lambda: export(ExportOptions(
                 run / "pipeline.config", run, workspace / "deploy_exports" / name, targets=DEPLOY_TARGETS[name],
                 freeze=False, validate=True, conversion=conversion)))

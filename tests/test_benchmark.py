@@ -108,12 +108,13 @@ def eager_eval_metrics(tmp_path) -> dict[str, float]:
 def trained_export(tmp_path_factory):
     """The trained run exported with every converter target (not verified: the benchmark runs each)."""
     from od_export import ExportOptions, export
-    from od_export.options import TFLITE_PRECISIONS, ConversionOptions
+    from od_export.options import ConversionOptions
+    from od_export.targets.tflite import TFLITE_PRECISIONS
 
     out = tmp_path_factory.mktemp("trained") / "export"
     export(ExportOptions(TRAINED / "pipeline.config", TRAINED, out,
                          targets=("onnx", "tensorrt", "tflite", "openvino"),
-                         conversion=ConversionOptions(tflite_precisions=TFLITE_PRECISIONS)))
+                         conversion=ConversionOptions.of(tflite_precisions=TFLITE_PRECISIONS)))
     return out
 
 

@@ -30,11 +30,17 @@ def batch_file(tmp_path: Path, text: str) -> Path:
 JOB = "  - pipeline_config: run/pipeline.config\n    checkpoint_dir: run\n    output_dir: out/{name}\n"
 
 
-def test_every_export_option_is_a_job_key():
+def test_every_export_option_and_target_setting_is_a_job_key_and_a_flag():
     from dataclasses import fields
 
-    names = {f.name for f in fields(ExportOptions) if f.name != "conversion"} | {f.name for f in fields(ConversionOptions)}
+    from od_export.cli.main import _subparser, build_parser
+    from od_export.targets import SETTINGS
+
+    names = {f.name for f in fields(ExportOptions) if f.name != "conversion"}
+    names |= {f.name for f in fields(ConversionOptions) if f.name != "settings"} | set(SETTINGS)
     assert names <= set(JOB_KEYS)
+    flags = {a.dest for a in _subparser(build_parser(), "export")._actions}
+    assert set(SETTINGS) <= flags and {"opset", "tflite_precisions", "openvino_precision"} <= set(SETTINGS)
 
 
 def test_job_parses_into_the_options_the_cli_builds(tmp_path, monkeypatch):
@@ -48,7 +54,7 @@ def test_job_parses_into_the_options_the_cli_builds(tmp_path, monkeypatch):
     assert job.options == ExportOptions(
         str(tmp_path / "run" / "pipeline.config"), str(tmp_path / "run"), str(tmp_path / "exports" / "a"),
         input_types=("image_tensor", "float_image_tensor"), freeze=False, targets=("onnx",),
-        conversion=ConversionOptions(opset=15, input_shape=(320, 320)))
+        conversion=ConversionOptions.of(opset=15, input_shape=(320, 320)))
 
 
 @pytest.mark.parametrize("text, expected", [

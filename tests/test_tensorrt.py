@@ -20,7 +20,7 @@ def test_a_padded_resizer_gives_the_static_input_size():
     options = ExportOptions("p", "c", "o")
     assert static_input_size(load_pipeline_config(sample_config("efficientdet_d0")), options) == (256, 256)
     assert static_input_size(load_pipeline_config(sample_config("ssd_mobilenet_v2")), options) == (128, 128)
-    given = ExportOptions("p", "c", "o", conversion=ConversionOptions(input_shape=(320, 240)))
+    given = ExportOptions("p", "c", "o", conversion=ConversionOptions.of(input_shape=(320, 240)))
     assert static_input_size(load_pipeline_config(sample_config("efficientdet_d0")), given) == (320, 240)
 
 

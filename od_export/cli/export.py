@@ -13,8 +13,7 @@ from od_export.cli import batch as cli_batch
 from od_export.cli import benchmark as cli_benchmark
 from od_export.cli import legacy
 from od_export.options import (
-    FROZEN_FORMATS, INPUT_FORMATS, INPUT_TYPES, OPENVINO_PRECISIONS, OPTIONAL_TARGET_NAMES, SIGNATURE_KEYS,
-    TFLITE_PRECISIONS, BenchmarkRequest, ConversionOptions, ExportOptions, parse_input_shape, parse_side_inputs,
+    FROZEN_FORMATS, INPUT_TYPES, SIGNATURE_KEYS, BenchmarkRequest, ConversionOptions, ExportOptions, parse_side_inputs,
 )
 from od_export.storage.location import location
 from od_export.verify.tolerance import REDUCED_PRECISIONS, Thresholds, describe_defaults, parse_threshold, thresholds
@@ -62,21 +61,26 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--target`` and the converter targets' options (export and convert share them)."""
+    """``--target`` and each target's declared settings (export and convert share them)."""
+    from od_export.targets import OPTIONAL_TARGETS, SETTINGS, setting_targets
+
     parser.add_argument("--target", dest="targets", action="append", default=[], metavar="TARGET",
-                        help=f"repeatable; also write this artifact: {', '.join(OPTIONAL_TARGET_NAMES)}")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset for onnx and tensorrt (default 17)")
-    parser.add_argument("--batch-size", type=int, default=1, help="tensorrt: static batch size (default 1)")
-    parser.add_argument("--input-shape", metavar="H,W", help="tensorrt: input height and width for a model whose resizer has no fixed size")
-    parser.add_argument("--input-format", default="NHWC", help=f"tensorrt: {' or '.join(INPUT_FORMATS)} (default NHWC)")
-    parser.add_argument("--tflite-precision", dest="tflite_precisions", action="append", metavar="P",
-                        help=f"tflite: repeatable, one file each: {', '.join(TFLITE_PRECISIONS)} (default fp32)")
-    parser.add_argument("--max-detections", type=int, default=10, help="tflite: detections per image (default 10, as the OD API's export_tflite_graph_tf2)")
+                        help=f"repeatable; also write this artifact: {', '.join(OPTIONAL_TARGETS)}")
+    for setting in SETTINGS.values():
+        parser.add_argument(setting.cli_flag, dest=setting.name, metavar=setting.metavar,
+                            action="append" if setting.repeatable else "store", help=_setting_help(setting, setting_targets(setting.name)))
     parser.add_argument("--calibration-images", metavar="DIR", help="int8 files (tflite int8/int8_full, openvino int8): JPEG/PNG images to calibrate on (default: 100 "
                         "images drawn, seeded, from the config's train_input_reader records; synthetic images, with a "
                         "warning, only when the run has none)")
-    parser.add_argument("--openvino-precision", default="fp32", help=f"openvino: {' or '.join(OPENVINO_PRECISIONS)} weights (default fp32)")
     add_agreement_argument(parser)
+
+
+def _setting_help(setting: Any, targets: tuple[str, ...]) -> str:
+    choices = f": {', '.join(setting.choices)}" if setting.choices else ""
+    repeat = "repeatable, " if setting.repeatable else ""
+    default = ", ".join(setting.default) if setting.repeatable else setting.default
+    shown = "" if default is None else f" (default {default})"
+    return f"{' and '.join(targets)}: {repeat}{setting.help}{choices}{shown}"
 
 
 def add_agreement_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -92,11 +96,15 @@ def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
 
 
 def conversion_options_from_args(args: argparse.Namespace) -> ConversionOptions:
-    return ConversionOptions(opset=args.opset, batch_size=args.batch_size, input_shape=parse_input_shape(args.input_shape),
-                             input_format=args.input_format, tflite_precisions=tuple(args.tflite_precisions or ("fp32",)),
-                             max_detections=args.max_detections, calibration_images=args.calibration_images,
-                             openvino_precision=args.openvino_precision,
-                             min_agreement=thresholds_from_args(args))
+    """The settings given on the command line (the others keep the defaults their targets declare)."""
+    from od_export.targets import SETTINGS
+
+    given = {}
+    for name, setting in SETTINGS.items():
+        text = getattr(args, name)  # parsed here, so that a bad value is one line like every other
+        if text is not None:
+            given[name] = tuple(map(setting.from_text, text)) if setting.repeatable else setting.from_text(text)
+    return ConversionOptions.of(args.calibration_images, thresholds_from_args(args), **given)
 
 
 def benchmark_request_from_args(args: argparse.Namespace) -> BenchmarkRequest | None:

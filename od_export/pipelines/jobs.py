@@ -1,9 +1,11 @@
 """A YAML batch file → one :class:`ExportOptions` per export, checked before anything runs.
 
-The keys a job takes are derived from the fields of :class:`ExportOptions` and
-:class:`ConversionOptions` (the long flags of ``od-export export``, with ``_`` for
-``-``), so a new export option is a new batch key without a second list to keep in
-sync.  Two keys exist only here: ``name`` and ``checkpoints``.
+The keys a job takes are derived from the fields of :class:`ExportOptions`, the
+settings each target declares (:data:`od_export.targets.SETTINGS`) and the two
+conversion-wide ones (``calibration_images``, ``min_agreement``): the long flags of
+``od-export export``, with ``_`` for ``-``.  A new export option or target setting is a
+new batch key without a second list to keep in sync.  Two keys exist only here:
+``name`` and ``checkpoints``.
 
 A file has optional ``defaults`` and a list of ``jobs``; each job is the defaults
 updated with its own keys.  Relative paths are relative to the YAML file, ``${VAR}``
@@ -20,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from od_export.errors import InputError
-from od_export.options import (SIDE_INPUT_DTYPES, BenchmarkRequest, ConversionOptions, ExportOptions, SideInput,
-                               parse_input_shape)
+from od_export.options import SIDE_INPUT_DTYPES, BenchmarkRequest, ConversionOptions, ExportOptions, SideInput
 from od_export.storage.location import AnyPath, location
+from od_export.targets import SETTINGS
 from od_export.verify.tolerance import thresholds
 
 _EXPORT_FIELDS = {f.name: f for f in fields(ExportOptions) if f.name != "conversion"}
-_CONVERSION_FIELDS = {f.name: f for f in fields(ConversionOptions)}
+_CONVERSION_FIELDS = {f.name: f for f in fields(ConversionOptions) if f.name != "settings"}
 #: Keys of a batch job that are not export options.
 BATCH_KEYS = ("name", "checkpoints")
-JOB_KEYS = (*_EXPORT_FIELDS, *_CONVERSION_FIELDS, *BATCH_KEYS)
+JOB_KEYS = (*_EXPORT_FIELDS, *_CONVERSION_FIELDS, *SETTINGS, *BATCH_KEYS)
 _PATH_KEYS = tuple(name for name, f in _EXPORT_FIELDS.items() if f.default is MISSING and f.default_factory is MISSING)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LATEST_LINK = "latest"
@@ -141,14 +143,14 @@ def _job(file: Path, index: int, raw: dict[str, Any]) -> Job:
         if key in BATCH_KEYS:
             continue
         try:
-            target = conversion if key in _CONVERSION_FIELDS else values
+            target = conversion if key in _CONVERSION_FIELDS or key in SETTINGS else values
             target[key] = _coerce(key, _expand(value), file.parent)
         except InputError as exc:
             raise BatchFileError(f"{where}: {key}: {exc.message}") from exc
     checkpoints = _checkpoints(raw.get("checkpoints"), where)
     if checkpoints is not None and "checkpoint" in raw:
         raise BatchFileError(f"{where}: checkpoint: give either checkpoint (one) or checkpoints (several), not both")
-    options = ExportOptions(**values, conversion=ConversionOptions(**conversion))
+    options = ExportOptions(**values, conversion=ConversionOptions.of(**conversion))
     try:
         options.check()
     except InputError as exc:
@@ -179,6 +181,8 @@ def _expand(value: Any) -> Any:
 
 def _coerce(key: str, value: Any, base: Path) -> Any:
     """A YAML value → the type of the options field ``key``; strict, never a silent change."""
+    if key in SETTINGS:
+        return SETTINGS[key].from_yaml(value)
     field = _EXPORT_FIELDS.get(key) or _CONVERSION_FIELDS[key]
     if key in _PATH_KEYS:
         return _path(_scalar(value, str, "a path"), base)
@@ -192,10 +196,6 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         if not isinstance(value, dict):
             raise InputError(f"must map each precision to a fraction, like {{int8: 0.3}}, not {value!r}")
         return thresholds(value)
-    if key == "input_shape":
-        if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
-            return (value[0], value[1])
-        return parse_input_shape(_scalar(value, str, "a height and width like 320,320"))
     default = _default(field)
     if isinstance(default, tuple):
         items = [value] if isinstance(value, str) else value

@@ -6,15 +6,21 @@ this package and one entry here.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from od_export.errors import InputError
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ExportContext, Target
+from od_export.targets.settings import Setting
 from od_export.targets.frozen_graph import FrozenGraphTarget
 from od_export.targets.onnx import OnnxTarget
 from od_export.targets.openvino import OpenVinoTarget
 from od_export.targets.saved_model import SavedModelTarget
 from od_export.targets.tensorrt import TensorRTTarget
 from od_export.targets.tflite import TFLiteTarget
+
+if TYPE_CHECKING:
+    from od_export.options import ConversionOptions
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -23,14 +29,27 @@ TARGETS: dict[str, Target] = {
 }
 #: Targets a user can ask for (the SavedModel is always written).
 OPTIONAL_TARGETS: tuple[str, ...] = tuple(name for name in TARGETS if name != "saved_model")
+#: Every target's settings by name, in registry order (targets may share one, as ONNX and TensorRT share the opset).
+SETTINGS: dict[str, Setting] = {setting.name: setting for target in TARGETS.values() for setting in target.settings}
 
-__all__ = ["ExportContext", "OPTIONAL_TARGETS", "TARGETS", "Target", "find_artifacts", "get_target"]
+__all__ = ["ExportContext", "OPTIONAL_TARGETS", "SETTINGS", "TARGETS", "Target", "calibrates", "find_artifacts",
+           "get_target", "setting_targets"]
 
 
 def get_target(name: str) -> Target:
     if name not in TARGETS:
         raise InputError(f"unknown target {name!r}; choose from: {', '.join(OPTIONAL_TARGETS)}")
     return TARGETS[name]
+
+
+def setting_targets(name: str) -> tuple[str, ...]:
+    """The targets that read the setting ``name``."""
+    return tuple(t.name for t in TARGETS.values() if any(s.name == name for s in t.settings))
+
+
+def calibrates(conversion: ConversionOptions) -> bool:
+    """Whether any file ``conversion`` asks for is quantised from calibration images."""
+    return any(target.calibrates(conversion) for target in TARGETS.values())
 
 
 def find_artifacts(unit_dir: AnyPath) -> dict[str, AnyPath]:

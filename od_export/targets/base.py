@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from od_export.errors import EnvironmentProblem
 from od_export.storage.location import AnyPath
+from od_export.targets.settings import Setting
 
 if TYPE_CHECKING:
-    from od_export.options import ExportOptions
+    from od_export.options import ConversionOptions, ExportOptions
     from od_export.source.tracing import TracedFunction
     from od_export.targets.frozen_graph import FrozenGraph
     from od_export.verify.reference import Reference
@@ -108,6 +109,8 @@ class Target:
     #: False for a target that only reads the written SavedModel: converting an export to it
     #: then skips rebuilding the model from the export's checkpoint.
     needs_model: ClassVar[bool] = True
+    #: The options this target reads (its flags, batch keys and checks; see :mod:`.settings`).
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     def check_available(self) -> None:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -115,6 +118,10 @@ class Target:
             raise EnvironmentProblem(
                 f"the {self.name} target needs {', '.join(missing)}: pip install 'od-export[{self.extra}]'"
             )
+
+    def calibrates(self, conversion: ConversionOptions) -> bool:
+        """Whether this target's files, as ``conversion`` asks for them, are quantised from calibration images."""
+        return False
 
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         """Raise :class:`InputError` for a request this target cannot serve (pure, no TensorFlow)."""

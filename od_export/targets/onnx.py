@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from od_export.errors import ExportFailed
+from od_export.errors import ExportFailed, InputError
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
+from od_export.targets.settings import Setting
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
 
@@ -30,6 +31,16 @@ ONNX_FILE = "model.onnx"
 ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
 #: ONNX has no image decoder and no tf.Example parser: these input types do not convert.
 STRING_INPUT_TYPES = ("encoded_image_string_tensor", "tf_example")
+#: ONNX opsets that tf2onnx 1.17 writes and onnxruntime runs.
+OPSETS = range(13, 19)
+
+
+def _check_opset(opset: int) -> None:
+    if opset not in OPSETS:
+        raise InputError(f"ONNX opset {opset} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1}")
+
+
+OPSET = Setting("opset", 17, "the ONNX opset", kind=int, check_value=_check_opset, label="ONNX opset")
 
 
 def convert_function(concrete: Any, opset: int) -> Any:
@@ -140,6 +151,7 @@ class OnnxTarget(Target):
     directory = ONNX_DIR
     extra = "onnx"
     modules = ONNX_MODULES
+    settings = (OPSET,)
 
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
@@ -147,7 +159,7 @@ class OnnxTarget(Target):
         return ""
 
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
-        model_proto = convert_function(onnx_ready_function(context), context.options.conversion.opset)
+        model_proto = convert_function(onnx_ready_function(context), context.options.conversion.value(OPSET))
         return write_onnx(model_proto, directory, {"input_type": context.input_type})
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:

@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,9 +37,13 @@ from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
 from od_export.targets.onnx import STRING_INPUT_TYPES, read_bytes, run_failure
+from od_export.targets.settings import Setting
 from od_export.verify.agreement import detection_agreement
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
+
+if TYPE_CHECKING:
+    from od_export.options import ConversionOptions
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ OPENVINO_WEIGHTS = "model.bin"
 VERIFIED_PRECISION = "f32"
 #: OpenVINO's element type names → the precisions agreement thresholds are named by.
 _PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+PRECISION = Setting("openvino_precision", "fp32", "the IR's weights (int8: quantised by NNCF from calibration images)",
+                    choices=("fp32", "fp16", "int8"), label="OpenVINO precision")
 
 
 def cpu_default_precision() -> str:
@@ -158,6 +164,10 @@ class OpenVinoTarget(Target):
     extra = "openvino"
     modules = ("openvino",)
     needs_model = False
+    settings = (PRECISION,)
+
+    def calibrates(self, conversion: ConversionOptions) -> bool:
+        return conversion.value(PRECISION) == "int8"
 
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
@@ -169,7 +179,7 @@ class OpenVinoTarget(Target):
 
         if context.unit_dir is None:
             raise ExportFailed("the openvino target converts the unit's SavedModel, and none was given")
-        precision = context.options.conversion.openvino_precision
+        precision = context.options.conversion.value(PRECISION)
         model = convert_saved_model(context.unit_dir / SAVED_MODEL_DIR)
         extra = {}
         if precision == "int8":

@@ -17,18 +17,23 @@ Verification (:mod:`od_export.targets.tensorrt_check`) runs without a GPU.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import re
 
 import numpy as np
 
 from od_export.errors import InputError, option
-from od_export.options import ExportOptions
 from od_export.source.pipeline_config import num_classes
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target
-from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, STRING_INPUT_TYPES, convert_function, write_onnx
+from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, OPSET, STRING_INPUT_TYPES, convert_function, write_onnx
+from od_export.targets.settings import Setting
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
+
+if TYPE_CHECKING:
+    from od_export.options import ExportOptions
 
 TENSORRT_DIR = "tensorrt"
 NMS_OP = "EfficientNMS_TRT"
@@ -37,12 +42,40 @@ PLUGIN_MIN_SCORE_THRESHOLD = 0.01
 #: Meta-architecture → how its post-processing becomes TensorRT-ready.
 SUPPORTED = {"ssd": "efficient_nms", "center_net": "in_graph"}
 RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
+INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
+
+
+def parse_input_shape(text: str | None) -> tuple[int, int] | None:
+    """``"320,320"`` (or ``320x320``) → (320, 320)."""
+    if text is None:
+        return None
+    parts = re.split(r"[,x]", text.strip())
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"input shape {text!r} is not a height and width; write it like 320,320")
+    return int(parts[0]), int(parts[1])
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size} is below 1; give a batch size of 1 or more")
+
+
+def _check_input_shape(shape: tuple[int, int] | None) -> None:
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise InputError(f"input shape {shape} is not a height and width of at least 1; write it like 320,320")
+
+
+BATCH_SIZE = Setting("batch_size", 1, "static batch size", kind=int, check_value=_check_batch_size)
+INPUT_SHAPE = Setting("input_shape", None, "input height and width for a model whose resizer has no fixed size",
+                      kind=tuple, parse=parse_input_shape, check_value=_check_input_shape, metavar="H,W")
+INPUT_FORMAT = Setting("input_format", "NHWC", "the input's layout", choices=INPUT_FORMATS)
 
 
 def static_input_size(config: Any, options: ExportOptions) -> tuple[int, int]:
     """(height, width) of the static input: the user's, else the size the resizer always produces."""
-    if options.conversion.input_shape is not None:
-        return options.conversion.input_shape
+    given = options.conversion.value(INPUT_SHAPE)
+    if given is not None:
+        return given
     architecture = config.model.WhichOneof("model")
     resizer = getattr(config.model, architecture).image_resizer
     kind = resizer.WhichOneof("image_resizer_oneof")
@@ -66,6 +99,7 @@ def _static_function(context: ExportContext, height: int, width: int, keys: tupl
 
     tf = compat.import_tensorflow()
     conversion = context.options.conversion
+    layout = conversion.value(INPUT_FORMAT)
     if context.model is not None:
         serve = batched_serving_function(context.model)
     else:  # an existing export: its signature, fed the dtype it takes
@@ -73,11 +107,11 @@ def _static_function(context: ExportContext, height: int, width: int, keys: tupl
         serve = lambda images: context.traced.concrete(input_tensor=tf.cast(images, dtype))  # noqa: E731
 
     def static(input_tensor: Any) -> dict[str, Any]:
-        images = tf.transpose(input_tensor, [0, 2, 3, 1]) if conversion.input_format == "NCHW" else input_tensor
+        images = tf.transpose(input_tensor, [0, 2, 3, 1]) if layout == "NCHW" else input_tensor
         outputs = serve(images)
         return {k: outputs[k] for k in (keys or outputs)}
 
-    shape = [conversion.batch_size] + ([3, height, width] if conversion.input_format == "NCHW" else [height, width, 3])
+    shape = [conversion.value(BATCH_SIZE)] + ([3, height, width] if layout == "NCHW" else [height, width, 3])
     spec = tf.TensorSpec(shape, tf.float32, name="input_tensor")
     return tf.function(static, input_signature=[spec], autograph=False).get_concrete_function()
 
@@ -141,6 +175,7 @@ class TensorRTTarget(Target):
     directory = TENSORRT_DIR
     extra = "onnx"
     modules = ONNX_MODULES + ("onnx_graphsurgeon",)
+    settings = (OPSET, BATCH_SIZE, INPUT_SHAPE, INPUT_FORMAT)
 
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         if architecture not in SUPPORTED:
@@ -167,10 +202,10 @@ class TensorRTTarget(Target):
         height, width = static_input_size(context.config, context.options)
         kind = SUPPORTED[context.architecture]
         keys = RAW_OUTPUTS if kind == "efficient_nms" else None
-        model_proto = convert_function(_static_function(context, height, width, keys), context.options.conversion.opset)
         conversion = context.options.conversion
-        spec: dict[str, Any] = {"input_type": "float_image_tensor", "input_format": conversion.input_format,
-                                "input_size": [height, width], "batch_size": conversion.batch_size,
+        model_proto = convert_function(_static_function(context, height, width, keys), conversion.value(OPSET))
+        spec: dict[str, Any] = {"input_type": "float_image_tensor", "input_format": conversion.value(INPUT_FORMAT),
+                                "input_size": [height, width], "batch_size": conversion.value(BATCH_SIZE),
                                 "postprocessing": kind}
         if kind == "efficient_nms":
             window = clip_window(context, height, width)

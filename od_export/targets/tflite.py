@@ -29,19 +29,22 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from od_export.errors import ExportFailed, InputError
 from od_export.layout import IO_SPEC_NAME
-from od_export.options import ExportOptions
 from od_export.source.pipeline_config import model_input_size
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target
 from od_export.targets.onnx import STRING_INPUT_TYPES
+from od_export.targets.settings import Setting
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
+
+if TYPE_CHECKING:
+    from od_export.options import ConversionOptions, ExportOptions
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,22 @@ MEANINGS = {
     "detection_scores": "float32 [1, N]: score of each detection, best first",
     "num_detections": "float32 [1]: how many of the N rows are detections",
 }
+
+
+TFLITE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8_full")
+
+
+def _check_max_detections(count: int) -> None:
+    if count < 1:
+        raise InputError(f"max detections {count} is below 1; give 1 or more")
+
+
+PRECISIONS = Setting("tflite_precisions", ("fp32",), "one file each", repeatable=True, choices=TFLITE_PRECISIONS,
+                     flag="--tflite-precision", metavar="P", label="TFLite precision")
+MAX_DETECTIONS = Setting("max_detections", 10, "detections per image (as the OD API's export_tflite_graph_tf2)",
+                         kind=int, check_value=_check_max_detections)
+#: The precisions quantised from calibration images.
+CALIBRATED = ("int8", "int8_full")
 
 
 def tflite_file(precision: str) -> str:
@@ -207,10 +226,14 @@ class TFLiteTarget(Target):
     directory = TFLITE_DIR
     extra = "tflite"
     modules = ("ai_edge_litert",)
+    settings = (PRECISIONS, MAX_DETECTIONS)
+
+    def calibrates(self, conversion: ConversionOptions) -> bool:
+        return bool(set(CALIBRATED) & set(conversion.value(PRECISIONS)))
 
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         check_tflite_request(architecture, config)
-        if architecture == "center_net" and "int8_full" in options.conversion.tflite_precisions:
+        if architecture == "center_net" and "int8_full" in options.conversion.value(PRECISIONS):
             raise InputError("CenterNet finds its peaks with float ops that int8 cannot express, so it has no "
                              "full-integer (int8_full) TFLite file; use int8, whose input and outputs stay float32")
 
@@ -239,7 +262,7 @@ class TFLiteTarget(Target):
 
         conversion = context.options.conversion
         height, width = model_input_size(context.config)
-        module = _detection_module(context, conversion.max_detections)
+        module = _detection_module(context, conversion.value(MAX_DETECTIONS))
         concrete = named_function(module)
         mean, std = normalization(context, height, width)
         files: dict[str, bytes] = {}
@@ -247,7 +270,7 @@ class TFLiteTarget(Target):
             "format": "tflite", "architecture": context.architecture, "input_size": [height, width],
             "normalization": {"mean": mean, "std": std, "formula": "x = (pixel - mean) / std, per RGB channel, "
                               f"after resizing the image to {height}x{width} (bilinear)"},
-            "max_detections": conversion.max_detections, "files": {},
+            "max_detections": conversion.value(MAX_DETECTIONS), "files": {},
         }
         if context.architecture == "ssd":
             settings = context.config.model.ssd.post_processing.batch_non_max_suppression
@@ -255,7 +278,7 @@ class TFLiteTarget(Target):
                 "fast (class-agnostic) NMS" if settings.use_class_agnostic_nms else "regular (per-class) NMS"))
             spec["max_detections_per_class"] = int(settings.max_detections_per_class)
             spec["boxes_clipped"] = False
-        for precision in conversion.tflite_precisions:
+        for precision in conversion.value(PRECISIONS):
             logger.info(f"converting to TFLite ({precision})")
             data = convert(concrete, precision, context, (height, width), (mean, std))
             files[tflite_file(precision)] = data
