@@ -18,12 +18,12 @@ and is as narrow as we could make it:
   gets a namespace that adds the moved functions back; TensorFlow is not patched.
 
 The OD API's TF1 path (slim feature extractors, ``exporter.py``) needs four more, in a
-process of its own because TF1 behaviour is process-wide (:func:`import_tf1_exporter`).
+process of its own because TF1 behaviour is process-wide; they live with that process
+(:func:`od_export.tf1.od_api_worker.import_tf1_exporter`).
 """
 from __future__ import annotations
 
 import ast
-import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -32,7 +32,6 @@ import os
 import sys
 import types
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from od_export import log
@@ -269,142 +268,3 @@ def import_training() -> Any:
         raise EnvironmentProblem(f"the Object Detection API's training modules failed to import ({exc}); "
                                  "run scripts/setup.sh") from exc
     return types.SimpleNamespace(tf=tf, model_lib_v2=model_lib_v2, inputs=inputs)
-
-
-# ----------------------------------------------------------------- TF1 OD API
-def _alias_module(alias: str, target: str) -> None:
-    if alias not in sys.modules:
-        sys.modules[alias] = importlib.import_module(target)
-
-
-@contextlib.contextmanager
-def _numpy_aliases() -> Iterator[None]:
-    """``np.int`` for the import only: slim's mobilenet_v3 (imported by the TF1 model builder) calls it at import."""
-    import numpy as np
-
-    added = [name for name, value in (("int", int), ("float", float), ("bool", bool)) if not hasattr(np, name)]
-    for name in added:
-        setattr(np, name, {"int": int, "float": float, "bool": bool}[name])
-    try:
-        yield
-    finally:
-        for name in added:
-            delattr(np, name)
-
-
-def import_tf1_exporter() -> Any:
-    """The OD API's TF1 ``exporter`` module, with TF1 behaviour on.  Call it in a process of its own.
-
-    * The model builder registers the slim (TF1) feature extractors only when TF2
-      behaviour is off, so it is turned off before the OD API is imported.
-    * The slim feature extractors import ``nets``, which this OD API package ships as
-      ``object_detection.nets``: aliased.
-    * ``tf.layers`` (slim's batch norm) lazily loads ``tf_keras.legacy_tf_layers``,
-      which tf-keras 2.20 keeps under ``tf_keras.src``: aliased.
-    * ``bipartite_matcher`` imports ``tensorflow.contrib`` (gone since TF 2.0) and is
-      only used by configs that ask for it: replaced by a module that says so.
-    * ``export_inference_graph`` prints a tfprof summary through ``tensorflow.contrib``:
-      skipped (it only logs parameter counts).
-    """
-    tf = import_tensorflow()
-    tf.compat.v1.disable_v2_behavior()
-    _alias_module("nets", "object_detection.nets")
-    for suffix in ("", ".normalization", ".core", ".convolutional", ".pooling"):
-        _alias_module("tf_keras.legacy_tf_layers" + suffix, "tf_keras.src.legacy_tf_layers" + suffix)
-    bipartite = types.ModuleType("object_detection.matchers.bipartite_matcher")
-    bipartite.__getattr__ = _bipartite_unavailable  # type: ignore[attr-defined]
-    sys.modules.setdefault("object_detection.matchers.bipartite_matcher", bipartite)
-    with _numpy_aliases():
-        import_object_detection()
-        from object_detection import exporter
-    exporter.profile_inference_graph = lambda graph: None
-    return exporter
-
-
-def _bipartite_unavailable(name: str) -> Any:
-    if name.startswith("__"):  # the import machinery probing for __path__ and friends
-        raise AttributeError(name)
-    raise EnvironmentProblem("the bipartite matcher needs tensorflow.contrib, which TensorFlow 2 does not have; "
-                             "use the argmax matcher in the config")
-
-
-# ------------------------------------------------------------ converter fixes
-def _round_to_float32(value: Any) -> Any:
-    """A float64 tensor rounded to float32's 24-bit significand, kept in float64 (Veltkamp's split).
-
-    A cast pair (float64 → float32 → float64) would do the same, but converters drop
-    such pairs as lossless; ``c - (c - x)`` survives tf2onnx and onnxruntime.
-    """
-    split = value * 536870913.0  # 2**29 + 1: splits off the 29 low bits of a float64 significand
-    return split - (split - value)
-
-
-def _crop_weights(tf: Any, start: Any, end: Any, size: int, crop: int) -> Any:
-    """Bilinear sampling weights [..., crop, size], computed as TF's CropAndResize CPU kernel does.
-
-    The kernel samples at ``start*(size-1) + i*scale`` with ``scale = (end-start)*(size-1)/(crop-1)``,
-    each operation rounded to float32, and fills a sample that lands outside
-    ``[0, size-1]`` with 0.  Rounding puts the last sample of a box ending at 1.0 just
-    outside on some boxes, so TensorFlow's crop has a row of zeros there.  Each step is
-    done here in float64 and rounded to float32 explicitly, so the same samples fall outside.
-    """
-    rounded = _round_to_float32
-    span = float(size - 1)
-    start, end = tf.cast(start, tf.float64), tf.cast(end, tf.float64)
-    scale = rounded(rounded(rounded(end - start) * span) / float(crop - 1))
-    steps = tf.range(crop, dtype=tf.float64)
-    coords = rounded(rounded(start * span)[..., None] + rounded(steps * scale[..., None]))
-    inside = tf.cast((coords >= 0.0) & (coords <= span), tf.float32)
-    low, high = tf.floor(coords), tf.math.ceil(coords)
-    lerp = tf.cast(coords - low, tf.float32)
-    weights = (tf.one_hot(tf.cast(low, tf.int32), size) * (1.0 - lerp)[..., None]
-               + tf.one_hot(tf.cast(high, tf.int32), size) * lerp[..., None])
-    return weights * inside[..., None]
-
-
-def _portable_crop_and_resize(features: list[Any], boxes: Any, box_levels: Any, crop_size: list[int],
-                              scope: Any = None) -> Any:
-    """The OD API's ``multilevel_native_crop_and_resize`` for one feature level, as two einsums."""
-    tf = import_tensorflow()
-    images = features[0]
-    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
-    rows = _crop_weights(tf, y1, y2, images.shape[1], crop_size[0])
-    columns = _crop_weights(tf, x1, x2, images.shape[2], crop_size[1])
-    return tf.einsum("bnyxc,bnwx->bnywc", tf.einsum("bnyh,bhxc->bnyxc", rows, images), columns)
-
-
-def uses_native_crop_and_resize(model: Any) -> bool:
-    """True for a two-stage model that crops with ``tf.image.crop_and_resize`` (the OD API's default)."""
-    crop = getattr(model, "_crop_and_resize_fn", None)
-    return getattr(crop, "__name__", "") == "multilevel_native_crop_and_resize"
-
-
-@contextlib.contextmanager
-def portable_crop_and_resize(model: Any) -> Iterator[None]:
-    """Trace a Faster R-CNN without ``CropAndResize``, which does not convert faithfully.
-
-    tf2onnx turns ``CropAndResize`` into ONNX ``Resize`` (``tf_crop_and_resize``), which
-    samples the last row of some boxes ending at the image border where TensorFlow's
-    kernel yields 0 (measured: crops differ by up to 4.7 on the sample model, and so do
-    its detections).  Proposals are clipped to the image, so every Faster R-CNN meets
-    this.  The replacement reproduces the kernel, border rows included, with ops that
-    convert exactly; verification checks the result against the SavedModel.  Models
-    without the attribute, with several feature levels, or configured with
-    ``use_matmul_crop_and_resize`` (the OD API's gather-based crop, which converts as
-    it is) are traced unchanged.
-
-    The replica agrees with TensorFlow only while the proposal boxes agree to the bit:
-    TensorFlow's own choice of a zero border row flips when a box coordinate moves by
-    one float32 step, and a converted backbone moves proposals by ~1e-5.  Models with
-    ``use_matmul_crop_and_resize: true`` (as the model zoo's TF2 Faster R-CNN configs
-    set it) have no such edge and verify reliably.
-    """
-    if not uses_native_crop_and_resize(model):
-        yield
-        return
-    original = model._crop_and_resize_fn
-    model._crop_and_resize_fn = _portable_crop_and_resize
-    try:
-        yield
-    finally:
-        model._crop_and_resize_fn = original

@@ -19,17 +19,17 @@ from typing import Any
 
 from od_export import compat
 from od_export.errors import InputError, OutputError, ValidationFailed, option
-from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit, find_units
+from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit
 from od_export.manifest import MANIFEST_NAME, read_manifest, recorded_thresholds, update_manifest
 from od_export.options import ConversionOptions, ExportOptions
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
 from od_export.storage.output import plan_output, reserve, staged_output
-from od_export.targets import OPTIONAL_TARGETS, ExportContext, Target, get_target
+from od_export.targets import OPTIONAL_TARGETS, ExportContext, Target, check_conversion, find_units, get_target
 from od_export.verify.report import failure_summary
 from od_export.verify.tolerance import thresholds
-from od_export.verify.validate import ValidateOptions, validate
+from od_export.validator import ValidateOptions, validate
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
     if any(t.name == "saved_model" for t in targets):
         raise InputError("an export already has its SavedModel; choose another target")
-    options.conversion.check()
+    check_conversion(options.conversion)
     for target in targets:
         target.check_available()
     export_dir = location(options.export_dir)

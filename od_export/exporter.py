@@ -3,7 +3,7 @@
 One process, one model build and one checkpoint restore for all input types; each
 serving function is traced once and handed to every target (SavedModel, frozen graph,
 ONNX, …; see :mod:`od_export.targets`).  Everything is written into a staging
-directory and verified there by :func:`od_export.verify.validate.validate`, the same
+directory and verified there by :func:`od_export.validator.validate`, the same
 function as ``od-export validate``, before it is moved into place.
 """
 from __future__ import annotations
@@ -27,11 +27,11 @@ from od_export.source.tracing import TracedFunction, detection_module, signature
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
-from od_export.targets import TARGETS, ExportContext, Target, get_target
+from od_export.targets import TARGETS, ExportContext, Target, check_export_options, get_target
 from od_export.tf1 import od_api
 from od_export.verify.compare import OutputDifference
 from od_export.verify.report import artifact_label, failure_summary, failures
-from od_export.verify.validate import ValidateOptions, ValidationReport, validate
+from od_export.validator import ValidateOptions, ValidationReport, validate
 
 logger = logging.getLogger(__name__)
 #: Timing phase per target, as manifests have always named them (other targets use their own name).
@@ -69,7 +69,7 @@ def _check_sources(options: ExportOptions) -> _Sources:
     under a second.  A URL whose scheme this TensorFlow cannot open fails right after
     the import, before any model is built.
     """
-    options.check()
+    check_export_options(options)
     config_path, checkpoint_path = location(options.pipeline_config), location(options.checkpoint_dir)
     for what, path in (("pipeline config", config_path), ("checkpoint directory", checkpoint_path),
                        ("output", location(options.output_dir))):

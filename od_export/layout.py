@@ -4,15 +4,14 @@ An export holds one *unit* per input type (the output directory itself when ther
 one input type, else one sub-directory named after each).  A unit is exporter_main_v2's
 layout (``saved_model/``, ``checkpoint/``, ``pipeline.config``) plus one directory per
 further target (``frozen_graph/``, ``onnx/``, …); each target recognises its own files
-(:meth:`od_export.targets.base.Target.find`).
+(:meth:`od_export.targets.base.Target.find`); :func:`od_export.targets.find_units` reads
+an export back as its units and their artifacts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from od_export.errors import InputError
-from od_export.manifest import require_finished
 from od_export.storage.location import AnyPath
 from od_export.storage.owners import is_od_export_temporary
 
@@ -56,19 +55,3 @@ def unit_directories(export_dir: AnyPath) -> list[AnyPath]:
 
 def looks_like_export(path: AnyPath) -> bool:
     return (path / SAVED_MODEL_DIR).is_dir() or any((p / SAVED_MODEL_DIR).is_dir() for p in _visible_subdirectories(path))
-
-
-def find_units(export_dir: AnyPath, staged: bool = False) -> list[Unit]:
-    """Every unit of an export (od-export's or exporter_main_v2's), or a bare SavedModel directory."""
-    from od_export.targets import find_artifacts
-
-    if not export_dir.is_dir():
-        raise InputError(f"{export_dir} is not a directory; pass the output directory of an export")
-    if not staged:
-        require_finished(export_dir)
-    if (export_dir / SAVED_MODEL_FILE).is_file():  # a bare SavedModel directory
-        return [Unit(export_dir.name, export_dir, export_dir)]
-    units = [Unit(d.name, d, d / SAVED_MODEL_DIR, find_artifacts(d)) for d in unit_directories(export_dir)]
-    if not units:
-        raise InputError(f"no SavedModel found in {export_dir}; pass an export written by od-export or exporter_main_v2")
-    return units

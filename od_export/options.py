@@ -64,18 +64,14 @@ class ConversionOptions:
         """The value given for ``setting`` (a :class:`~od_export.targets.settings.Setting`), else its default."""
         return self.given().get(setting.name, setting.default)
 
-    def check(self) -> None:
-        """Every setting against its declaration; the calibration images against the int8 files asked for."""
-        from od_export.targets import SETTINGS, calibrates
-
-        for name, value in self.settings:
-            if name not in SETTINGS:
-                raise InputError(f"unknown target setting {name!r}; known settings: {', '.join(SETTINGS)}")
-            SETTINGS[name].check(value)
+    def check(self, calibrated: bool) -> None:
+        """What needs no target: the thresholds, and calibration images only where an int8 file
+        (``calibrated``, as the registry says) is asked for.  The targets check their own settings
+        (:func:`od_export.targets.check_conversion`)."""
         thresholds(self.min_agreement)
         if self.calibration_images is None:
             return
-        if not calibrates(self):
+        if not calibrated:
             raise InputError("calibration images are used by the int8 files only (TFLite int8 or int8_full, "
                              "OpenVINO int8); add an int8 precision or leave the calibration images out")
         if "://" in str(self.calibration_images):
@@ -140,25 +136,20 @@ class ExportOptions:
         return self.signature_key if self.signature_key in self.input_types else self.input_types[0]
 
     def check(self) -> None:
-        """Raise :class:`InputError` for any value that cannot work, before any heavy work."""
+        """Raise :class:`InputError` for any value that cannot work, before any heavy work.
+
+        What the targets declare (their names, their settings) is checked by the registry:
+        :func:`od_export.targets.check_export_options` runs this and those checks."""
         check_input_types(self.input_types)
         if self.signature_key not in self.signature_keys:
             hint = "" if self.single_saved_model else f" ({SINGLE_SAVED_MODEL_NOTE}: {option('single_saved_model')})"
             raise InputError(
                 f"unknown signature key {self.signature_key!r}; this export has: {', '.join(self.signature_keys)}{hint}"
             )
-        if self.single_saved_model and "openvino" in self.targets and self.selected_input_type != self.input_types[0]:
-            raise InputError(f"OpenVINO converts the SavedModel's serving_default, which is {self.input_types[0]}; give "
-                             f"{self.selected_input_type} as the first input type to convert its function")
         if self.frozen_format not in FROZEN_FORMATS:
             raise InputError(f"unknown frozen format {self.frozen_format!r}; choose one of: {', '.join(FROZEN_FORMATS)}")
-        self.conversion.check()
         if self.benchmark is not None:
             self.benchmark.check()
-        from od_export.targets import get_target
-
-        for name in self.targets:
-            get_target(name)
         if self.side_inputs and self.input_types != ("image_tensor",):
             raise InputError(f"side inputs work with {option('input_types')} image_tensor only (as in exporter_main_v2)")
 

@@ -4,6 +4,7 @@ import pytest
 
 from od_export.errors import InputError
 from od_export.options import ExportOptions, parse_side_inputs
+from od_export.targets import check_export_options
 
 
 def options(**changes) -> ExportOptions:
@@ -46,8 +47,8 @@ def test_single_saved_model_signature_keys_select_an_input_type():
     assert single.selected_input_type == "tf_example"
     assert options(input_types=("tf_example", "image_tensor"), single_saved_model=True).selected_input_type == "tf_example"
     with pytest.raises(InputError, match="OpenVINO converts the SavedModel's serving_default, which is tf_example"):
-        options(input_types=("tf_example", "image_tensor"), single_saved_model=True, signature_key="image_tensor",
-                targets=("openvino",)).check()
+        check_export_options(options(input_types=("tf_example", "image_tensor"), single_saved_model=True,
+                                     signature_key="image_tensor", targets=("openvino",)))
 
 
 def test_side_inputs_only_with_image_tensor():

@@ -136,7 +136,7 @@ def test_single_saved_model_serves_every_input_type_like_the_per_type_exports(si
 
 def test_a_signature_that_computes_something_else_fails_validation(single_export, tmp_path):
     """The image_tensor signature is swapped for one that halves the scores: only that check fails."""
-    from od_export.verify.validate import ValidateOptions, validate
+    from od_export.validator import ValidateOptions, validate
 
     tf = compat.import_tensorflow()
     copy = tmp_path / "single"

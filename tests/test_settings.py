@@ -5,7 +5,7 @@ import pytest
 
 from od_export.errors import InputError
 from od_export.options import ConversionOptions
-from od_export.targets import SETTINGS, TARGETS, calibrates, setting_targets
+from od_export.targets import SETTINGS, TARGETS, calibrates, check_conversion, setting_targets
 from od_export.targets.onnx import OPSET
 from od_export.targets.tensorrt import INPUT_SHAPE
 from od_export.targets.tflite import PRECISIONS
@@ -60,4 +60,4 @@ def test_bad_batch_file_values(setting, value, fragment):
 ])
 def test_library_values_are_checked(settings, fragment):
     with pytest.raises(InputError, match=fragment):
-        ConversionOptions.of(**settings).check()
+        check_conversion(ConversionOptions.of(**settings))

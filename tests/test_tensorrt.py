@@ -63,7 +63,7 @@ def test_string_input_types_get_no_converted_files_and_say_why(demo_checkpoint, 
 
 
 def test_save_images_draws_the_tensorrt_panel_from_the_run_its_check_makes(target_export, tmp_path):
-    from od_export.verify.validate import ValidateOptions, validate
+    from od_export.validator import ValidateOptions, validate
 
     report = validate(ValidateOptions(target_export("ssd_mobilenet_v2").output_dir, save_images=tmp_path / "drawn"))
     [check] = [c for c in report.checks if c.artifact == "tensorrt"]

@@ -18,7 +18,8 @@ from typing import Any
 from od_export.benchmark.data import DataSource, EvalImage, read_coco, read_records, records_from_config
 from od_export.benchmark.report import BenchmarkResult, Gates, Row
 from od_export.errors import InputError, option
-from od_export.layout import PIPELINE_CONFIG_NAME, Unit, find_units
+from od_export.layout import PIPELINE_CONFIG_NAME, Unit
+from od_export.targets import find_units
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 
 logger = logging.getLogger(__name__)

@@ -58,7 +58,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_validate(args: argparse.Namespace) -> dict[str, Any]:
-    from od_export.verify.validate import ValidateOptions, format_report, validate
+    from od_export.validator import ValidateOptions, format_report, validate
 
     report = validate(ValidateOptions(
         location(args.export_dir), Path(args.images) if args.images else None, args.random_images, args.atol,

@@ -6,10 +6,13 @@ output discovery picks what ``od-export freeze`` keeps from a TF1 training graph
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
 from od_export import compat
+from od_export.errors import InputError
+from od_export.layout import IO_SPEC_NAME
 from od_export.inspect.outputs import TRAINING_SCOPE, discover_outputs, source_node
 
 _DTYPE_ATTRS = ("T", "dtype", "out_type", "DstT", "output_type")
@@ -104,3 +107,21 @@ def summarize_signatures(meta_graph: Any) -> dict[str, Any]:
             "outputs": {k: _tensor_info(v) for k, v in sorted(signature.outputs.items())},
         }
     return signatures
+
+
+def read_graph_def(path: Any) -> Any:
+    from od_export.verify import samples
+
+    try:
+        return samples.load_graph_def(path)
+    except Exception as exc:  # DecodeError / ParseError: not a GraphDef
+        raise InputError(f"{path} is not a GraphDef ({' '.join(str(exc).split())[:200]})") from exc
+
+
+def describe_graph_file(path: Any) -> dict[str, Any]:
+    """A .pb/.pbtxt graph summarised, with the io_spec.json od-export writes beside it."""
+    report = summarize_graph(read_graph_def(path))
+    spec_path = path.parent / IO_SPEC_NAME
+    if spec_path.is_file():
+        report["io_spec"] = json.loads(spec_path.read_text(encoding="utf-8"))
+    return report

@@ -7,7 +7,6 @@ loaded, so inspecting is quick and works for graphs that would not run here.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ from typing import Any
 from od_export import compat
 from od_export.source import checkpoints
 from od_export.errors import InputError, option
-from od_export.inspect import runtimes
-from od_export.inspect.graph_summary import summarize_graph, summarize_signatures, training_names
+from od_export.inspect.graph_summary import (describe_graph_file, read_graph_def, summarize_graph, summarize_signatures,
+                                             training_names)
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location
-from od_export.layout import IO_SPEC_NAME, looks_like_export, unit_directories
+from od_export.layout import looks_like_export, unit_directories
+from od_export.targets import TARGETS, find_artifacts
 
 
 @dataclass(frozen=True)
@@ -62,19 +62,17 @@ def detect_kind(path: AnyPath) -> str:
         return "meta_graph"
     if path.suffix in (".pb", ".pbtxt"):
         return "graph"
-    if path.suffix == ".onnx":
-        return "onnx"
-    if path.suffix == ".tflite":
-        return "tflite"
-    if path.suffix == ".xml" and (path.parent / path.name.replace(".xml", ".bin")).is_file():
-        return "openvino"
+    claimed = next((name for name, target in TARGETS.items() if target.claims(path)), None)
+    if claimed is not None:
+        return claimed
     if path.suffix == ".index" or ".data-" in path.name:
         return "checkpoint"
     if _looks_like_pipeline_config(path):
         return "pipeline_config"
+    files = ", ".join(t.file_description for t in TARGETS.values() if t.file_description)
     raise InputError(
         f"od-export does not know what {path} is; inspect takes an export directory, a SavedModel, a .pb or "
-        ".pbtxt graph, a TF1 .meta graph, an .onnx or .tflite file, an OpenVINO .xml, a checkpoint or a pipeline.config"
+        f".pbtxt graph, a TF1 .meta graph, {files}, a checkpoint or a pipeline.config"
     )
 
 
@@ -83,9 +81,9 @@ def inspect_path(options: InspectOptions) -> dict[str, Any]:
     check_scheme_supported(path, "path")
     kind = detect_kind(path)
     handlers = {
-        "export": _export, "saved_model": _saved_model, "graph": _graph_file, "meta_graph": _meta_graph,
+        "export": _export, "saved_model": _saved_model, "graph": describe_graph_file, "meta_graph": _meta_graph,
         "checkpoint": lambda p: _checkpoint(p, options.pipeline_config), "pipeline_config": _pipeline_config,
-        "onnx": _onnx, "tflite": runtimes.inspect_tflite, "openvino": runtimes.inspect_openvino,
+        **{name: target.inspect_file for name, target in TARGETS.items() if target.file_description},
     }
     report = {"path": str(path), "kind": kind, **handlers[kind](path)}
     if "config_check" in report:  # a gate: a checkpoint that does not fit its config fails
@@ -122,23 +120,6 @@ def _saved_model(path: Path) -> dict[str, Any]:
     return {"meta_graphs": meta_graphs}
 
 
-def read_graph_def(path: Path) -> Any:
-    from od_export.verify import samples
-
-    try:
-        return samples.load_graph_def(path)
-    except Exception as exc:  # DecodeError / ParseError: not a GraphDef
-        raise InputError(f"{path} is not a GraphDef ({' '.join(str(exc).split())[:200]})") from exc
-
-
-def _graph_file(path: Path) -> dict[str, Any]:
-    report = summarize_graph(read_graph_def(path))
-    spec_path = path.parent / IO_SPEC_NAME
-    if spec_path.is_file():
-        report["io_spec"] = json.loads(spec_path.read_text(encoding="utf-8"))
-    return report
-
-
 def _read_meta_graph(path: Path) -> Any:
     compat.import_tensorflow()
     from tensorflow.core.protobuf import meta_graph_pb2
@@ -160,51 +141,15 @@ def _meta_graph(path: Path) -> dict[str, Any]:
     }
 
 
-def _onnx(path: AnyPath) -> dict[str, Any]:
-    """Opset, inputs, outputs and any TensorRT plugin nodes (with their attributes) of an ONNX file."""
-    from od_export.targets import get_target
-
-    get_target("onnx").check_available()
-    import onnx
-
-    from od_export.targets.onnx import describe_onnx
-
-    try:
-        with path.open("rb") as handle:
-            model = onnx.load_from_string(handle.read())
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise InputError(f"{path} is not an ONNX model ({' '.join(str(exc).split())[:200]})") from exc
-    plugins = [{"name": node.name, "op": node.op_type, "attributes": {a.name: _attribute(a) for a in node.attribute}}
-               for node in model.graph.node if node.op_type.endswith("_TRT")]
-    return {**describe_onnx(model), "nodes": len(model.graph.node), "plugins": plugins}
-
-
-def _attribute(attribute: Any) -> Any:
-    import onnx
-
-    value = onnx.helper.get_attribute_value(attribute)
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _export(path: Path) -> dict[str, Any]:
-    from od_export.targets import find_artifacts
-
     units = unit_directories(path) or [path]
     report_units = []
     for unit in units:
         entry: dict[str, Any] = {"name": unit.name, "directory": str(unit), "saved_model": _saved_model(unit / "saved_model")}
         artifacts = find_artifacts(unit)
         entry["targets"] = ["saved_model", *artifacts]
-        if "frozen_graph" in artifacts:
-            entry["frozen_graph"] = {"path": str(artifacts["frozen_graph"]), **_graph_file(artifacts["frozen_graph"])}
-        for name in ("onnx", "tensorrt"):
-            if name in artifacts:
-                entry[name] = {"path": str(artifacts[name]), **_onnx(artifacts[name])}
-        if "tflite" in artifacts:
-            spec = json.loads((artifacts["tflite"] / IO_SPEC_NAME).read_text(encoding="utf-8"))
-            entry["tflite"] = {"path": str(artifacts["tflite"]), "files": spec["files"]}
-        if "openvino" in artifacts:
-            entry["openvino"] = {"path": str(artifacts["openvino"]), **runtimes.inspect_openvino(artifacts["openvino"])}
+        for name, artifact in artifacts.items():
+            entry[name] = TARGETS[name].inspect_artifact(artifact)
         entry["has_checkpoint"] = (unit / "checkpoint").is_dir()
         entry["has_pipeline_config"] = (unit / "pipeline.config").is_file()
         report_units.append(entry)

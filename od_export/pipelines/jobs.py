@@ -24,7 +24,7 @@ from typing import Any
 from od_export.errors import InputError
 from od_export.options import SIDE_INPUT_DTYPES, BenchmarkRequest, ConversionOptions, ExportOptions, SideInput
 from od_export.storage.location import AnyPath, location
-from od_export.targets import SETTINGS
+from od_export.targets import SETTINGS, check_export_options
 from od_export.verify.tolerance import thresholds
 
 _EXPORT_FIELDS = {f.name: f for f in fields(ExportOptions) if f.name != "conversion"}
@@ -152,7 +152,7 @@ def _job(file: Path, index: int, raw: dict[str, Any]) -> Job:
         raise BatchFileError(f"{where}: checkpoint: give either checkpoint (one) or checkpoints (several), not both")
     options = ExportOptions(**values, conversion=ConversionOptions.of(**conversion))
     try:
-        options.check()
+        check_export_options(options)
     except InputError as exc:
         raise BatchFileError(f"{where}: {exc.render(_key_spellings())}") from exc
     return Job(file, index, name, options, checkpoints)

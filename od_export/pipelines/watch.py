@@ -34,7 +34,9 @@ class WatchOptions:
     poll_interval: float = 10.0
 
     def check(self) -> None:
-        self.export.check()
+        from od_export.targets import check_export_options
+
+        check_export_options(self.export)
         if self.poll_interval <= 0 or (self.timeout is not None and self.timeout < 0):
             raise InputError("the poll interval must be above 0 s and the timeout 0 s or more")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from od_export.errors import InputError
+from od_export.layout import SAVED_MODEL_DIR, SAVED_MODEL_FILE, Unit, unit_directories
+from od_export.manifest import require_finished
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ExportContext, Target
 from od_export.targets.settings import Setting
@@ -20,7 +22,7 @@ from od_export.targets.tensorrt import TensorRTTarget
 from od_export.targets.tflite import TFLiteTarget
 
 if TYPE_CHECKING:
-    from od_export.options import ConversionOptions
+    from od_export.options import ConversionOptions, ExportOptions
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -32,8 +34,8 @@ OPTIONAL_TARGETS: tuple[str, ...] = tuple(name for name in TARGETS if name != "s
 #: Every target's settings by name, in registry order (targets may share one, as ONNX and TensorRT share the opset).
 SETTINGS: dict[str, Setting] = {setting.name: setting for target in TARGETS.values() for setting in target.settings}
 
-__all__ = ["ExportContext", "OPTIONAL_TARGETS", "SETTINGS", "TARGETS", "Target", "calibrates", "find_artifacts",
-           "get_target", "setting_targets"]
+__all__ = ["ExportContext", "OPTIONAL_TARGETS", "SETTINGS", "TARGETS", "Target", "calibrates", "check_conversion",
+           "check_export_options", "find_artifacts", "find_units", "get_target", "setting_targets"]
 
 
 def get_target(name: str) -> Target:
@@ -52,6 +54,23 @@ def calibrates(conversion: ConversionOptions) -> bool:
     return any(target.calibrates(conversion) for target in TARGETS.values())
 
 
+def check_conversion(conversion: ConversionOptions) -> None:
+    """Each setting given against its target's declaration, then what needs no target."""
+    for name, value in conversion.settings:
+        if name not in SETTINGS:
+            raise InputError(f"unknown target setting {name!r}; known settings: {', '.join(SETTINGS)}")
+        SETTINGS[name].check(value)
+    conversion.check(calibrated=calibrates(conversion))
+
+
+def check_export_options(options: ExportOptions) -> None:
+    """Every check of an export request that needs no TensorFlow: its own, its targets' names and settings."""
+    options.check()
+    for name in options.targets:
+        get_target(name).check_options(options)
+    check_conversion(options.conversion)
+
+
 def find_artifacts(unit_dir: AnyPath) -> dict[str, AnyPath]:
     """Every non-reference artifact in an export unit, by target name, in registry order."""
     found = {}
@@ -62,3 +81,17 @@ def find_artifacts(unit_dir: AnyPath) -> dict[str, AnyPath]:
         if artifact is not None:
             found[name] = artifact
     return found
+
+
+def find_units(export_dir: AnyPath, staged: bool = False) -> list[Unit]:
+    """Every unit of an export (od-export's or exporter_main_v2's), or a bare SavedModel directory."""
+    if not export_dir.is_dir():
+        raise InputError(f"{export_dir} is not a directory; pass the output directory of an export")
+    if not staged:
+        require_finished(export_dir)
+    if (export_dir / SAVED_MODEL_FILE).is_file():  # a bare SavedModel directory
+        return [Unit(export_dir.name, export_dir, export_dir)]
+    units = [Unit(d.name, d, d / SAVED_MODEL_DIR, find_artifacts(d)) for d in unit_directories(export_dir)]
+    if not units:
+        raise InputError(f"no SavedModel found in {export_dir}; pass an export written by od-export or exporter_main_v2")
+    return units

@@ -22,7 +22,7 @@ from od_export.targets.settings import Setting
 if TYPE_CHECKING:
     from od_export.options import ConversionOptions, ExportOptions
     from od_export.source.tracing import TracedFunction
-    from od_export.targets.frozen_graph import FrozenGraph
+    from od_export.source.freezing import FrozenGraph
     from od_export.verify.reference import Reference
     from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -53,7 +53,7 @@ class ExportContext:
         """The serving function frozen in memory, once, for every target that starts from it."""
         if self._frozen is None:
             from od_export import health
-            from od_export.targets.frozen_graph import freeze_function
+            from od_export.source.freezing import freeze_function
 
             self._frozen = freeze_function(self.traced.concrete, self.options.signature_key)
             health.check_frozen_graph_fits(self._frozen.graph_def.ByteSize())
@@ -123,6 +123,9 @@ class Target:
         """Whether this target's files, as ``conversion`` asks for them, are quantised from calibration images."""
         return False
 
+    def check_options(self, options: ExportOptions) -> None:
+        """Raise :class:`InputError` for options this target cannot work with (pure, before the config is read)."""
+
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         """Raise :class:`InputError` for a request this target cannot serve (pure, no TensorFlow)."""
 
@@ -139,6 +142,21 @@ class Target:
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         """This target's artifact in an export unit, or None."""
         return None
+
+    #: What ``inspect`` takes as this target's file on its own ("an .onnx file"); "" for none.
+    file_description: ClassVar[str] = ""
+
+    def claims(self, path: AnyPath) -> bool:
+        """Whether ``inspect`` should read the file ``path`` as this target's (by its name)."""
+        return False
+
+    def inspect_file(self, path: AnyPath) -> dict[str, Any]:
+        """``inspect`` of one file this target claims: format, inputs, outputs and what else it records."""
+        raise NotImplementedError
+
+    def inspect_artifact(self, artifact: AnyPath) -> dict[str, Any]:
+        """``inspect`` of this target's artifact in an export unit."""
+        return {"path": str(artifact), **self.inspect_file(artifact)}
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         raise NotImplementedError

@@ -45,7 +45,7 @@ OPSET = Setting("opset", 17, "the ONNX opset", kind=int, check_value=_check_opse
 
 def convert_function(concrete: Any, opset: int) -> Any:
     """A traced function → ONNX ModelProto named after the signature; conversion errors fail the export."""
-    from od_export.targets.frozen_graph import freeze_function
+    from od_export.source.freezing import freeze_function
 
     frozen = freeze_function(concrete, lower_control_flow=False)
     import tf2onnx
@@ -81,6 +81,26 @@ def describe_onnx(model_proto: Any) -> dict[str, Any]:
         "inputs": {v.name: _value_info(v) for v in model_proto.graph.input},
         "outputs": {v.name: _value_info(v) for v in model_proto.graph.output},
     }
+
+
+def inspect_onnx(path: AnyPath) -> dict[str, Any]:
+    """Opset, inputs, outputs and any TensorRT plugin nodes (with their attributes) of an ONNX file."""
+    import onnx
+
+    try:
+        model = onnx.load_from_string(read_bytes(path))
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise InputError(f"{path} is not an ONNX model ({' '.join(str(exc).split())[:200]})") from exc
+    plugins = [{"name": node.name, "op": node.op_type, "attributes": {a.name: _attribute(a) for a in node.attribute}}
+               for node in model.graph.node if node.op_type.endswith("_TRT")]
+    return {**describe_onnx(model), "nodes": len(model.graph.node), "plugins": plugins}
+
+
+def _attribute(attribute: Any) -> Any:
+    import onnx
+
+    value = onnx.helper.get_attribute_value(attribute)
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def write_onnx(model_proto: Any, directory: Path, extra_spec: dict[str, Any] | None = None) -> list[Path]:
@@ -136,12 +156,12 @@ def run_failure(check: ArtifactCheck, exc: Exception) -> ArtifactCheck:
 
 def onnx_ready_function(context: ExportContext) -> Any:
     """The serving function, retraced where an op does not convert faithfully (see compat)."""
-    from od_export import compat
+    from od_export.source.portable_crop import portable_crop_and_resize, uses_native_crop_and_resize
     from od_export.source.tracing import detection_module, trace
 
-    if context.model is None or not compat.uses_native_crop_and_resize(context.model):
+    if context.model is None or not uses_native_crop_and_resize(context.model):
         return context.traced.concrete
-    with compat.portable_crop_and_resize(context.model):
+    with portable_crop_and_resize(context.model):
         module = detection_module(context.model, context.input_type, context.options.side_inputs)
         return trace(module, context.input_type, context.architecture).concrete
 
@@ -168,6 +188,15 @@ class OnnxTarget(Target):
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
         return [OnnxFileRunner(self.name, [artifact])]
+
+    file_description = "an .onnx file"
+
+    def claims(self, path: AnyPath) -> bool:
+        return path.suffix == ".onnx"
+
+    def inspect_file(self, path: AnyPath) -> dict[str, Any]:
+        self.check_available()
+        return inspect_onnx(path)
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
         check = ArtifactCheck(reference.unit.name, self.name, reference.input_type)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from od_export.errors import ExportFailed
+from od_export.errors import ExportFailed, InputError
 from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
@@ -43,7 +43,7 @@ from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
 
 if TYPE_CHECKING:
-    from od_export.options import ConversionOptions
+    from od_export.options import ConversionOptions, ExportOptions
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,12 @@ class OpenVinoTarget(Target):
     def calibrates(self, conversion: ConversionOptions) -> bool:
         return conversion.value(PRECISION) == "int8"
 
+    def check_options(self, options: ExportOptions) -> None:
+        first = options.input_types[0]
+        if options.single_saved_model and options.selected_input_type != first:
+            raise InputError(f"OpenVINO converts the SavedModel's serving_default, which is {first}; give "
+                             f"{options.selected_input_type} as the first input type to convert its function")
+
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
             return "OpenVINO has no image decoder or tf.Example parser; convert an image_tensor or float_image_tensor export"
@@ -196,6 +202,25 @@ class OpenVinoTarget(Target):
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / OPENVINO_DIR / OPENVINO_FILE
         return path if path.is_file() else None
+
+    file_description = "an OpenVINO .xml"
+
+    def claims(self, path: AnyPath) -> bool:
+        return path.suffix == ".xml" and (path.parent / (path.stem + ".bin")).is_file()
+
+    def inspect_file(self, path: AnyPath) -> dict[str, Any]:
+        """Inputs and outputs of an IR, and its precision when od-export's io_spec.json lies beside it."""
+        self.check_available()
+        try:
+            model = OpenVinoRunner.read(path)
+        except Exception as exc:  # OpenVINO raises RuntimeError for what it cannot read
+            raise InputError(f"{path} is not an OpenVINO IR with its .bin beside it "
+                             f"({' '.join(str(exc).split())[:200]})") from exc
+        report = describe_ir(model)
+        spec = path.parent / IO_SPEC_NAME
+        if spec.is_file():
+            report["precision"] = json.loads(spec.read_text(encoding="utf-8")).get("precision")
+        return report
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
         """The IR at f32 and, where this CPU's default differs, as users get it by default."""

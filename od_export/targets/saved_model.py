@@ -89,7 +89,7 @@ class SavedModelTarget(Target):
         return unit_dir / SAVED_MODEL_DIR if (unit_dir / SAVED_MODEL_DIR).is_dir() else None
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
-        raise TypeError("the SavedModel is the reference; it is checked by running it (verify.validate)")
+        raise TypeError("the SavedModel is the reference; it is checked by running it (validator)")
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
         return [SavedModelRunner(self.name, artifact)]

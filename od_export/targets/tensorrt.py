@@ -27,8 +27,10 @@ from od_export.errors import InputError, option
 from od_export.source.pipeline_config import num_classes
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target
-from od_export.targets.onnx import ONNX_FILE, ONNX_MODULES, OPSET, STRING_INPUT_TYPES, convert_function, write_onnx
+from od_export.targets.onnx import (ONNX_FILE, ONNX_MODULES, OPSET, STRING_INPUT_TYPES, convert_function, inspect_onnx,
+                                    write_onnx)
 from od_export.targets.settings import Setting
+from od_export.targets.tensorrt_check import NMS_OP, RAW_OUTPUTS, TensorRTOnnxRunner, verify_tensorrt_onnx
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -36,12 +38,10 @@ if TYPE_CHECKING:
     from od_export.options import ExportOptions
 
 TENSORRT_DIR = "tensorrt"
-NMS_OP = "EfficientNMS_TRT"
 #: NVIDIA's OD API sample never lets the plugin's score threshold go below this (speed).
 PLUGIN_MIN_SCORE_THRESHOLD = 0.01
 #: Meta-architecture → how its post-processing becomes TensorRT-ready.
 SUPPORTED = {"ssd": "efficient_nms", "center_net": "in_graph"}
-RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
 INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
 
 
@@ -221,12 +221,12 @@ class TensorRTTarget(Target):
         path = unit_dir / TENSORRT_DIR / ONNX_FILE
         return path if path.is_file() else None
 
-    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
-        from od_export.targets.tensorrt_check import TensorRTOnnxRunner
+    def inspect_file(self, path: AnyPath) -> dict[str, Any]:
+        self.check_available()
+        return inspect_onnx(path)  # on its own, inspect reads it as the ONNX file it is
 
+    def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
         return [TensorRTOnnxRunner(self.name, [artifact])]
 
     def verify(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
-        from od_export.targets.tensorrt_check import verify_tensorrt_onnx
-
         return verify_tensorrt_onnx(self.name, artifact, reference, tolerance)

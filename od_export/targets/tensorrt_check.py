@@ -27,12 +27,15 @@ from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner
 from od_export.targets.onnx import OnnxRunner, read_bytes, run_failure
-from od_export.targets.tensorrt import NMS_OP, RAW_OUTPUTS
 from od_export.verify.compare import compare_outputs
 from od_export.verify.efficient_nms import EfficientNmsAttributes, as_tensorflow_would, efficient_nms
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, merge
 from od_export.verify.samples import resize_image
+
+NMS_OP = "EfficientNMS_TRT"
+#: The outputs the TensorRT file keeps before its NMS node.
+RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
 
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
 

@@ -33,13 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from od_export.errors import ExportFailed, InputError
+from od_export.errors import InputError
 from od_export.layout import IO_SPEC_NAME
 from od_export.source.pipeline_config import model_input_size
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target
 from od_export.targets.onnx import STRING_INPUT_TYPES
 from od_export.targets.settings import Setting
+from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite_runners, verify_tflite_directory
+from od_export.targets.tflite_convert import convert
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -51,17 +53,7 @@ logger = logging.getLogger(__name__)
 TFLITE_DIR = "tflite"
 #: The order in which the OD API's modules return their outputs (the op's own order, reversed).
 OUTPUT_KEYS = ("num_detections", "detection_scores", "detection_classes", "detection_boxes")
-MEANINGS = {
-    "detection_boxes": "float32 [1, N, 4]: [ymin, xmin, ymax, xmax] normalised to the input image",
-    "detection_classes": "float32 [1, N]: 0-based class index; add 1 for the label map id (the SavedModel's "
-                         "detection_classes)",
-    "detection_scores": "float32 [1, N]: score of each detection, best first",
-    "num_detections": "float32 [1]: how many of the N rows are detections",
-}
-
-
 TFLITE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8_full")
-
 
 def _check_max_detections(count: int) -> None:
     if count < 1:
@@ -161,65 +153,6 @@ def normalization(context: ExportContext, height: int, width: int) -> tuple[list
     return [float(v) for v in -low / scale], [float(v) for v in 1.0 / scale]
 
 
-def _output_table(interpreter: Any) -> list[dict[str, Any]]:
-    """Each output, by its index in the interpreter's output list, with its signature name and meaning."""
-    signatures = interpreter._get_full_signature_list()
-    names = {index: name for name, index in (next(iter(signatures.values()))["outputs"] if signatures else {}).items()}
-    table = []
-    for position, detail in enumerate(interpreter.get_output_details()):
-        name = names.get(detail["index"], detail["name"])
-        entry = {"index": position, "name": name, "tensor": detail["name"], "dtype": detail["dtype"].__name__,
-                 "shape": [int(d) for d in detail["shape"]]}
-        if name in MEANINGS:
-            entry["meaning"] = MEANINGS[name]
-        scale, zero_point = detail["quantization"]
-        if scale:
-            entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
-                                     "read": "(q - zero_point) * scale; rounded for counts and classes"}
-        table.append(entry)
-    return table
-
-
-def _input_entry(interpreter: Any) -> dict[str, Any]:
-    detail = interpreter.get_input_details()[0]
-    entry: dict[str, Any] = {"name": "input_tensor", "dtype": detail["dtype"].__name__,
-                             "shape": [int(d) for d in detail["shape"]]}
-    scale, zero_point = detail["quantization"]
-    if scale:
-        entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
-                                 "feed": "round(x / scale + zero_point), x being the normalised image"}
-    return entry
-
-
-def describe_file(model: bytes, integer: bool = False) -> dict[str, Any]:
-    """Input and outputs of a converted file, read back from it by the LiteRT interpreter.
-
-    For an integer file also the ops that still read or write float32 tensors, by op
-    name (``QUANTIZE``/``DEQUANTIZE`` are the conversions at the float boundaries).
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_content=model)
-    interpreter.allocate_tensors()
-    described = {"input": _input_entry(interpreter), "outputs": _output_table(interpreter)}
-    if integer:  # ops as written, before a delegate takes some over
-        plain = Interpreter(model_content=model,
-                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        plain.allocate_tensors()
-        described["float_ops"] = float_ops(plain)
-    return described
-
-
-def float_ops(interpreter: Any) -> dict[str, int]:
-    """Op name → how many of its ops read or write a float32 tensor."""
-    dtypes = {detail["index"]: detail["dtype"] for detail in interpreter.get_tensor_details()}
-    counts: dict[str, int] = {}
-    for op in interpreter._get_ops_details():
-        tensors = [t for t in [*op["inputs"], *op["outputs"]] if t >= 0]
-        if any(dtypes.get(t) == np.float32 for t in tensors):
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return dict(sorted(counts.items()))
-
 
 class TFLiteTarget(Target):
     name = "tflite"
@@ -258,7 +191,6 @@ class TFLiteTarget(Target):
 
     def _convert(self, context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
         from od_export.source.calibration import shared_calibration_set
-        from od_export.targets.tflite_convert import convert
 
         conversion = context.options.conversion
         height, width = model_input_size(context.config)
@@ -292,6 +224,19 @@ class TFLiteTarget(Target):
         directory = unit_dir / TFLITE_DIR
         return directory if (directory / IO_SPEC_NAME).is_file() else None
 
+    file_description = "a .tflite file"
+
+    def claims(self, path: AnyPath) -> bool:
+        return path.suffix == ".tflite"
+
+    def inspect_file(self, path: AnyPath) -> dict[str, Any]:
+        self.check_available()
+        return inspect_tflite(path)
+
+    def inspect_artifact(self, artifact: AnyPath) -> dict[str, Any]:
+        spec = json.loads((artifact / IO_SPEC_NAME).read_text(encoding="utf-8"))
+        return {"path": str(artifact), "files": spec["files"]}
+
     def discard(self, unit_dir: Path, check_name: str) -> None:
         """Only the failed precision's file goes (``tflite:int8``); the directory goes with its last file."""
         directory = unit_dir / TFLITE_DIR
@@ -304,15 +249,7 @@ class TFLiteTarget(Target):
         spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
-        from od_export.targets.tflite_check import tflite_runners
-
         return tflite_runners(self.name, artifact)
 
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
-        from od_export.targets.tflite_check import verify_tflite_directory
-
         return verify_tflite_directory(self.name, artifact, reference, tolerance)
-
-
-def conversion_error(exc: Exception, precision: str) -> ExportFailed:
-    return ExportFailed(f"the TFLite converter cannot convert this model ({precision}): {' '.join(str(exc).split())[:300]}")

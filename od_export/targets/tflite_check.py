@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from od_export.errors import InputError
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner
@@ -32,6 +33,73 @@ from od_export.verify.report import ArtifactCheck, Tolerance, merge
 from od_export.verify.samples import resize_image
 
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
+MEANINGS = {
+    "detection_boxes": "float32 [1, N, 4]: [ymin, xmin, ymax, xmax] normalised to the input image",
+    "detection_classes": "float32 [1, N]: 0-based class index; add 1 for the label map id (the SavedModel's "
+                         "detection_classes)",
+    "detection_scores": "float32 [1, N]: score of each detection, best first",
+    "num_detections": "float32 [1]: how many of the N rows are detections",
+}
+
+
+def _output_table(interpreter: Any) -> list[dict[str, Any]]:
+    """Each output, by its index in the interpreter's output list, with its signature name and meaning."""
+    signatures = interpreter._get_full_signature_list()
+    names = {index: name for name, index in (next(iter(signatures.values()))["outputs"] if signatures else {}).items()}
+    table = []
+    for position, detail in enumerate(interpreter.get_output_details()):
+        name = names.get(detail["index"], detail["name"])
+        entry = {"index": position, "name": name, "tensor": detail["name"], "dtype": detail["dtype"].__name__,
+                 "shape": [int(d) for d in detail["shape"]]}
+        if name in MEANINGS:
+            entry["meaning"] = MEANINGS[name]
+        scale, zero_point = detail["quantization"]
+        if scale:
+            entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
+                                     "read": "(q - zero_point) * scale; rounded for counts and classes"}
+        table.append(entry)
+    return table
+
+
+def _input_entry(interpreter: Any) -> dict[str, Any]:
+    detail = interpreter.get_input_details()[0]
+    entry: dict[str, Any] = {"name": "input_tensor", "dtype": detail["dtype"].__name__,
+                             "shape": [int(d) for d in detail["shape"]]}
+    scale, zero_point = detail["quantization"]
+    if scale:
+        entry["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
+                                 "feed": "round(x / scale + zero_point), x being the normalised image"}
+    return entry
+
+
+def describe_file(model: bytes, integer: bool = False) -> dict[str, Any]:
+    """Input and outputs of a converted file, read back from it by the LiteRT interpreter.
+
+    For an integer file also the ops that still read or write float32 tensors, by op
+    name (``QUANTIZE``/``DEQUANTIZE`` are the conversions at the float boundaries).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    described = {"input": _input_entry(interpreter), "outputs": _output_table(interpreter)}
+    if integer:  # ops as written, before a delegate takes some over
+        plain = Interpreter(model_content=model,
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain.allocate_tensors()
+        described["float_ops"] = float_ops(plain)
+    return described
+
+
+def float_ops(interpreter: Any) -> dict[str, int]:
+    """Op name → how many of its ops read or write a float32 tensor."""
+    dtypes = {detail["index"]: detail["dtype"] for detail in interpreter.get_tensor_details()}
+    counts: dict[str, int] = {}
+    for op in interpreter._get_ops_details():
+        tensors = [t for t in [*op["inputs"], *op["outputs"]] if t >= 0]
+        if any(dtypes.get(t) == np.float32 for t in tensors):
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def trimmed(outputs: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:
@@ -163,3 +231,16 @@ def tflite_runners(name: str, directory: AnyPath) -> list[ArtifactRunner]:
     """One runner per precision the directory's ``io_spec.json`` lists."""
     spec = json.loads((directory / IO_SPEC_NAME).read_text(encoding="utf-8"))
     return [TFLiteFileRunner(f"{name}:{precision}", directory, precision, spec) for precision in spec["files"]]
+
+
+def inspect_tflite(path: AnyPath) -> dict[str, Any]:
+    """Input (with quantisation), outputs by index (with meaning when they carry the SavedModel's names), custom ops."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = read_bytes(path)
+    try:
+        interpreter = Interpreter(model_content=data)
+    except Exception as exc:  # LiteRT raises ValueError/RuntimeError for a file it cannot read
+        raise InputError(f"{path} is not a TFLite model ({' '.join(str(exc).split())[:200]})") from exc
+    custom = sorted({op["op_name"] for op in interpreter._get_ops_details() if op["op_name"].startswith("TFLite_")})
+    return {"format": "tflite", "bytes": len(data), **describe_file(data), "custom_ops": custom}

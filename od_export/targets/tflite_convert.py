@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from od_export.errors import ExportFailed
+
 from od_export.targets.base import ExportContext
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,6 @@ def convert(concrete: Any, precision: str, context: ExportContext, size: tuple[i
     walk, a module holding only the function's variables 0.1 s, for the same file.
     """
     from od_export import compat
-    from od_export.targets.tflite import conversion_error
 
     tf = compat.import_tensorflow()
     holder = tf.Module()
@@ -84,3 +85,7 @@ def convert(concrete: Any, precision: str, context: ExportContext, size: tuple[i
         return bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError, …
         raise conversion_error(exc, precision) from exc
+
+
+def conversion_error(exc: Exception, precision: str) -> ExportFailed:
+    return ExportFailed(f"the TFLite converter cannot convert this model ({precision}): {' '.join(str(exc).split())[:300]}")

@@ -3,7 +3,7 @@
 A config whose feature extractor is a TF1 (slim) one, such as ``ssd_mobilenet_v1``,
 cannot be built by the TF2 model builder.  Its export runs the OD API's own TF1
 ``exporter.export_inference_graph`` in a child process with TF1 behaviour
-(:mod:`od_export.tf1.od_api_worker`, fixes in :func:`od_export.compat.import_tf1_exporter`),
+(:mod:`od_export.tf1.od_api_worker`, fixes in :func:`od_export.tf1.od_api_worker.import_tf1_exporter`),
 which writes ``frozen_inference_graph.pb``, ``saved_model/``, ``model.ckpt.*`` and
 ``pipeline.config`` per input type.  Back here, before anything is published, the
 exported checkpoint's weights must equal the training checkpoint's, and the frozen

@@ -10,10 +10,73 @@ layout.  ``"action": "checkpoint"`` writes a seeded random TF1 training checkpoi
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from od_export import compat
+from od_export.errors import EnvironmentProblem
+
+
+def _alias_module(alias: str, target: str) -> None:
+    if alias not in sys.modules:
+        sys.modules[alias] = importlib.import_module(target)
+
+
+@contextlib.contextmanager
+def _numpy_aliases() -> Iterator[None]:
+    """``np.int`` for the import only: slim's mobilenet_v3 (imported by the TF1 model builder) calls it at import."""
+    import numpy as np
+
+    added = [name for name, value in (("int", int), ("float", float), ("bool", bool)) if not hasattr(np, name)]
+    for name in added:
+        setattr(np, name, {"int": int, "float": float, "bool": bool}[name])
+    try:
+        yield
+    finally:
+        for name in added:
+            delattr(np, name)
+
+
+def import_tf1_exporter() -> Any:
+    """The OD API's TF1 ``exporter`` module, with TF1 behaviour on.  Call it in a process of its own.
+
+    * The model builder registers the slim (TF1) feature extractors only when TF2
+      behaviour is off, so it is turned off before the OD API is imported.
+    * The slim feature extractors import ``nets``, which this OD API package ships as
+      ``object_detection.nets``: aliased.
+    * ``tf.layers`` (slim's batch norm) lazily loads ``tf_keras.legacy_tf_layers``,
+      which tf-keras 2.20 keeps under ``tf_keras.src``: aliased.
+    * ``bipartite_matcher`` imports ``tensorflow.contrib`` (gone since TF 2.0) and is
+      only used by configs that ask for it: replaced by a module that says so.
+    * ``export_inference_graph`` prints a tfprof summary through ``tensorflow.contrib``:
+      skipped (it only logs parameter counts).
+    """
+    tf = compat.import_tensorflow()
+    tf.compat.v1.disable_v2_behavior()
+    _alias_module("nets", "object_detection.nets")
+    for suffix in ("", ".normalization", ".core", ".convolutional", ".pooling"):
+        _alias_module("tf_keras.legacy_tf_layers" + suffix, "tf_keras.src.legacy_tf_layers" + suffix)
+    bipartite = types.ModuleType("object_detection.matchers.bipartite_matcher")
+    bipartite.__getattr__ = _bipartite_unavailable  # type: ignore[attr-defined]
+    sys.modules.setdefault("object_detection.matchers.bipartite_matcher", bipartite)
+    with _numpy_aliases():
+        compat.import_object_detection()
+        from object_detection import exporter
+    exporter.profile_inference_graph = lambda graph: None
+    return exporter
+
+
+def _bipartite_unavailable(name: str) -> Any:
+    if name.startswith("__"):  # the import machinery probing for __path__ and friends
+        raise AttributeError(name)
+    raise EnvironmentProblem("the bipartite matcher needs tensorflow.contrib, which TensorFlow 2 does not have; "
+                             "use the argmax matcher in the config")
 
 
 def _export(exporter: Any, config: Any, request: dict[str, Any]) -> int:
@@ -104,9 +167,7 @@ def main(argv: list[str]) -> int:
     try:
         from google.protobuf import text_format
 
-        from od_export import compat
-
-        exporter = compat.import_tf1_exporter()
+        exporter = import_tf1_exporter()
         from object_detection.protos import pipeline_pb2
 
         config = text_format.Parse(Path(request["pipeline_config"]).read_text(encoding="utf-8"),

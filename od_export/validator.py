@@ -18,9 +18,10 @@ import numpy as np
 
 from od_export.errors import InputError, NonFiniteOutputs, option
 from od_export.health import check_finite_outputs
-from od_export.layout import PIPELINE_CONFIG_NAME, Unit, find_units
+from od_export.layout import PIPELINE_CONFIG_NAME, Unit
 from od_export.manifest import read_manifest, recorded_thresholds, verify_inventory
 from od_export.storage.location import AnyPath, check_scheme_supported, location
+from od_export.targets import TARGETS, find_units
 from od_export.verify import samples
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD, Thresholds, thresholds
 from od_export.verify.reference import Reference, run_reference
@@ -84,8 +85,6 @@ def _reference_check(reference: Reference) -> ArtifactCheck:
 
 
 def validate(options: ValidateOptions) -> ValidationReport:
-    from od_export.targets import TARGETS
-
     export_dir = location(options.export_dir)
     check_scheme_supported(export_dir, "export")
     if options.label_map is not None and not Path(options.label_map).is_file():
