@@ -22,7 +22,8 @@ from od_export.errors import InputError, OutputError, ValidationFailed, option
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit
 from od_export.manifest import MANIFEST_NAME, read_manifest, recorded_thresholds, update_manifest
 from od_export.options import ConversionOptions, ExportOptions
-from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
+from od_export.source.labels import Labels, read_labels
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
 from od_export.storage.output import plan_output, reserve, staged_output
@@ -43,6 +44,8 @@ class ConvertOptions:
     signature_key: str = "serving_default"
     overwrite: bool = False
     wait: bool = False
+    #: The run's label map (default: the one the export's pipeline.config names).
+    label_map: str | Path | None = None
 
 
 @dataclass
@@ -55,7 +58,7 @@ class ConvertResult:
         return {"export_dir": str(self.export_dir), "written": self.written, "validation": self.validation}
 
 
-def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target], ExportOptions]:
+def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target], ExportOptions, Labels | None]:
     if not options.targets:
         raise InputError(f"no target given; choose from: {', '.join(OPTIONAL_TARGETS)}")
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
@@ -87,7 +90,8 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
         if taken and not options.overwrite:
             raise OutputError(f"{export_dir} already has a {target.name} artifact ({', '.join(taken)}); "
                               f"pass {option('overwrite')} to replace it")
-    return Path(export_dir), units, config, targets, request
+    labels = read_labels(config_path, options.label_map, num_classes(config))
+    return Path(export_dir), units, config, targets, request, labels
 
 
 def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any],
@@ -128,7 +132,7 @@ def _link_tree(source: Path, destination: Path, replaced: set[str]) -> None:
 
 
 def convert(options: ConvertOptions) -> ConvertResult:
-    export_dir, units, config, targets, request = _check(options)
+    export_dir, units, config, targets, request, labels = _check(options)
     plan = plan_output(str(export_dir), overwrite=True)
     written: dict[str, dict[str, list[str]]] = {}
     with reserve(plan, options.wait):
@@ -143,7 +147,7 @@ def convert(options: ConvertOptions) -> ConvertResult:
                 traced, model = _traced(unit, config, options.signature_key, models,
                                         any(target.needs_model for target in targets))
                 context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model,
-                                        staging / relative, shared)
+                                        staging / relative, shared, labels=labels)
                 written[unit.name] = _write_targets(context, targets, staging / relative, export_dir / relative)
             # the export's own thresholds still judge its earlier artifacts; the request's win where given
             given = thresholds({**dict(recorded_thresholds(read_manifest(export_dir))),
@@ -165,6 +169,6 @@ def _write_targets(context: ExportContext, targets: list[Target], directory: Pat
             logger.warning(f"{context.input_type}: no {target.name} artifact: {target.unsupported_reason(context.input_type)}")
             continue
         logger.info(f"{context.input_type}: writing {target.name}")
-        files = target.write(context, directory / target.directory)
+        files = target.write_labelled(context, directory / target.directory)
         written[target.name] = [str(final / p.relative_to(directory)) for p in files]
     return written

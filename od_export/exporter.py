@@ -22,7 +22,8 @@ from od_export.options import ExportOptions
 from od_export.results import ExportResult, InputTypeResult
 from od_export.source import checkpoints
 from od_export.source.model import build_model, restore_checked
-from od_export.source.pipeline_config import load_pipeline_config, meta_architecture
+from od_export.source.labels import Labels, read_labels
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
 from od_export.source.tracing import TracedFunction, detection_module, signature_description, trace
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, check_scheme_supported, location
@@ -54,6 +55,7 @@ class _Sources:
     config: Any
     checkpoint: checkpoints.ResolvedCheckpoint
     output: OutputPlan
+    labels: Labels | None = None
 
 
 def requested_targets(options: ExportOptions) -> list[Target]:
@@ -83,7 +85,8 @@ def _check_sources(options: ExportOptions) -> _Sources:
     for target in requested_targets(options):  # still before TensorFlow: a missing extra fails in a second
         target.check_available()
         target.check_request(meta_architecture(config), config, options)
-    return _Sources(config, resolved, output)
+    labels = read_labels(config_path, options.label_map, num_classes(config))
+    return _Sources(config, resolved, output, labels)
 
 
 class BuiltModels:
@@ -185,7 +188,8 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
     shared: dict[str, Any] = {}
     results: list[InputTypeResult] = []
     with staged_output(sources.output) as staging:
-        for context in _unit_contexts(options, sources.config, architecture, traced, model, staging, shared):
+        for context in _unit_contexts(options, sources.config, architecture, traced, model, staging, shared,
+                                      sources.labels):
             results.append(_write_unit(context, staging, final_dir, len(traced) == 1 or options.single_saved_model, clock))
         report, failed = _verify_staged(staging, options)
         clock.lap("check")
@@ -209,7 +213,7 @@ def _export_reserved(options: ExportOptions, sources: _Sources, notes: list[str]
 
 
 def _unit_contexts(options: ExportOptions, config: Any, architecture: str, traced: list[TracedFunction], model: Any,
-                   staging: Path, shared: dict[str, Any]) -> list[ExportContext]:
+                   staging: Path, shared: dict[str, Any], labels: Labels | None) -> list[ExportContext]:
     """One unit per input type; or, for one SavedModel serving them all, one unit at the root.
 
     That unit's frozen graph and converter targets start from the function its
@@ -217,12 +221,13 @@ def _unit_contexts(options: ExportOptions, config: Any, architecture: str, trace
     """
     if not options.single_saved_model:
         return [ExportContext(config, architecture, item.input_type, item, options, model,
-                              staging / unit_relative(item.input_type, len(traced) == 1), shared) for item in traced]
+                              staging / unit_relative(item.input_type, len(traced) == 1), shared, labels=labels)
+                for item in traced]
     by_type = {item.input_type: item for item in traced}
     selected = by_type[options.selected_input_type]
     signatures = {"serving_default": traced[0], **by_type}
     return [ExportContext(config, architecture, selected.input_type, selected, options, model, staging, shared,
-                          signatures=signatures)]
+                          signatures=signatures, labels=labels)]
 
 
 def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, single: bool, clock: _Stopwatch) -> InputTypeResult:
@@ -238,7 +243,7 @@ def _write_unit(context: ExportContext, staging: Path, final_dir: AnyPath, singl
             continue
         logger.info(f"{context.input_type}: writing {target.name}")
         where = directory if target.name == "saved_model" else directory / target.directory
-        written = target.write(context, where)
+        written = target.write_labelled(context, where)
         result.artifacts[target.name] = [final_directory / p.relative_to(directory) for p in written]
         clock.lap(PHASES.get(target.name, target.name))
     return result

@@ -124,6 +124,8 @@ class ExportOptions:
     single_saved_model: bool = False
     #: Benchmark the published export; a gate it fails makes the result not ok.
     benchmark: BenchmarkRequest | None = None
+    #: The run's label map (default: the one the config's input readers name); its names go into every artifact.
+    label_map: str | Path | None = None
 
     @property
     def signature_keys(self) -> tuple[str, ...]:

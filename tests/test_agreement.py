@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from od_export.verify.agreement import detection_agreement
-from od_export.verify.drawing import parse_label_map, save_side_by_side
+from od_export.source.labels import parse_label_map
+from od_export.verify.drawing import save_side_by_side
 from od_export.verify.tolerance import Tolerance
 
 

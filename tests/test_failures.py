@@ -34,8 +34,8 @@ def test_keep_going_publishes_what_verified_and_records_the_failed_int8_file(dem
     assert "tflite:int8" in err and STAGING not in err and STAGING not in json.dumps(document)
     assert (out / "tflite" / "model_fp32.tflite").is_file() and not (out / "tflite" / "model_int8.tflite").exists()
     assert list(json.loads((out / "tflite" / "io_spec.json").read_text())["files"]) == ["fp32"]
-    assert document["input_types"][0]["artifacts"]["tflite"] == [str(out / "tflite" / "model_fp32.tflite"),
-                                                                   str(out / "tflite" / "io_spec.json")]
+    assert document["input_types"][0]["artifacts"]["tflite"] == [str(out / "tflite" / name) for name in
+                                                                   ("model_fp32.tflite", "io_spec.json", "labels.txt")]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [f["artifact"] for f in manifest["failed"]] == ["tflite:int8"] and manifest["min_agreement"]["int8"] == 1.0
     assert main(["validate", str(out), "-q"]) == 0  # what was published is whole and verified

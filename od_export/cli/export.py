@@ -69,6 +69,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     for setting in SETTINGS.values():
         parser.add_argument(setting.cli_flag, dest=setting.name, metavar=setting.metavar,
                             action="append" if setting.repeatable else "store", help=_setting_help(setting, setting_targets(setting.name)))
+    parser.add_argument("--label-map", metavar="PATH", help="the run's label_map.pbtxt, whose class names go into "
+                        "every artifact (default: the one the pipeline.config names; without one, a warning)")
     parser.add_argument("--calibration-images", metavar="DIR", help="int8 files (tflite int8/int8_full, openvino int8): JPEG/PNG images to calibrate on (default: 100 "
                         "images drawn, seeded, from the config's train_input_reader records; synthetic images, with a "
                         "warning, only when the run has none)")
@@ -141,6 +143,7 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
         wait=args.wait,
         keep_going=args.keep_going,
         benchmark=benchmark_request_from_args(args),
+        label_map=args.label_map,
         targets=tuple(args.targets),
         conversion=conversion_options_from_args(args),
     )

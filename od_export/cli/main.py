@@ -81,7 +81,7 @@ def _run_convert(args: argparse.Namespace) -> dict[str, Any]:
     result = convert(ConvertOptions(
         location(args.export_dir), tuple(args.targets),
         location(args.pipeline_config) if args.pipeline_config else None,
-        cli_export.conversion_options_from_args(args), args.signature_key, args.overwrite, args.wait,
+        cli_export.conversion_options_from_args(args), args.signature_key, args.overwrite, args.wait, args.label_map,
     ))
     if not args.json:
         for unit, targets in result.written.items():

@@ -188,7 +188,7 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         return _path(_scalar(value, str, "a path"), base)
     if key == "side_inputs":
         return _side_inputs(value)
-    if key == "calibration_images":
+    if key in ("calibration_images", "label_map"):
         return _path(_scalar(value, str, "a path"), base)
     if key == "benchmark":
         return _benchmark(value, base)

@@ -10,6 +10,7 @@ with several detections above typical thresholds.
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from od_export.verify import samples
 from od_export.source.head_calibration import calibrate_heads
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes, read_text
 from od_export.storage import remote
-from od_export.storage.location import AnyPath
+from od_export.storage.location import AnyPath, location
 from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
 
 
@@ -145,13 +146,24 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     return model
 
 
+def _write_config(source: str | Path, staging: Path) -> Path:
+    """The config, and the label map it names (as a run keeps it, beside the config) when that is found."""
+    from od_export.source.labels import find_label_map
+
+    config_path = staging / "pipeline.config"
+    config_path.write_text(read_text(source), encoding="utf-8")
+    label_map, _ = find_label_map(location(source))
+    if label_map is not None:
+        shutil.copyfile(label_map, staging / label_map.name)
+    return config_path
+
+
 def _write_tf1_demo_checkpoint(options: DemoCheckpointOptions, plan: OutputPlan) -> DemoCheckpointResult:
     """A TF1 ``model.ckpt-N`` (+ ``checkpoint`` state file), built by the OD API's TF1 code in a TF1 process."""
     from od_export.tf1 import od_api
 
     with staged_output(plan) as staging:
-        config_path = staging / "pipeline.config"
-        config_path.write_text(read_text(options.pipeline_config), encoding="utf-8")
+        config_path = _write_config(options.pipeline_config, staging)
         variables = od_api.write_demo_checkpoint(config_path, staging / "model.ckpt", options.seed, options.checkpoint_number)
     prefix = plan.target / f"model.ckpt-{options.checkpoint_number}"
     logger.info(f"wrote {prefix} ({variables} variables)")
@@ -192,7 +204,7 @@ def _write_demo_checkpoint(options: DemoCheckpointOptions, config: Any, plan: Ou
         checkpoint = tf.train.Checkpoint(step=step, model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(staging), max_to_keep=1)
         manager.save(checkpoint_number=options.checkpoint_number)
-        (staging / "pipeline.config").write_text(read_text(options.pipeline_config), encoding="utf-8")
+        _write_config(options.pipeline_config, staging)
     prefix = target / f"ckpt-{options.checkpoint_number}"
     logger.info(f"wrote {prefix} ({len(model.variables)} variables)")
     return DemoCheckpointResult(target, prefix, target / "pipeline.config", len(model.variables))

@@ -21,6 +21,7 @@ from od_export.targets.settings import Setting
 
 if TYPE_CHECKING:
     from od_export.options import ConversionOptions, ExportOptions
+    from od_export.source.labels import Labels
     from od_export.source.tracing import TracedFunction
     from od_export.source.freezing import FrozenGraph
     from od_export.verify.reference import Reference
@@ -47,6 +48,8 @@ class ExportContext:
     shared: dict[str, Any] = field(default_factory=dict)
     #: Signature key → function, when one SavedModel serves every input type (else just ``traced``).
     signatures: dict[str, TracedFunction] = field(default_factory=dict)
+    #: The run's class names (None: no label map found); every artifact carries them.
+    labels: Labels | None = None
     _frozen: FrozenGraph | None = field(default=None, repr=False)
 
     def frozen_graph(self) -> FrozenGraph:
@@ -111,6 +114,8 @@ class Target:
     needs_model: ClassVar[bool] = True
     #: The options this target reads (its flags, batch keys and checks; see :mod:`.settings`).
     settings: ClassVar[tuple[Setting, ...]] = ()
+    #: What this artifact's class output adds to reach a label id (the SavedModel's classes are label ids).
+    class_offset: ClassVar[int] = 0
 
     def check_available(self) -> None:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -138,6 +143,21 @@ class Target:
 
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
         raise NotImplementedError
+
+    def write_labelled(self, context: ExportContext, directory: Path) -> list[Path]:
+        """:meth:`write`, then the run's class names beside what it wrote (``labels.txt``, io_spec.json)."""
+        written = self.write(context, directory)
+        if context.labels is None:
+            return written
+        from od_export.source.labels import attach_labels
+        from od_export.source.pipeline_config import num_classes
+
+        where = self.labels_directory(directory)
+        return written + attach_labels(where, context.labels, num_classes(context.config), self.class_offset)
+
+    def labels_directory(self, directory: Path) -> Path:
+        """Where ``labels.txt`` goes, given the directory :meth:`write` was given."""
+        return directory
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         """This target's artifact in an export unit, or None."""

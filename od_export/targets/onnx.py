@@ -20,6 +20,7 @@ from od_export.errors import ExportFailed, InputError
 from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
+from od_export.source.labels import Labels, metadata_entries
 from od_export.targets.settings import Setting
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
@@ -93,7 +94,8 @@ def inspect_onnx(path: AnyPath) -> dict[str, Any]:
         raise InputError(f"{path} is not an ONNX model ({' '.join(str(exc).split())[:200]})") from exc
     plugins = [{"name": node.name, "op": node.op_type, "attributes": {a.name: _attribute(a) for a in node.attribute}}
                for node in model.graph.node if node.op_type.endswith("_TRT")]
-    return {**describe_onnx(model), "nodes": len(model.graph.node), "plugins": plugins}
+    return {**describe_onnx(model), "nodes": len(model.graph.node), "plugins": plugins,
+            "metadata": {entry.key: entry.value for entry in model.metadata_props}}
 
 
 def _attribute(attribute: Any) -> Any:
@@ -103,10 +105,16 @@ def _attribute(attribute: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def write_onnx(model_proto: Any, directory: Path, extra_spec: dict[str, Any] | None = None) -> list[Path]:
-    """``model.onnx`` and its ``io_spec.json`` in ``directory``."""
+def write_onnx(model_proto: Any, directory: Path, extra_spec: dict[str, Any] | None = None,
+               labels: Labels | None = None) -> list[Path]:
+    """``model.onnx`` (with the class names in its ``metadata_props``) and its ``io_spec.json`` in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / ONNX_FILE
+    entries = metadata_entries(labels, 0) if labels is not None else {}
+    kept = [(p.key, p.value) for p in model_proto.metadata_props if p.key not in entries]
+    del model_proto.metadata_props[:]  # a conversion shared by several units is written once per unit
+    for key, value in kept + list(entries.items()):
+        model_proto.metadata_props.add(key=key, value=value)
     path.write_bytes(model_proto.SerializeToString())
     spec = {**describe_onnx(model_proto), **(extra_spec or {})}
     spec_path = directory / IO_SPEC_NAME
@@ -180,7 +188,7 @@ class OnnxTarget(Target):
 
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
         model_proto = convert_function(onnx_ready_function(context), context.options.conversion.value(OPSET))
-        return write_onnx(model_proto, directory, {"input_type": context.input_type})
+        return write_onnx(model_proto, directory, {"input_type": context.input_type}, context.labels)
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / ONNX_DIR / ONNX_FILE

@@ -190,6 +190,11 @@ class OpenVinoTarget(Target):
         extra = {}
         if precision == "int8":
             model, extra["calibration"] = quantize_ir(model, context)
+        if context.labels is not None:
+            from od_export.source.labels import metadata_entries
+
+            for key, value in metadata_entries(context.labels, self.class_offset).items():
+                model.set_rt_info(value, ["od_export", key])
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / OPENVINO_FILE
         openvino.save_model(model, str(path), compress_to_fp16=precision == "fp16")
@@ -217,6 +222,8 @@ class OpenVinoTarget(Target):
             raise InputError(f"{path} is not an OpenVINO IR with its .bin beside it "
                              f"({' '.join(str(exc).split())[:200]})") from exc
         report = describe_ir(model)
+        if model.has_rt_info(["od_export", "labels"]):
+            report["labels"] = json.loads(model.get_rt_info(["od_export", "labels"]).astype(str))
         spec = path.parent / IO_SPEC_NAME
         if spec.is_file():
             report["precision"] = json.loads(spec.read_text(encoding="utf-8")).get("precision")

@@ -85,6 +85,9 @@ class SavedModelTarget(Target):
                           directory / SAVED_MODEL_DIR, context.options.full_object_graph, context.signatures)
         return [directory / SAVED_MODEL_DIR]
 
+    def labels_directory(self, directory: Path) -> Path:
+        return directory / SAVED_MODEL_DIR / "assets"  # the SavedModel's own files, as TF Serving ships them
+
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         return unit_dir / SAVED_MODEL_DIR if (unit_dir / SAVED_MODEL_DIR).is_dir() else None
 

@@ -196,7 +196,7 @@ class TensorRTTarget(Target):
         if done is None:
             done = context.shared[self.name] = self._convert(context)
         model_proto, spec = done
-        return write_onnx(model_proto, directory, spec)
+        return write_onnx(model_proto, directory, spec, context.labels)
 
     def _convert(self, context: ExportContext) -> tuple[Any, dict[str, Any]]:
         height, width = static_input_size(context.config, context.options)

@@ -160,6 +160,7 @@ class TFLiteTarget(Target):
     extra = "tflite"
     modules = ("ai_edge_litert",)
     settings = (PRECISIONS, MAX_DETECTIONS)
+    class_offset = 1  # the OD API's TFLite outputs number classes from 0
 
     def calibrates(self, conversion: ConversionOptions) -> bool:
         return bool(set(CALIBRATED) & set(conversion.value(PRECISIONS)))
@@ -235,7 +236,7 @@ class TFLiteTarget(Target):
 
     def inspect_artifact(self, artifact: AnyPath) -> dict[str, Any]:
         spec = json.loads((artifact / IO_SPEC_NAME).read_text(encoding="utf-8"))
-        return {"path": str(artifact), "files": spec["files"]}
+        return {"path": str(artifact), "files": spec["files"], **({"labels": spec["labels"]} if "labels" in spec else {})}
 
     def discard(self, unit_dir: Path, check_name: str) -> None:
         """Only the failed precision's file goes (``tflite:int8``); the directory goes with its last file."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,39 +37,11 @@ GAP = 8
 
 
 def label_map_names(config_path: AnyPath | None, label_map: Path | None = None) -> dict[int, str]:
-    """Class id → name from ``label_map``, else from the label map the config names; warns when none is found.
+    """Class id → name from ``label_map``, else from the label map the config names; warns when none is found."""
+    from od_export.source.labels import read_labels
 
-    The config's ``label_map_path`` is tried as written and beside the config (where a
-    copied run usually keeps it); a Windows path (``C:\\data\\label_map.pbtxt``) is
-    looked for by its file name.
-    """
-    if label_map is not None:
-        return parse_label_map(Path(label_map).read_text(encoding="utf-8"))
-    written: list[str] = []
-    if config_path is not None:
-        try:
-            written = re.findall(r'label_map_path:\s*"([^"]+)"', config_path.read_text(encoding="utf-8"))
-        except OSError:
-            pass
-    for name in written:
-        file_name = PureWindowsPath(name).name if "\\" in name else Path(name).name
-        for candidate in (Path(name), Path(str(config_path)).parent / file_name):
-            if candidate.is_file():
-                return parse_label_map(candidate.read_text(encoding="utf-8"))
-    where = f"the config names {written[0]!r}, which is not there" if written else "the config names none"
-    logger.warning(f"no label map found ({where}): classes are drawn by number; give the label map's path to name them")
-    return {}
-
-
-def parse_label_map(text: str) -> dict[int, str]:
-    """``item { id: 1 name: "cat" display_name: "Cat" }`` blocks → {1: "Cat"}."""
-    names = {}
-    for block in re.findall(r"item\s*\{(.*?)\}", text, flags=re.S):
-        number = re.search(r"\bid:\s*(\d+)", block)
-        label = re.search(r'display_name:\s*"([^"]*)"', block) or re.search(r'\bname:\s*"([^"]*)"', block)
-        if number and label:
-            names[int(number.group(1))] = label.group(1)
-    return names
+    labels = read_labels(config_path, label_map, None, purpose="classes are drawn by number")
+    return labels.as_dict() if labels is not None else {}
 
 
 def _top(outputs: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:

@@ -1,0 +1,134 @@
+"""The run's class names: read from its label map, checked against the config, carried by every artifact.
+
+The label map is the one given, else the one the config's input readers name
+(``label_map_path``), found as written, relative to the config's directory, or by its
+file name beside the config (a path from another machine, a Windows path).  Its ids must be classes of the model (1 to
+``num_classes``).  No label map is a warning: artifacts then carry no names.
+
+Every artifact gets a ``labels.txt``: line *k* (counting from 0) is the name of label
+id *k* + 1, as the TFLite Task Library and Triton read such a file; an id the label
+map leaves out is ``???``.  Each runtime's output relates to it by its own offset
+(:func:`label_spec`): the SavedModel's ``detection_classes`` are label ids (line =
+value - 1), a TFLite file's are 0-based (line = value).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+from od_export.errors import InputError
+from od_export.storage.location import AnyPath
+
+logger = logging.getLogger(__name__)
+
+LABELS_FILE = "labels.txt"
+MISSING_NAME = "???"
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Label id → class name, and where they were read."""
+
+    names: tuple[tuple[int, str], ...]
+    source: str
+
+    def as_dict(self) -> dict[int, str]:
+        return dict(self.names)
+
+    def lines(self, num_classes: int) -> list[str]:
+        """``labels.txt``: the name of id 1, 2, … ``num_classes``, one per line."""
+        names = self.as_dict()
+        return [names.get(number, MISSING_NAME) for number in range(1, num_classes + 1)]
+
+
+def parse_label_map(text: str) -> dict[int, str]:
+    """``item { id: 1 name: "cat" display_name: "Cat" }`` blocks → {1: "Cat"}."""
+    names = {}
+    for block in re.findall(r"item\s*\{(.*?)\}", text, flags=re.S):
+        number = re.search(r"\bid:\s*(-?\d+)", block)
+        label = re.search(r'display_name:\s*"([^"]*)"', block) or re.search(r'\bname:\s*"([^"]*)"', block)
+        if number and label:
+            names[int(number.group(1))] = label.group(1)
+    return names
+
+
+def named_label_maps(config_path: AnyPath | None) -> list[str]:
+    """The ``label_map_path`` values a config names, in its order."""
+    if config_path is None:
+        return []
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return list(dict.fromkeys(re.findall(r'label_map_path:\s*"([^"]+)"', text)))
+
+
+def find_label_map(config_path: AnyPath | None) -> tuple[Path | None, str]:
+    """The label map the config names, where it is found; else None and why not."""
+    written = named_label_maps(config_path)
+    for name in written:
+        file_name = PureWindowsPath(name).name if "\\" in name else Path(name).name
+        beside = Path(str(config_path)).parent
+        relative = [] if "\\" in name or Path(name).is_absolute() else [beside / name]  # as training ran, from the run
+        for candidate in (Path(name), *relative, beside / file_name):
+            if candidate.is_file():
+                return candidate, ""
+    return None, f"the config names {written[0]!r}, which is not there" if written else "the config names none"
+
+
+def read_labels(config_path: AnyPath | None, given: str | Path | None, num_classes: int | None,
+                purpose: str = "artifacts carry no class names") -> Labels | None:
+    """The run's labels, checked against ``num_classes``; None (with a warning) when there is no label map."""
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise InputError(f"label map {path} does not exist; give the path of a label_map.pbtxt")
+    else:
+        path, why = find_label_map(config_path)
+        if path is None:
+            logger.warning(f"no label map found ({why}): {purpose}; give the label map's path to name them")
+            return None
+    try:
+        names = parse_label_map(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"label map {path} cannot be read ({exc.__class__.__name__}); give a label_map.pbtxt") from None
+    if not names:
+        raise InputError(f"label map {path} has no item with an id and a name; give a label_map.pbtxt")
+    if num_classes is not None:
+        outside = sorted(number for number in names if not 1 <= number <= num_classes)
+        if outside:
+            raise InputError(f"label map {path} has id {outside[0]}, but the model's classes are 1 to {num_classes} "
+                             "(num_classes in the config); give the label map the model was trained with")
+    return Labels(tuple(sorted(names.items())), str(path))
+
+
+def label_spec(labels: Labels, offset: int) -> dict[str, Any]:
+    """The ``labels`` entry of an artifact's io_spec.json: the names, and how its class output maps to them."""
+    return {"file": LABELS_FILE, "source": labels.source, "names": {str(k): v for k, v in labels.names},
+            "class_offset": offset,
+            "read": f"label id = class output + {offset}; labels.txt line (from 0) = label id - 1"}
+
+
+def attach_labels(directory: Path, labels: Labels, num_classes: int, offset: int) -> list[Path]:
+    """``labels.txt`` in an artifact's directory, and its ``labels`` entry in the io_spec.json there (if any)."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LABELS_FILE
+    path.write_text("\n".join(labels.lines(num_classes)) + "\n", encoding="utf-8")
+    spec_path = directory / "io_spec.json"
+    if spec_path.is_file():
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        spec["labels"] = label_spec(labels, offset)
+        spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    return [path]
+
+
+def metadata_entries(labels: Labels, offset: int) -> dict[str, str]:
+    """Key → text, for formats that carry string metadata (ONNX ``metadata_props``, OpenVINO ``rt_info``)."""
+    import json
+
+    return {"labels": json.dumps({str(k): v for k, v in labels.names}), "class_offset": str(offset)}
