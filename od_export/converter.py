@@ -116,7 +116,8 @@ def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any],
     if "model" not in models:
         models["model"] = build_model(config)
     model = models["model"]
-    traced = trace(detection_module(model, input_type), input_type, meta_architecture(config))
+    opened = signature.structured_input_signature[1]["input_tensor"].shape[0] is None  # as the SavedModel was exported
+    traced = trace(detection_module(model, input_type), input_type, meta_architecture(config), dynamic_batch=opened)
     if "restored" not in models:
         restore_checked(model, prefix)
         models["restored"] = True

@@ -103,7 +103,8 @@ class BuiltModels:
 
     @staticmethod
     def key(options: ExportOptions, config: Any) -> tuple[Any, ...]:
-        return (config.SerializeToString(deterministic=True), options.input_types, options.side_inputs)
+        return (config.SerializeToString(deterministic=True), options.input_types, options.side_inputs,
+                options.dynamic_batch)
 
     def get(self, key: tuple[Any, ...]) -> tuple[Any, list[TracedFunction]] | None:
         return self._entries.get(key)
@@ -304,4 +305,4 @@ def _drop_discarded(result: InputTypeResult, staging: Path) -> None:
 def _trace(model: Any, input_type: str, architecture: str, options: ExportOptions) -> TracedFunction:
     logger.info(f"{input_type}: tracing the serving function")
     module = detection_module(model, input_type, options.side_inputs)
-    return trace(module, input_type, architecture)
+    return trace(module, input_type, architecture, options.dynamic_batch)

@@ -124,6 +124,10 @@ class ExportOptions:
     single_saved_model: bool = False
     #: Benchmark the published export; a gate it fails makes the result not ok.
     benchmark: BenchmarkRequest | None = None
+    #: False: the targets that can (ONNX) end at the raw boxes and scores, before non-maximum suppression.
+    postprocessing: bool = True
+    #: image_tensor's batch dimension open (None) instead of the exporter's 1, in the SavedModel and what follows it.
+    dynamic_batch: bool = False
     #: The run's label map (default: the one the config's input readers name); its names go into every artifact.
     label_map: str | Path | None = None
 

@@ -26,6 +26,7 @@ from od_export.verify import samples
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD, Thresholds, thresholds
 from od_export.verify.reference import Reference, run_reference
 from od_export.verify.report import ArtifactCheck, Tolerance, ValidationReport, format_report
+from od_export.verify.batch import batch_checks
 from od_export.verify.signatures import signature_checks
 
 __all__ = ["ValidateOptions", "ValidationReport", "format_report", "validate"]
@@ -104,7 +105,7 @@ def validate(options: ValidateOptions) -> ValidationReport:
             continue
         checks = [check for name, artifact in unit.artifacts.items()
                   for check in TARGETS[name].verify_all(artifact, reference, tolerance)]
-        checks += signature_checks(reference, tolerance)
+        checks += signature_checks(reference, tolerance) + batch_checks(reference, tolerance)
         report.checks.extend(checks)
         if options.save_images is not None:
             report.saved_images += [str(p) for p in _draw(options.save_images, options, unit, reference, names, checks)]

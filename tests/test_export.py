@@ -146,7 +146,7 @@ def test_exporter_flag_spellings_json_and_missing_state_file(demo_checkpoint, wo
     [artifact] = document["input_types"]
     assert artifact["directory"] == str(out)
     assert {p.split("/")[-1] for p in artifact["frozen_graph"]} == {
-        "frozen_inference_graph.pb", "frozen_inference_graph.pbtxt", IO_SPEC_NAME,
+        "frozen_inference_graph.pb", "frozen_inference_graph.pbtxt", IO_SPEC_NAME, "labels.txt",
     }
     assert expected_files(out) <= files_under(out)
 

@@ -62,6 +62,10 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
         ("input_shape", ["--target", "tensorrt", "--input-shape", "320"], "is not a height and width"),
         ("opset", ["--target", "onnx", "--opset", "7"], "ONNX opset 7 is not supported"),
         ("opset_text", ["--target", "onnx", "--opset", "seven"], "ONNX opset 'seven' is not a whole number"),
+        ("dynamic_tensorrt", ["--target", "tensorrt", "--dynamic-batch"], "the TensorRT file has a static batch by design"),
+        ("raw_tflite", ["--target", "onnx", "--target", "tflite", "--no-postprocessing"],
+         "the tflite target cannot be written without post-processing (only onnx can)"),
+        ("raw_alone", ["--no-postprocessing"], "without post-processing only onnx is written"),
         ("input_format", ["--target", "tensorrt", "--input-format", "NCWH"], "unknown input format 'NCWH'"),
     ],
 )

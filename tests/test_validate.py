@@ -22,7 +22,9 @@ def validate_json(capsys, *args: str) -> tuple[int, dict]:
 def test_good_export_passes(exported, capsys):
     code, report = validate_json(capsys, str(exported("ssd_mobilenet_v2", ALL_INPUT_TYPES).output_dir))
     assert code == 0 and report["ok"] is True and report["images"] == 2
-    assert report["compared"] == 4 and report["manifest"] == "verified"
+    assert report["compared"] == 5 and report["manifest"] == "verified"  # 4 frozen graphs; float's batch of 4
+    [batch] = [c for c in report["checks"] if c["artifact"] == "batch of 4"]
+    assert batch["ok"] and batch["input_type"] == "float_image_tensor"
     frozen = [c for c in report["checks"] if c["artifact"] == "frozen_graph"]
     assert sorted(c["unit"] for c in frozen) == sorted(ALL_INPUT_TYPES)
     assert {c["unit"]: c["input_type"] for c in report["checks"]} == {t: t for t in ALL_INPUT_TYPES}

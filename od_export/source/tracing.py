@@ -73,18 +73,33 @@ def batched_serving_function(model: Any) -> Any:
     return serve
 
 
-def trace(module: Any, input_type: str, architecture: str) -> TracedFunction:
+def input_signature(module: Any, dynamic_batch: bool = False) -> list[Any]:
+    """The exporter's input signature; with ``dynamic_batch``, image_tensor's batch of 1 opened to any size.
+
+    The exporter fixes ``image_tensor`` at a batch of 1 (``float_image_tensor`` and the
+    string inputs already take any); its function maps over the batch either way.
+    """
+    tf = compat.import_tensorflow()
+    signature = list(module.__call__.input_signature)
+    first = signature[0]
+    if dynamic_batch and first.dtype == tf.uint8 and first.shape.rank == 4:
+        signature[0] = tf.TensorSpec([None, *first.shape[1:]], first.dtype, name=first.name)
+    return signature
+
+
+def trace(module: Any, input_type: str, architecture: str, dynamic_batch: bool = False) -> TracedFunction:
     """Trace ``module`` without autograph where that is proven safe, else as the exporter does."""
     tf = compat.import_tensorflow()
-    exporter_function = module.__call__
+    signature = input_signature(module, dynamic_batch)
     if architecture in AUTOGRAPH_FREE_ARCHITECTURES:
-        fast = tf.function(
-            python_function(module), input_signature=exporter_function.input_signature, autograph=False
-        )
+        fast = tf.function(python_function(module), input_signature=signature, autograph=False)
         try:
             return TracedFunction(input_type, module, fast.get_concrete_function(), autograph=False)
         except (TypeError, ValueError, tf.errors.OperatorNotAllowedInGraphError) as exc:
             logger.debug(f"{input_type}: tracing without autograph failed ({exc}); using the exporter's tracing")
+    exporter_function = module.__call__
+    if dynamic_batch:
+        exporter_function = tf.function(python_function(module), input_signature=signature)
     return TracedFunction(input_type, module, exporter_function.get_concrete_function(), autograph=True)
 
 

@@ -68,7 +68,21 @@ def check_export_options(options: ExportOptions) -> None:
     options.check()
     for name in options.targets:
         get_target(name).check_options(options)
+    if not options.postprocessing:
+        _check_raw_targets(options.targets)
     check_conversion(options.conversion)
+
+
+def _check_raw_targets(names: tuple[str, ...]) -> None:
+    """Without post-processing: at least one target that can, and none that cannot (the reference keeps its own)."""
+    takers = [name for name, target in TARGETS.items() if target.raw_outputs]
+    refused = [name for name in names if not TARGETS[name].raw_outputs and name != "frozen_graph"]
+    if refused:
+        raise InputError(f"the {refused[0]} target cannot be written without post-processing (only "
+                         f"{', '.join(takers)} can); export it in another run, with post-processing")
+    if not any(name in takers for name in names):
+        raise InputError(f"without post-processing only {', '.join(takers)} is written (the SavedModel and frozen "
+                         f"graph keep theirs, as the reference); add {', '.join(takers)} to the targets")
 
 
 def find_artifacts(unit_dir: AnyPath) -> dict[str, AnyPath]:

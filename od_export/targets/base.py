@@ -114,6 +114,8 @@ class Target:
     needs_model: ClassVar[bool] = True
     #: The options this target reads (its flags, batch keys and checks; see :mod:`.settings`).
     settings: ClassVar[tuple[Setting, ...]] = ()
+    #: Whether this target can be written without post-processing (raw boxes and scores, no NMS).
+    raw_outputs: ClassVar[bool] = False
     #: What this artifact's class output adds to reach a label id (the SavedModel's classes are label ids).
     class_offset: ClassVar[int] = 0
 

@@ -162,16 +162,44 @@ def run_failure(check: ArtifactCheck, exc: Exception) -> ArtifactCheck:
     return check
 
 
+#: What a file written without post-processing returns (the SavedModel's outputs of the same names).
+RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
+RAW_NOTE = ("none: raw_detection_boxes are every anchor's decoded box ([ymin, xmin, ymax, xmax], normalised) and "
+            "raw_detection_scores its score per class (no background column), before non-maximum suppression")
+
+
 def onnx_ready_function(context: ExportContext) -> Any:
-    """The serving function, retraced where an op does not convert faithfully (see compat)."""
+    """The serving function, retraced where an op does not convert faithfully (see portable_crop), and
+    ending at the raw outputs when written without post-processing (freezing then prunes the NMS away)."""
     from od_export.source.portable_crop import portable_crop_and_resize, uses_native_crop_and_resize
     from od_export.source.tracing import detection_module, trace
 
-    if context.model is None or not uses_native_crop_and_resize(context.model):
-        return context.traced.concrete
-    with portable_crop_and_resize(context.model):
-        module = detection_module(context.model, context.input_type, context.options.side_inputs)
-        return trace(module, context.input_type, context.architecture).concrete
+    concrete = context.traced.concrete
+    if context.model is not None and uses_native_crop_and_resize(context.model):
+        with portable_crop_and_resize(context.model):
+            module = detection_module(context.model, context.input_type, context.options.side_inputs)
+            concrete = trace(module, context.input_type, context.architecture, context.options.dynamic_batch).concrete
+    if context.options.postprocessing:
+        return concrete
+    return _raw_function(concrete)
+
+
+def _raw_function(concrete: Any) -> Any:
+    from od_export import compat
+
+    tf = compat.import_tensorflow()
+    args, kwargs = concrete.structured_input_signature
+    [spec] = list(args) + list(kwargs.values())
+    missing = [key for key in RAW_OUTPUTS if key not in concrete.structured_outputs]
+    if missing:
+        raise ExportFailed(f"this model's serving function has no {missing[0]}, so there is nothing to export "
+                           "without post-processing")
+
+    def raw(input_tensor: Any) -> dict[str, Any]:
+        outputs = concrete(input_tensor=input_tensor) if kwargs else concrete(input_tensor)
+        return {key: outputs[key] for key in RAW_OUTPUTS}
+
+    return tf.function(raw, input_signature=[spec], autograph=False).get_concrete_function()
 
 
 class OnnxTarget(Target):
@@ -180,6 +208,7 @@ class OnnxTarget(Target):
     extra = "onnx"
     modules = ONNX_MODULES
     settings = (OPSET,)
+    raw_outputs = True
 
     def unsupported_reason(self, input_type: str) -> str:
         if input_type in STRING_INPUT_TYPES:
@@ -188,13 +217,17 @@ class OnnxTarget(Target):
 
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
         model_proto = convert_function(onnx_ready_function(context), context.options.conversion.value(OPSET))
-        return write_onnx(model_proto, directory, {"input_type": context.input_type}, context.labels)
+        spec = {"input_type": context.input_type, **({} if context.options.postprocessing else {"postprocessing": RAW_NOTE})}
+        return write_onnx(model_proto, directory, spec, context.labels)
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / ONNX_DIR / ONNX_FILE
         return path if path.is_file() else None
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        if "postprocessing" in json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8")):
+            logger.warning(f"{self.name}: written without post-processing, it has no detections to benchmark")
+            return []
         return [OnnxFileRunner(self.name, [artifact])]
 
     file_description = "an .onnx file"
@@ -212,5 +245,8 @@ class OnnxTarget(Target):
             runner = OnnxRunner(read_bytes(artifact))
         except Exception as exc:  # onnxruntime's load errors have no common base class
             return run_failure(check, exc)
-        return compare_runs(check, reference.outputs,
+        expected = reference.outputs
+        if sorted(runner.output_names) == sorted(RAW_OUTPUTS):  # written without post-processing: what it keeps
+            expected = [{key: outputs[key] for key in RAW_OUTPUTS} for outputs in expected]
+        return compare_runs(check, expected,
                             lambda i: runner.run({"input_tensor": reference.feed(reference.images[i])}), tolerance)

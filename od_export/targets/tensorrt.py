@@ -177,6 +177,11 @@ class TensorRTTarget(Target):
     modules = ONNX_MODULES + ("onnx_graphsurgeon",)
     settings = (OPSET, BATCH_SIZE, INPUT_SHAPE, INPUT_FORMAT)
 
+    def check_options(self, options: ExportOptions) -> None:
+        if options.dynamic_batch:
+            raise InputError("the TensorRT file has a static batch by design (its batch size is a setting); "
+                             f"export it without {option('dynamic_batch')}, or leave out the tensorrt target")
+
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         if architecture not in SUPPORTED:
             raise InputError(
