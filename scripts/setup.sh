@@ -18,7 +18,9 @@ echo "setup: installing into $VENV (a few minutes on a fresh machine)" >&2
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tflite,openvino]'
 # The OD API's own requirements (pyparsing==2.4.7, tensorflow_io, keras) would break
 # TensorFlow 2.20: install it without them; constraints.txt holds what it really imports.
-"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps "$ODAPI" lvis
+# tritonclient likewise (its extras pin protobuf < 7 and ml-dtypes <= 0.5.4): the triton
+# target only reads its model-config schema, which needs protobuf alone.
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps "$ODAPI" lvis "tritonclient==2.73.0"
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" - <<'PY'
 from od_export import compat
 compat.import_object_detection()

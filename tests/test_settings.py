@@ -12,10 +12,10 @@ from od_export.targets.tflite import PRECISIONS
 
 
 def test_each_setting_is_declared_by_the_targets_that_read_it():
-    assert setting_targets("opset") == ("onnx", "tensorrt")  # one declaration, shared
+    assert setting_targets("opset") == ("onnx", "tensorrt", "triton")  # one declaration, shared
     assert setting_targets("tflite_precisions") == ("tflite",)
     assert all(setting_targets(name) for name in SETTINGS)
-    assert sum(len(t.settings) for t in TARGETS.values()) == len(SETTINGS) + 1  # only the opset is shared
+    assert sum(len(t.settings) for t in TARGETS.values()) == len(SETTINGS) + 2  # only the opset is shared
 
 
 def test_values_given_and_defaults():

@@ -66,6 +66,9 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
         ("raw_tflite", ["--target", "onnx", "--target", "tflite", "--no-postprocessing"],
          "the tflite target cannot be written without post-processing (only onnx can)"),
         ("raw_alone", ["--no-postprocessing"], "without post-processing only onnx is written"),
+        ("triton_string", ["--target", "triton", "--input-type", "tf_example"],
+         "Triton's ONNX backend cannot feed tf_example"),
+        ("triton_name", ["--target", "triton", "--triton-model-name", "my model"], "is not a directory name"),
         ("input_format", ["--target", "tensorrt", "--input-format", "NCWH"], "unknown input format 'NCWH'"),
     ],
 )

@@ -20,6 +20,7 @@ from od_export.targets.openvino import OpenVinoTarget
 from od_export.targets.saved_model import SavedModelTarget
 from od_export.targets.tensorrt import TensorRTTarget
 from od_export.targets.tflite import TFLiteTarget
+from od_export.targets.triton import TritonTarget
 
 if TYPE_CHECKING:
     from od_export.options import ConversionOptions, ExportOptions
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (SavedModelTarget(), FrozenGraphTarget(), OnnxTarget(), TensorRTTarget(), TFLiteTarget(),
-                   OpenVinoTarget())
+                   OpenVinoTarget(), TritonTarget())
 }
 #: Targets a user can ask for (the SavedModel is always written).
 OPTIONAL_TARGETS: tuple[str, ...] = tuple(name for name in TARGETS if name != "saved_model")
