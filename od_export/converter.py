@@ -22,7 +22,7 @@ from od_export.errors import InputError, OutputError, ValidationFailed, option
 from od_export.layout import CHECKPOINT_DIR, PIPELINE_CONFIG_NAME, Unit
 from od_export.manifest import MANIFEST_NAME, read_manifest, recorded_thresholds, update_manifest
 from od_export.options import ConversionOptions, ExportOptions
-from od_export.source.labels import Labels, read_labels
+from od_export.source.labels import SAVED_MODEL_LABELS, Labels, read_labels
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
@@ -90,7 +90,8 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
         if taken and not options.overwrite:
             raise OutputError(f"{export_dir} already has a {target.name} artifact ({', '.join(taken)}); "
                               f"pass {option('overwrite')} to replace it")
-    labels = read_labels(config_path, options.label_map, num_classes(config))
+    labels = read_labels(config_path, options.label_map, num_classes(config),
+                         exported=Path(units[0].directory) / SAVED_MODEL_LABELS)
     return Path(export_dir), units, config, targets, request, labels
 
 

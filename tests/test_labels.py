@@ -103,3 +103,12 @@ def test_every_artifact_carries_the_run_s_class_names(target_export, deploy_expo
     assert unit["labels"] == names and json.loads(unit["onnx"]["metadata"]["labels"])["2"] == "square"
     [unit] = inspect_path(InspectOptions(deployed))["units"]
     assert unit["openvino"]["labels"]["3"] == "triangle" and unit["tflite"]["labels"]["class_offset"] == 1
+
+
+def test_an_export_s_own_labels_txt_names_later_conversions(tmp_path, caplog):
+    config = tmp_path / "pipeline.config"
+    config.write_text('eval_input_reader { label_map_path: "/gone/label_map.pbtxt" }\n')
+    written = tmp_path / "labels.txt"
+    written.write_text("circle\n???\ntriangle\n")
+    labels = read_labels(config, None, 3, exported=written)
+    assert labels.as_dict() == {1: "circle", 3: "triangle"} and "no label map found" not in caplog.text

@@ -11,7 +11,8 @@ from od_export.targets.triton import config_mismatch, model_config
 
 IO = {"inputs": {"input_tensor": {"dtype": "uint8", "shape": [None, None, None, 3]}},
       "outputs": {"detection_boxes": {"dtype": "float32", "shape": [None, 20, 4]},
-                  "detection_classes": {"dtype": "float32", "shape": [None, 20]}}}
+                  "detection_classes": {"dtype": "float32", "shape": [None, 20]},
+                  "num_detections": {"dtype": "float32", "shape": [None]}}}
 
 
 def parsed(text: str):
@@ -26,7 +27,8 @@ def test_an_open_batch_is_batched_dynamically_and_a_batch_of_one_is_not():
     config = parsed(model_config("detector", "onnx", IO, 8, labels=True))
     assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 8 and config.HasField("dynamic_batching")
     assert list(config.input[0].dims) == [-1, -1, 3] and config.input[0].data_type == 2  # TYPE_UINT8
-    assert [o.label_filename for o in config.output] == ["", "labels.txt"]
+    assert [o.label_filename for o in config.output] == ["", "labels.txt", ""]
+    assert list(config.output[2].dims) == [1] and list(config.output[2].reshape.shape) == []  # Triton wants a dim
     assert config.instance_group[0].kind == 2 and config_mismatch(config, IO) == ""  # KIND_CPU
     single = {part: {k: {**v, "shape": [1, *v["shape"][1:]]} for k, v in IO[part].items()} for part in IO}
     config = parsed(model_config("detector", "savedmodel", single, 8, labels=False))

@@ -21,7 +21,7 @@ from od_export.inspect.graph_summary import (describe_graph_file, read_graph_def
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.layout import looks_like_export, unit_directories
-from od_export.source.labels import LABELS_FILE
+from od_export.source.labels import SAVED_MODEL_LABELS
 from od_export.targets import TARGETS, find_artifacts
 
 
@@ -151,7 +151,7 @@ def _export(path: Path) -> dict[str, Any]:
         entry["targets"] = ["saved_model", *artifacts]
         for name, artifact in artifacts.items():
             entry[name] = TARGETS[name].inspect_artifact(artifact)
-        labels = unit / "saved_model" / "assets" / LABELS_FILE
+        labels = unit / SAVED_MODEL_LABELS
         entry["labels"] = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
         entry["has_checkpoint"] = (unit / "checkpoint").is_dir()
         entry["has_pipeline_config"] = (unit / "pipeline.config").is_file()

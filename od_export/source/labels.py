@@ -25,6 +25,8 @@ from od_export.storage.location import AnyPath
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.txt"
+#: Where an export keeps the names in its SavedModel, relative to a unit.
+SAVED_MODEL_LABELS = "saved_model/assets/labels.txt"
 MISSING_NAME = "???"
 
 
@@ -80,14 +82,20 @@ def find_label_map(config_path: AnyPath | None) -> tuple[Path | None, str]:
 
 
 def read_labels(config_path: AnyPath | None, given: str | Path | None, num_classes: int | None,
-                purpose: str = "artifacts carry no class names") -> Labels | None:
-    """The run's labels, checked against ``num_classes``; None (with a warning) when there is no label map."""
+                purpose: str = "artifacts carry no class names", exported: Path | None = None) -> Labels | None:
+    """The run's labels, checked against ``num_classes``; None (with a warning) when there is no label map.
+
+    ``exported`` is a ``labels.txt`` an earlier export wrote (a SavedModel's), used when the
+    config's label map is not found: an export carries its names to later conversions."""
     if given is not None:
         path = Path(given)
         if not path.is_file():
             raise InputError(f"label map {path} does not exist; give the path of a label_map.pbtxt")
     else:
         path, why = find_label_map(config_path)
+        if path is None and exported is not None and exported.is_file():
+            lines = exported.read_text(encoding="utf-8").splitlines()
+            return Labels(tuple((i + 1, n) for i, n in enumerate(lines) if n != MISSING_NAME), str(exported))
         if path is None:
             logger.warning(f"no label map found ({why}): {purpose}; give the label map's path to name them")
             return None

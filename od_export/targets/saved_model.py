@@ -86,7 +86,7 @@ class SavedModelTarget(Target):
         return [directory / SAVED_MODEL_DIR]
 
     def labels_directory(self, directory: Path) -> Path:
-        return directory / SAVED_MODEL_DIR / "assets"  # the SavedModel's own files, as TF Serving ships them
+        return directory / SAVED_MODEL_DIR / "assets"  # SAVED_MODEL_LABELS: the SavedModel's own files, as TF Serving ships them
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         return unit_dir / SAVED_MODEL_DIR if (unit_dir / SAVED_MODEL_DIR).is_dir() else None

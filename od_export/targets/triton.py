@@ -70,8 +70,10 @@ def model_config(name: str, backend: str, io: dict[str, Any], max_batch: int, la
     for part, entries in (("input", io["inputs"]), ("output", io["outputs"])):
         for key, entry in entries.items():
             dims = _dims(entry["shape"][1:] if batching else entry["shape"])
+            # Triton wants at least one dim: a per-image scalar (num_detections) is [1], reshaped to []
+            shape = f"dims: {dims}" if dims else "dims: [1] reshape { shape: [] }"
             label = ' label_filename: "labels.txt"' if labels and key == "detection_classes" else ""
-            lines.append(f'{part} {{ name: "{key}" data_type: {DATA_TYPES[entry["dtype"]]} dims: {dims}{label} }}')
+            lines.append(f'{part} {{ name: "{key}" data_type: {DATA_TYPES[entry["dtype"]]} {shape}{label} }}')
     if batching:
         lines.append("dynamic_batching { }")
     lines.append("instance_group { kind: KIND_CPU count: 1 }")
@@ -200,7 +202,8 @@ def config_mismatch(config: Any, io: dict[str, Any]) -> str:
             entry = expected[tensor.name]
             dims = _dims(entry["shape"][1:] if batched else entry["shape"])
             data_type = schema.DataType.Name(tensor.data_type)
-            if data_type != DATA_TYPES[entry["dtype"]] or list(tensor.dims) != dims:
-                return (f"{tensor.name} is {data_type} {list(tensor.dims)}, the model's "
+            declared_dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+            if data_type != DATA_TYPES[entry["dtype"]] or declared_dims != dims:
+                return (f"{tensor.name} is {data_type} {declared_dims}, the model's "
                         f"{DATA_TYPES[entry['dtype']]} {dims}")
     return ""
