@@ -65,6 +65,8 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
     if any(t.name == "saved_model" for t in targets):
         raise InputError("an export already has its SavedModel; choose another target")
     check_conversion(options.conversion)
+    if "serving_warmup" in options.conversion.given():
+        raise InputError("warm-up records go into the SavedModel, which convert leaves as it is; export again with them")
     for target in targets:
         target.check_available()
     export_dir = location(options.export_dir)

@@ -22,6 +22,7 @@ from od_export.layout import PIPELINE_CONFIG_NAME, Unit
 from od_export.manifest import read_manifest, recorded_thresholds, verify_inventory
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.targets import TARGETS, find_units
+from od_export.targets.serving_warmup import warmup_checks
 from od_export.verify import samples
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_SCORE_THRESHOLD, Thresholds, thresholds
 from od_export.verify.reference import Reference, run_reference
@@ -105,7 +106,7 @@ def validate(options: ValidateOptions) -> ValidationReport:
             continue
         checks = [check for name, artifact in unit.artifacts.items()
                   for check in TARGETS[name].verify_all(artifact, reference, tolerance)]
-        checks += signature_checks(reference, tolerance) + batch_checks(reference, tolerance)
+        checks += signature_checks(reference, tolerance) + batch_checks(reference, tolerance) + warmup_checks(reference)
         report.checks.extend(checks)
         if options.save_images is not None:
             report.saved_images += [str(p) for p in _draw(options.save_images, options, unit, reference, names, checks)]

@@ -15,7 +15,7 @@ fi
 echo "setup: installing into $VENV (a few minutes on a fresh machine)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip wheel setuptools
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tflite,openvino]'
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tflite,openvino,serving]'
 # The OD API's own requirements (pyparsing==2.4.7, tensorflow_io, keras) would break
 # TensorFlow 2.20: install it without them; constraints.txt holds what it really imports.
 # tritonclient likewise (its extras pin protobuf < 7 and ml-dtypes <= 0.5.4): the triton

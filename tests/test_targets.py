@@ -69,6 +69,7 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
         ("triton_string", ["--target", "triton", "--input-type", "tf_example"],
          "Triton's ONNX backend cannot feed tf_example"),
         ("triton_name", ["--target", "triton", "--triton-model-name", "my model"], "is not a directory name"),
+        ("warmup_count", ["--serving-warmup", "1001"], "TF Serving reads at most 1000"),
         ("input_format", ["--target", "tensorrt", "--input-format", "NCWH"], "unknown input format 'NCWH'"),
     ],
 )

@@ -21,6 +21,7 @@ from od_export.layout import CHECKPOINT_DIR, SAVED_MODEL_DIR
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
+from od_export.targets.serving_warmup import WARMUP, write_warmup
 from od_export.verify.reference import Reference, input_type_of
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -69,6 +70,7 @@ class SavedModelTarget(Target):
 
     name = "saved_model"
     directory = SAVED_MODEL_DIR
+    settings = (WARMUP,)
 
     def write(self, context: ExportContext, directory: Path) -> list[Path]:
         """``directory`` is the unit; a checkpoint already written for another unit is copied."""
@@ -81,8 +83,12 @@ class SavedModelTarget(Target):
         else:
             copy_checkpoint(first_checkpoint, directory / CHECKPOINT_DIR)  # identical files: copy, not save
         od.config_util.save_pipeline_config(context.config, str(directory))
-        write_saved_model(context.model, context.signatures.get("serving_default", context.traced),
-                          directory / SAVED_MODEL_DIR, context.options.full_object_graph, context.signatures)
+        serving = context.signatures.get("serving_default", context.traced)
+        write_saved_model(context.model, serving, directory / SAVED_MODEL_DIR, context.options.full_object_graph,
+                          context.signatures)
+        warmup = context.options.conversion.value(WARMUP)
+        if warmup:
+            write_warmup(directory / SAVED_MODEL_DIR, serving.input_type, warmup)
         return [directory / SAVED_MODEL_DIR]
 
     def labels_directory(self, directory: Path) -> Path:
