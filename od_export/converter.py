@@ -149,7 +149,7 @@ def convert(options: ConvertOptions) -> ConvertResult:
             for unit in units:
                 relative = unit.directory.relative_to(export_dir)
                 traced, model = _traced(unit, config, options.signature_key, models,
-                                        any(target.needs_model for target in targets))
+                                        any(target.needs_model_for(options.conversion) for target in targets))
                 context = ExportContext(config, meta_architecture(config), traced.input_type, traced, request, model,
                                         staging / relative, shared, labels=labels)
                 written[unit.name] = _write_targets(context, targets, staging / relative, export_dir / relative)

@@ -112,6 +112,10 @@ class Target:
     #: False for a target that only reads the written SavedModel: converting an export to it
     #: then skips rebuilding the model from the export's checkpoint.
     needs_model: ClassVar[bool] = True
+
+    def needs_model_for(self, conversion: ConversionOptions) -> bool:
+        """:attr:`needs_model` for this request (a target may read only the SavedModel for some settings)."""
+        return self.needs_model
     #: The options this target reads (its flags, batch keys and checks; see :mod:`.settings`).
     settings: ClassVar[tuple[Setting, ...]] = ()
     #: Whether this target can be written without post-processing (raw boxes and scores, no NMS).

@@ -88,6 +88,9 @@ class TritonTarget(Target):
     settings = (BACKEND, MODEL_NAME, MAX_BATCH, OPSET)
     raw_outputs = False
 
+    def needs_model_for(self, conversion: Any) -> bool:
+        return conversion.value(BACKEND) == "onnx"  # the SavedModel backend copies the written SavedModel
+
     def check_available(self) -> None:
         import importlib.util
 
