@@ -17,12 +17,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import MISSING, Field, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from od_export.errors import InputError
-from od_export.options import SIDE_INPUT_DTYPES, BenchmarkRequest, ConversionOptions, ExportOptions, SideInput
+from od_export.options import ConversionOptions, ExportOptions
+from od_export.pipelines import job_values
 from od_export.storage.location import AnyPath, location
 from od_export.targets import SETTINGS, check_export_options
 from od_export.verify.tolerance import thresholds
@@ -185,85 +186,24 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         return SETTINGS[key].from_yaml(value)
     field = _EXPORT_FIELDS.get(key) or _CONVERSION_FIELDS[key]
     if key in _PATH_KEYS:
-        return _path(_scalar(value, str, "a path"), base)
+        return job_values.path(job_values.scalar(value, str, "a path"), base)
     if key == "side_inputs":
-        return _side_inputs(value)
+        return job_values.side_inputs(value)
     if key in ("calibration_images", "label_map"):
-        return _path(_scalar(value, str, "a path"), base)
+        return job_values.path(job_values.scalar(value, str, "a path"), base)
     if key == "benchmark":
-        return _benchmark(value, base)
+        return job_values.benchmark(value, base)
     if key == "min_agreement":
         if not isinstance(value, dict):
             raise InputError(f"must map each precision to a fraction, like {{int8: 0.3}}, not {value!r}")
         return thresholds(value)
-    default = _default(field)
+    default = job_values.default(field)
     if isinstance(default, tuple):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
             raise InputError("must be a string or a list of strings")
         return tuple(items)
-    return _scalar(value, type(default), {bool: "true or false", int: "a whole number", str: "a string"}[type(default)])
-
-
-def _benchmark(value: Any, base: Path) -> BenchmarkRequest | None:
-    """``benchmark: {max_images: 100, max_map_drop: 0.03}`` (``true``: the defaults; ``false``: none)."""
-    if isinstance(value, bool):
-        return BenchmarkRequest() if value else None
-    if not isinstance(value, dict):
-        raise InputError(f"must be true or a mapping like {{max_map_drop: 0.03}}, not {value!r}")
-    allowed = tuple(f.name for f in fields(BenchmarkRequest))
-    unknown = [key for key in value if key not in allowed]
-    if unknown:
-        raise InputError(f"unknown key {unknown[0]!r}; known keys: {', '.join(allowed)}")
-    given = dict(value)
-    if "data" in given:
-        items = [given["data"]] if isinstance(given["data"], str) else given["data"]
-        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            raise InputError("benchmark data must be a record path or a list of them")
-        given["data"] = tuple(_path(v, base) for v in items)
-    for name in ("min_map", "max_map_drop"):
-        if name in given and (isinstance(given[name], bool) or not isinstance(given[name], (int, float))):
-            raise InputError(f"benchmark {name} must be a number from 0 to 1, not {given[name]!r}")
-    if "max_images" in given and type(given["max_images"]) is not int:
-        raise InputError(f"benchmark max_images must be a whole number, not {given['max_images']!r}")
-    request = BenchmarkRequest(**given)
-    request.check()
-    return request
-
-
-def _default(field: Field[Any]) -> Any:
-    return field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
-
-
-def _scalar(value: Any, kind: type, what: str) -> Any:
-    if type(value) is not kind:  # bool is an int subclass: `opset: true` must not pass as 1
-        raise InputError(f"must be {what}, not {value!r}")
-    return value
-
-
-def _path(value: str, base: Path) -> str:
-    """URLs and absolute paths as given; ``~`` expanded; anything else relative to the batch file."""
-    if "://" in value:
-        return value
-    return os.path.normpath(base / os.path.expanduser(value))  # an absolute right-hand side replaces base
-
-
-def _side_inputs(value: Any) -> tuple[SideInput, ...]:
-    if not isinstance(value, list):
-        raise InputError("must be a list of {name, dtype, shape} mappings")
-    result = []
-    for entry in value:
-        if not isinstance(entry, dict) or set(entry) != {"name", "dtype", "shape"}:
-            raise InputError("each side input is a mapping with exactly name, dtype and shape")
-        shape = entry["shape"]
-        if not isinstance(shape, list) or not all(d is None or type(d) is int for d in shape):
-            raise InputError(f"side input {entry['name']!r}: shape must be a list of sizes (null for unknown)")
-        dtype = str(entry["dtype"]).removeprefix("tf.")
-        if dtype not in SIDE_INPUT_DTYPES:
-            raise InputError(f"side input {entry['name']!r} has unknown dtype {entry['dtype']!r}; use one of: "
-                             f"{', '.join(SIDE_INPUT_DTYPES)}")
-        result.append(SideInput(str(entry["name"]), dtype, tuple(None if d is None or d < 0 else d for d in shape)))
-    return tuple(result)
+    return job_values.scalar(value, type(default), {bool: "true or false", int: "a whole number", str: "a string"}[type(default)])
 
 
 def _checkpoints(value: Any, where: str) -> CheckpointSelection | None:
