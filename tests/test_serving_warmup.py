@@ -46,3 +46,18 @@ def test_records_the_signature_cannot_take_fail_validation(warmed, tmp_path, cap
     assert main(["validate", str(copy), "--json"]) == 1
     [check] = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["artifact"] == "serving warm-up"]
     assert check["ok"] is False and "feeds input_tensor as float32, the signature takes uint8" in check["error"]
+
+
+def test_missing_protos_are_named_before_any_model_is_built(monkeypatch):
+    import importlib.util
+
+    from od_export.errors import EnvironmentProblem
+    from od_export.options import ConversionOptions, ExportOptions
+    from od_export.targets import get_target
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow_serving" else real(name, *a))
+    options = ExportOptions("p", "c", "o", conversion=ConversionOptions.of(serving_warmup=2))
+    with pytest.raises(EnvironmentProblem, match=r"pip install 'od-export\[serving\]'"):
+        get_target("saved_model").check_request("ssd", None, options)
+    get_target("saved_model").check_request("ssd", None, ExportOptions("p", "c", "o"))  # none asked for: no check

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,10 +21,13 @@ from od_export.layout import CHECKPOINT_DIR, SAVED_MODEL_DIR
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target, pixels_as
-from od_export.targets.serving_warmup import WARMUP, write_warmup
+from od_export.targets.serving_warmup import WARMUP, check_protos_available, write_warmup
 from od_export.verify.reference import Reference, input_type_of
 from od_export.verify.report import ArtifactCheck, Tolerance
 
+
+if TYPE_CHECKING:
+    from od_export.options import ExportOptions
 
 def write_checkpoint(model: Any, directory: Path) -> Path:
     """``checkpoint/ckpt-0`` exactly as exporter_lib_v2 writes it (model only)."""
@@ -90,6 +93,10 @@ class SavedModelTarget(Target):
         if warmup:
             write_warmup(directory / SAVED_MODEL_DIR, serving.input_type, warmup)
         return [directory / SAVED_MODEL_DIR]
+
+    def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
+        if options.conversion.value(WARMUP):
+            check_protos_available()
 
     def labels_directory(self, directory: Path) -> Path:
         return directory / SAVED_MODEL_DIR / "assets"  # SAVED_MODEL_LABELS: the SavedModel's own files, as TF Serving ships them

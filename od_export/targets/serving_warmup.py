@@ -38,6 +38,15 @@ WARMUP = Setting("serving_warmup", 0, f"TF Serving warm-up records in saved_mode
                  f"{MAX_RECORDS})", kind=int, check_value=_check_count, metavar="N", label="serving warm-up records")
 
 
+def check_protos_available() -> None:
+    """Before any model is built: the protos the records are written with are installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow_serving") is None:
+        raise EnvironmentProblem("TF Serving warm-up records need tensorflow-serving-api: "
+                                 "pip install 'od-export[serving]'")
+
+
 def _protos() -> Any:
     try:
         from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
