@@ -268,24 +268,3 @@ def import_training() -> Any:
         raise EnvironmentProblem(f"the Object Detection API's training modules failed to import ({exc}); "
                                  "run scripts/setup.sh") from exc
     return types.SimpleNamespace(tf=tf, model_lib_v2=model_lib_v2, inputs=inputs)
-
-
-def import_triton_model_config() -> Any:
-    """Triton's ``model_config_pb2``, read from the ``tritonclient`` package without its gRPC client.
-
-    ``tritonclient.grpc`` refuses to import without ``grpcio`` and its extras pin
-    protobuf < 7 and ml-dtypes <= 0.5.4, which TensorFlow 2.20's stack is past; the
-    model-config module itself needs only protobuf, so it is loaded from its file.
-    """
-    spec = importlib.util.find_spec("tritonclient")
-    if spec is None or not spec.submodule_search_locations:
-        raise EnvironmentProblem("Triton's model-config schema comes with tritonclient: run scripts/setup.sh "
-                                 "(it installs tritonclient==2.73.0 without dependencies)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "grpc" / "model_config_pb2.py"
-    if "od_export_triton_model_config" in sys.modules:
-        return sys.modules["od_export_triton_model_config"]
-    loader_spec = importlib.util.spec_from_file_location("od_export_triton_model_config", path)
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
-    sys.modules["od_export_triton_model_config"] = module
-    return module

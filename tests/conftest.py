@@ -190,6 +190,26 @@ def deploy_export(workspace: Path, demo_checkpoint):
     return make
 
 
+TRAINED = REPO / "tests" / "fixtures" / "trained_ssd"
+needs_trained = pytest.mark.skipif(not (TRAINED / "checkpoint").is_file(),
+                                   reason="no trained fixture (scripts/train_demo.py makes it)")
+
+
+@pytest.fixture(scope="session")
+def trained_export(workspace: Path) -> Path:
+    """The trained run exported with every converter target, TFLite in every precision (not verified:
+    the benchmark runs each).  The benchmark tests add their ``benchmark/`` folder to it."""
+    from od_export import ExportOptions, export
+    from od_export.options import ConversionOptions
+    from od_export.targets.tflite import TFLITE_PRECISIONS
+
+    out = workspace / "trained_export"
+    built_once(workspace, "trained_export", lambda: export(ExportOptions(
+        TRAINED / "pipeline.config", TRAINED, out, targets=("onnx", "tensorrt", "tflite", "openvino"),
+        conversion=ConversionOptions.of(tflite_precisions=TFLITE_PRECISIONS))))
+    return out
+
+
 @pytest.fixture(scope="session")
 def exported(workspace: Path, demo_checkpoint):
     """``exported(name, input_types)`` → ExportResult, exported once per (name, types)."""

@@ -16,11 +16,8 @@ from od_export.benchmark.coco import CocoResult
 from od_export.benchmark.report import BenchmarkResult, Gates, Row, format_table
 from od_export.benchmark.timing import ArtifactRun
 from od_export.cli.main import main
-from tests.conftest import REPO
+from tests.conftest import TRAINED, needs_trained
 
-TRAINED = REPO / "tests" / "fixtures" / "trained_ssd"
-needs_trained = pytest.mark.skipif(not (TRAINED / "checkpoint").is_file(),
-                                   reason="no trained fixture (scripts/train_demo.py makes it)")
 
 
 def _row(name: str, value: float, drop: float | None, error: str | None = None) -> Row:
@@ -102,20 +99,6 @@ def eager_eval_metrics(tmp_path) -> dict[str, float]:
                                          model=model)
     metrics = training.model_lib_v2.eager_eval_loop(model, configs, dataset, global_step=tf.constant(0, tf.int64))
     return {key: float(value) for key, value in metrics.items()}
-
-
-@pytest.fixture(scope="module")
-def trained_export(tmp_path_factory):
-    """The trained run exported with every converter target (not verified: the benchmark runs each)."""
-    from od_export import ExportOptions, export
-    from od_export.options import ConversionOptions
-    from od_export.targets.tflite import TFLITE_PRECISIONS
-
-    out = tmp_path_factory.mktemp("trained") / "export"
-    export(ExportOptions(TRAINED / "pipeline.config", TRAINED, out,
-                         targets=("onnx", "tensorrt", "tflite", "openvino"),
-                         conversion=ConversionOptions.of(tflite_precisions=TFLITE_PRECISIONS)))
-    return out
 
 
 @pytest.fixture(scope="module")

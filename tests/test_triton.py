@@ -18,9 +18,9 @@ IO = {"inputs": {"input_tensor": {"dtype": "uint8", "shape": [None, None, None, 
 def parsed(text: str):
     from google.protobuf import text_format
 
-    from od_export import compat
+    from od_export import compat_extras
 
-    return text_format.Parse(text, compat.import_triton_model_config().ModelConfig())
+    return text_format.Parse(text, compat_extras.import_triton_model_config().ModelConfig())
 
 
 def test_an_open_batch_is_batched_dynamically_and_a_batch_of_one_is_not():

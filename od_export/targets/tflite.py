@@ -42,6 +42,7 @@ from od_export.targets.onnx import STRING_INPUT_TYPES
 from od_export.targets.settings import Setting
 from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite_runners, verify_tflite_directory
 from od_export.targets.tflite_convert import convert
+from od_export.targets.tflite_metadata import metadata_summary, with_metadata
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -154,6 +155,18 @@ def normalization(context: ExportContext, height: int, width: int) -> tuple[list
 
 
 
+def _metadata_labels(context: ExportContext) -> list[str] | None | bool:
+    """The lines of the ``labels.txt`` each file's metadata packs (None: no label map), or False: no metadata."""
+    from od_export import compat_extras
+    from od_export.source.pipeline_config import num_classes
+
+    if not compat_extras.tflite_metadata_schema_available():
+        logger.warning("the TFLite files carry no metadata, which the TFLite Task Library and ML Kit need; "
+                       + compat_extras.TFLITE_SUPPORT_HINT)
+        return False
+    return context.labels.lines(num_classes(context.config)) if context.labels is not None else None
+
+
 class TFLiteTarget(Target):
     name = "tflite"
     directory = TFLITE_DIR
@@ -211,12 +224,16 @@ class TFLiteTarget(Target):
                 "fast (class-agnostic) NMS" if settings.use_class_agnostic_nms else "regular (per-class) NMS"))
             spec["max_detections_per_class"] = int(settings.max_detections_per_class)
             spec["boxes_clipped"] = False
+        labels = _metadata_labels(context)
         for precision in conversion.value(PRECISIONS):
             logger.info(f"converting to TFLite ({precision})")
             data = convert(concrete, precision, context, (height, width), (mean, std))
+            entry = {"file": tflite_file(precision), **describe_file(data, integer=precision.startswith("int8"))}
+            if labels is not False:
+                data = with_metadata(data, entry, spec["normalization"], context.architecture, labels)
+                entry["metadata"] = metadata_summary(entry, spec["normalization"], labels is not None)
             files[tflite_file(precision)] = data
-            spec["files"][precision] = {"file": tflite_file(precision),
-                                        **describe_file(data, integer=precision.startswith("int8"))}
+            spec["files"][precision] = entry
             if precision in ("int8", "int8_full"):
                 spec["files"][precision]["calibration"] = shared_calibration_set(context).source
         return files, spec

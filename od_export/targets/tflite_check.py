@@ -182,6 +182,26 @@ def _check_file(check: ArtifactCheck, runner: TFLiteRunner, precision: str, spec
                            f"TensorFlow would: {set_aside[0]} over the per-class cap, {set_aside[1]} empty after clipping")
 
 
+def _check_metadata(check: ArtifactCheck, data: bytes, entry: dict[str, Any], spec: dict[str, Any],
+                    directory: AnyPath) -> None:
+    """The file's TFLite metadata, read back with its schema, against io_spec.json and the labels.txt beside it."""
+    from od_export import compat_extras
+    from od_export.targets.tflite_metadata import LABELS_NAME, metadata_problem
+
+    if not compat_extras.tflite_metadata_schema_available():
+        check.notes.append(f"TFLite metadata not read back: {compat_extras.TFLITE_SUPPORT_HINT}")
+        return
+    labels = None
+    if entry["metadata"].get("labels"):
+        labels = read_bytes(directory / LABELS_NAME).decode("utf-8").splitlines()
+    problem = metadata_problem(data, entry, spec["normalization"], labels)
+    if problem:
+        check.error = f"TFLite metadata: {problem}"
+    else:
+        check.notes.append(f"{check.artifact.partition(':')[2]}: TFLite metadata read back: input normalisation, "
+                           f"output roles{' and ' + str(len(labels)) + ' packed labels' if labels else ''} as written")
+
+
 def verify_tflite_directory(name: str, directory: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
     """One check per precision listed in the directory's ``io_spec.json``."""
     try:
@@ -195,8 +215,11 @@ def verify_tflite_directory(name: str, directory: AnyPath, reference: Reference,
     for precision, entry in spec["files"].items():
         check = ArtifactCheck(reference.unit.name, f"{name}:{precision}", reference.input_type)
         try:
-            runner = TFLiteRunner(read_bytes(directory / entry["file"]), entry, spec["normalization"])
-            _check_file(check, runner, precision, spec, pixels, expected, tolerance)
+            data = read_bytes(directory / entry["file"])
+            _check_file(check, TFLiteRunner(data, entry, spec["normalization"]), precision, spec, pixels, expected,
+                        tolerance)
+            if "metadata" in entry:
+                _check_metadata(check, data, entry, spec, directory)
         except Exception as exc:  # LiteRT's load and run errors have no common base class
             run_failure(check, exc)
         checks.append(check)
@@ -234,8 +257,12 @@ def tflite_runners(name: str, directory: AnyPath) -> list[ArtifactRunner]:
 
 
 def inspect_tflite(path: AnyPath) -> dict[str, Any]:
-    """Input (with quantisation), outputs by index (with meaning when they carry the SavedModel's names), custom ops."""
+    """Input (with quantisation), outputs by index (with meaning when they carry the SavedModel's names), custom
+    ops, and the file's TFLite metadata (None when it has none)."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from od_export import compat_extras
+    from od_export.targets.tflite_metadata import read_metadata
 
     data = read_bytes(path)
     try:
@@ -243,4 +270,7 @@ def inspect_tflite(path: AnyPath) -> dict[str, Any]:
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError for a file it cannot read
         raise InputError(f"{path} is not a TFLite model ({' '.join(str(exc).split())[:200]})") from exc
     custom = sorted({op["op_name"] for op in interpreter._get_ops_details() if op["op_name"].startswith("TFLite_")})
-    return {"format": "tflite", "bytes": len(data), **describe_file(data), "custom_ops": custom}
+    described = {"format": "tflite", "bytes": len(data), **describe_file(data), "custom_ops": custom}
+    if compat_extras.tflite_metadata_schema_available():
+        described["metadata"] = read_metadata(data)
+    return described

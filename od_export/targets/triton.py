@@ -176,9 +176,9 @@ def _load(config_path: AnyPath) -> tuple[Any, Path, Any]:
     """The parsed config, its model file, and a function that runs that file on one ``input_tensor`` value."""
     from google.protobuf import text_format
 
-    from od_export import compat
+    from od_export import compat, compat_extras
 
-    schema = compat.import_triton_model_config()
+    schema = compat_extras.import_triton_model_config()
     config = text_format.Parse(config_path.read_text(encoding="utf-8"), schema.ModelConfig())
     backend = next(key for key, (platform, _) in PLATFORMS.items() if platform == config.platform)
     model = Path(str(config_path)).parent / "1" / PLATFORMS[backend][1]
@@ -193,9 +193,9 @@ def _load(config_path: AnyPath) -> tuple[Any, Path, Any]:
 
 def config_mismatch(config: Any, io: dict[str, Any]) -> str:
     """The first way the parsed config differs from the model file's inputs and outputs ("" when none)."""
-    from od_export import compat
+    from od_export import compat_extras
 
-    schema = compat.import_triton_model_config()
+    schema = compat_extras.import_triton_model_config()
     batched = config.max_batch_size > 0
     for part, declared in (("inputs", config.input), ("outputs", config.output)):
         expected = io[part]
