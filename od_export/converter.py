@@ -27,7 +27,8 @@ from od_export.source.pipeline_config import load_pipeline_config, meta_architec
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
 from od_export.storage.output import plan_output, reserve, staged_output
-from od_export.targets import OPTIONAL_TARGETS, ExportContext, Target, check_conversion, find_units, get_target
+from od_export.targets import (OPTIONAL_TARGETS, ExportContext, Target, check_conversion, find_units, get_target,
+                               warn_unread_settings)
 from od_export.verify.report import failure_summary
 from od_export.verify.tolerance import thresholds
 from od_export.validator import ValidateOptions, validate
@@ -69,6 +70,7 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
         raise InputError("warm-up records go into the SavedModel, which convert leaves as it is; export again with them")
     for target in targets:
         target.check_available()
+    warn_unread_settings(options.conversion, [t.name for t in targets])
     export_dir = location(options.export_dir)
     if isinstance(export_dir, RemotePath):
         raise InputError(f"convert works on local exports; copy {export_dir} here first")

@@ -28,7 +28,7 @@ from od_export.source.tracing import TracedFunction, detection_module, signature
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
-from od_export.targets import TARGETS, ExportContext, Target, check_export_options, get_target
+from od_export.targets import TARGETS, ExportContext, Target, check_export_options, get_target, warn_unread_settings
 from od_export.tf1 import od_api
 from od_export.verify.compare import OutputDifference
 from od_export.verify.report import artifact_label, failure_summary, failures
@@ -85,6 +85,7 @@ def _check_sources(options: ExportOptions) -> _Sources:
     for target in requested_targets(options):  # still before TensorFlow: a missing extra fails in a second
         target.check_available()
         target.check_request(meta_architecture(config), config, options)
+    warn_unread_settings(options.conversion, [t.name for t in requested_targets(options)])
     labels = read_labels(config_path, options.label_map, num_classes(config))
     return _Sources(config, resolved, output, labels)
 

@@ -5,7 +5,7 @@ import pytest
 
 from od_export.errors import InputError
 from od_export.options import ConversionOptions
-from od_export.targets import SETTINGS, TARGETS, calibrates, check_conversion, setting_targets
+from od_export.targets import SETTINGS, TARGETS, calibrates, check_conversion, setting_targets, warn_unread_settings
 from od_export.targets.onnx import OPSET
 from od_export.targets.tensorrt import INPUT_SHAPE
 from od_export.targets.tflite import PRECISIONS
@@ -24,6 +24,17 @@ def test_values_given_and_defaults():
     assert ConversionOptions.of(opset=15, input_shape=(2, 3)) == ConversionOptions.of(input_shape=(2, 3), opset=15)
     assert not calibrates(conversion) and calibrates(ConversionOptions.of(openvino_precision="int8"))
     assert calibrates(ConversionOptions.of(tflite_precisions=("fp32", "int8_full")))
+
+
+def test_a_setting_no_requested_target_reads_is_named(caplog):
+    conversion = ConversionOptions.of(opset=15, tflite_precisions=("fp16",))
+    with caplog.at_level("WARNING", logger="od_export"):
+        warn_unread_settings(conversion, ["saved_model", "frozen_graph", "tflite"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "opset is a setting of the onnx, tensorrt, triton targets, none of which is requested: it changes nothing"]
+    caplog.clear()
+    warn_unread_settings(conversion, ["saved_model", "triton", "tflite"])
+    assert not caplog.records
 
 
 @pytest.mark.parametrize("setting, value, expected", [

@@ -6,6 +6,7 @@ this package and one entry here.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from od_export.errors import InputError
@@ -25,6 +26,8 @@ from od_export.targets.triton import TritonTarget
 if TYPE_CHECKING:
     from od_export.options import ConversionOptions, ExportOptions
 
+logger = logging.getLogger(__name__)
+
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (SavedModelTarget(), FrozenGraphTarget(), OnnxTarget(), TensorRTTarget(), TFLiteTarget(),
@@ -36,7 +39,8 @@ OPTIONAL_TARGETS: tuple[str, ...] = tuple(name for name in TARGETS if name != "s
 SETTINGS: dict[str, Setting] = {setting.name: setting for target in TARGETS.values() for setting in target.settings}
 
 __all__ = ["ExportContext", "OPTIONAL_TARGETS", "SETTINGS", "TARGETS", "Target", "calibrates", "check_conversion",
-           "check_export_options", "find_artifacts", "find_units", "get_target", "setting_targets"]
+           "check_export_options", "find_artifacts", "find_units", "get_target", "setting_targets",
+           "warn_unread_settings"]
 
 
 def get_target(name: str) -> Target:
@@ -48,6 +52,15 @@ def get_target(name: str) -> Target:
 def setting_targets(name: str) -> tuple[str, ...]:
     """The targets that read the setting ``name``."""
     return tuple(t.name for t in TARGETS.values() if any(s.name == name for s in t.settings))
+
+
+def warn_unread_settings(conversion: ConversionOptions, targets: list[str]) -> None:
+    """Warn of each setting given for which none of ``targets`` is requested (it would change nothing)."""
+    for name, _ in conversion.settings:
+        readers = setting_targets(name)
+        if readers and not set(readers) & set(targets):
+            logger.warning(f"{name} is a setting of the {', '.join(readers)} target"
+                           f"{'s' if len(readers) > 1 else ''}, none of which is requested: it changes nothing")
 
 
 def calibrates(conversion: ConversionOptions) -> bool:

@@ -23,6 +23,9 @@ and outputs (``io_spec.json`` gives each one's scale and zero point), and for SS
 ``TFLite_Detection_PostProcess`` and the conversions around it in float, which
 ``io_spec.json`` lists under ``float_ops``.  CenterNet has none (its peak finding
 needs float ops).
+
+Each file carries TFLite Support metadata (:mod:`.tflite_metadata`): input
+normalisation, output roles and the class names, as the Task Library reads them.
 """
 from __future__ import annotations
 
@@ -154,14 +157,13 @@ def normalization(context: ExportContext, height: int, width: int) -> tuple[list
     return [float(v) for v in -low / scale], [float(v) for v in 1.0 / scale]
 
 
-
 def _metadata_labels(context: ExportContext) -> list[str] | None | bool:
     """The lines of the ``labels.txt`` each file's metadata packs (None: no label map), or False: no metadata."""
     from od_export import compat_extras
     from od_export.source.pipeline_config import num_classes
 
     if not compat_extras.tflite_metadata_schema_available():
-        logger.warning("the TFLite files carry no metadata, which the TFLite Task Library and ML Kit need; "
+        logger.warning("the TFLite files carry no metadata, which the TFLite Task Library's ObjectDetector needs; "
                        + compat_extras.TFLITE_SUPPORT_HINT)
         return False
     return context.labels.lines(num_classes(context.config)) if context.labels is not None else None

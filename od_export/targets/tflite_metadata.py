@@ -1,4 +1,4 @@
-"""TFLite Support metadata in each ``.tflite`` file: what the Task Library's ObjectDetector and ML Kit read.
+"""TFLite Support metadata in each ``.tflite`` file: what the TFLite Task Library's ObjectDetector reads.
 
 The metadata (``metadata_schema.fbs``, written with tflite-support's
 ``MetadataPopulator``) says:
