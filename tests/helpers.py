@@ -60,25 +60,40 @@ def anchors(value: np.ndarray) -> bool:
     return value.ndim == 2 and value.shape[1] == 4 and value.shape[0] > 100 and value.dtype == np.float32
 
 
+def _buffer_starts(data: bytes) -> dict[int, int]:
+    """Subgraph 0's tensor index → where its constant data starts in the file (tensors with data only)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(data, 0)
+    subgraph, starts = model.Subgraphs(0), {}
+    for index in range(subgraph.TensorsLength()):
+        buffer = model.Buffers(subgraph.Tensors(index).Buffer())
+        field = buffer._tab.Offset(4)  # Buffer.data
+        if field and buffer.DataLength():
+            starts[index] = buffer._tab.Vector(field)
+    return starts
+
+
 def tensor_bytes_replaced(path, transform, pick=largest_kernel, every: bool = False) -> int:
-    """Rewrite the file's largest tensor that ``pick`` accepts (or, with ``every``, each one) in place, found by
-    its exact bytes in the flatbuffer.  Returns how many tensors were rewritten."""
+    """Rewrite the file's largest constant tensor that ``pick`` accepts (or, with ``every``, each one) in place,
+    where the flatbuffer keeps its data.  Returns how many tensors were rewritten."""
     from ai_edge_litert.interpreter import Interpreter
 
     data = bytearray(path.read_bytes())
+    starts = _buffer_starts(bytes(data))
     interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     weights = []
     for detail in interpreter.get_tensor_details():
+        start = starts.get(detail["index"])
         try:
             value = interpreter.get_tensor(detail["index"])
         except ValueError:
             continue
-        if pick(value) and bytes(value.tobytes()) in data:
-            weights.append(value)
-    chosen = weights if every else [max(weights, key=lambda v: v.size)]
-    for value in chosen:
-        start = bytes(data).index(value.tobytes())
+        if start is not None and pick(value) and bytes(data[start:start + value.nbytes]) == value.tobytes():
+            weights.append((start, value))
+    chosen = weights if every else [max(weights, key=lambda w: w[1].size)]
+    for start, value in chosen:
         data[start:start + value.nbytes] = transform(value).astype(value.dtype).tobytes()
     path.write_bytes(bytes(data))
     return len(chosen)
