@@ -37,7 +37,7 @@ _PUBLIC = {
     "BatchResult": "od_export.pipelines.batch",
     "watch": "od_export.pipelines.watch",
     "WatchOptions": "od_export.pipelines.watch",
-    "BuiltModels": "od_export.exporter",
+    "BuiltModels": "od_export.source.model",
     "create_demo_checkpoint": "od_export.source.demo",
     "DemoCheckpointOptions": "od_export.source.demo",
     "TARGETS": "od_export.targets",

@@ -21,7 +21,7 @@ from od_export.manifest import build_manifest, export_request, write_manifest
 from od_export.options import ExportOptions
 from od_export.results import ExportResult, InputTypeResult
 from od_export.source import checkpoints
-from od_export.source.model import build_model, restore_checked
+from od_export.source.model import BuiltModels, build_model, restore_checked
 from od_export.source.labels import Labels, read_labels
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
 from od_export.source.tracing import TracedFunction, detection_module, signature_description, trace
@@ -88,30 +88,6 @@ def _check_sources(options: ExportOptions) -> _Sources:
     warn_unread_settings(options.conversion, [t.name for t in requested_targets(options)])
     labels = read_labels(config_path, options.label_map, num_classes(config))
     return _Sources(config, resolved, output, labels)
-
-
-class BuiltModels:
-    """Models built and traced in this process, kept so that further checkpoints only restore weights.
-
-    A batch or watch passes one instance to every :func:`export`: an export whose config,
-    overrides, input types and side inputs match an earlier one reuses its model and
-    traced functions (they read the variables, which the restore overwrites) and skips
-    the build and the traces.  Targets that retrace (ONNX, TensorRT) still do.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[Any, ...], tuple[Any, list[TracedFunction]]] = {}
-
-    @staticmethod
-    def key(options: ExportOptions, config: Any) -> tuple[Any, ...]:
-        return (config.SerializeToString(deterministic=True), options.input_types, options.side_inputs,
-                options.dynamic_batch)
-
-    def get(self, key: tuple[Any, ...]) -> tuple[Any, list[TracedFunction]] | None:
-        return self._entries.get(key)
-
-    def put(self, key: tuple[Any, ...], model: Any, traced: list[TracedFunction]) -> None:
-        self._entries = {key: (model, traced)}  # one at a time: a model holds ~100 MB to GBs
 
 
 def export(options: ExportOptions, built: BuiltModels | None = None) -> ExportResult:

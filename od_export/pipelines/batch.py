@@ -154,7 +154,7 @@ def _skip_current(tasks: list[Task], report: Progress) -> dict[str, TaskResult]:
 
 
 def _run_groups_here(groups: list[list[Task]], force: bool, fail_fast: bool, report: Progress) -> dict[str, TaskResult]:
-    from od_export.exporter import BuiltModels
+    from od_export.source.model import BuiltModels
 
     built, outcomes = BuiltModels(), {}
     for group in groups:
@@ -270,7 +270,7 @@ _WORKER_MODELS: dict[str, Any] = {}
 
 def _worker_group(group: list[Task], force: bool, fail_fast: bool, events: Any, stop: Any) -> list[TaskResult]:
     """A group in a worker process; the worker keeps its built model for the next group."""
-    from od_export.exporter import BuiltModels
+    from od_export.source.model import BuiltModels
 
     library = logging.getLogger("od_export")
     library.setLevel(logging.INFO)

@@ -73,7 +73,7 @@ class _Completeness:
 def watch(options: WatchOptions, progress: Progress | None = None,
           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> BatchResult:
     """Export new checkpoints until ``timeout`` passes without one (or once); failures are reported, not retried."""
-    from od_export.exporter import BuiltModels
+    from od_export.source.model import BuiltModels
 
     options.check()
     directory = location(options.export.checkpoint_dir)

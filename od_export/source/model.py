@@ -9,11 +9,15 @@ only a checkpoint that fits is restored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from od_export import compat
 from od_export.errors import CheckpointError, ConfigError
 from od_export.storage.location import AnyPath
+
+if TYPE_CHECKING:
+    from od_export.options import ExportOptions
+    from od_export.source.tracing import TracedFunction
 
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VARIABLE_ATTRIBUTE = "VARIABLE_VALUE"
@@ -176,3 +180,27 @@ def restore_checked(model: Any, prefix: AnyPath) -> CheckpointComparison:
         raise CheckpointError(f"cannot restore checkpoint {prefix} (truncated or corrupt?): "
                               f"{' '.join(str(exc).split())[:200]}; copy it again from the training run") from exc
     return comparison
+
+
+class BuiltModels:
+    """Models built and traced in this process, kept so that further checkpoints only restore weights.
+
+    A batch or watch passes one instance to every :func:`export`: an export whose config,
+    overrides, input types and side inputs match an earlier one reuses its model and
+    traced functions (they read the variables, which the restore overwrites) and skips
+    the build and the traces.  Targets that retrace (ONNX, TensorRT) still do.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[Any, list[TracedFunction]]] = {}
+
+    @staticmethod
+    def key(options: ExportOptions, config: Any) -> tuple[Any, ...]:
+        return (config.SerializeToString(deterministic=True), options.input_types, options.side_inputs,
+                options.dynamic_batch)
+
+    def get(self, key: tuple[Any, ...]) -> tuple[Any, list[TracedFunction]] | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[Any, ...], model: Any, traced: list[TracedFunction]) -> None:
+        self._entries = {key: (model, traced)}  # one at a time: a model holds ~100 MB to GBs
