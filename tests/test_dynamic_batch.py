@@ -1,6 +1,6 @@
 """``--dynamic-batch``: image_tensor takes any batch size, and a batch gives each image's own detections;
-``--no-postprocessing``: the ONNX file ends at the raw boxes and scores.  One export has both, as a
-user with a batching server and an own NMS would ask for."""
+``--no-postprocessing``: the ONNX and TFLite files end at the raw boxes and scores.  One export has
+both, as a user with a batching server and an own NMS would ask for."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ def dynamic_export(demo_checkpoint, tmp_path_factory):
 
     run = demo_checkpoint("ssd_mobilenet_v2")
     return export(ExportOptions(run / "pipeline.config", run, tmp_path_factory.mktemp("dynamic") / "out",
-                                targets=("onnx",), dynamic_batch=True, postprocessing=False, validate=True))
+                                targets=("onnx", "tflite"), dynamic_batch=True, postprocessing=False, validate=True))
 
 
 def test_the_savedmodel_frozen_graph_and_onnx_take_any_batch(dynamic_export):
@@ -65,13 +65,38 @@ def test_the_onnx_file_without_post_processing_gives_the_savedmodel_s_raw_output
     assert check["ok"] is False and check["outputs"]["raw_detection_scores"]["ok"] is False
 
 
+def test_the_tflite_file_without_post_processing_gives_the_savedmodel_s_raw_outputs(dynamic_export, tmp_path,
+                                                                                   capsys):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tests.helpers import tensor_bytes_replaced
+
+    out = dynamic_export.output_dir
+    spec = json.loads((out / "tflite" / "io_spec.json").read_text())
+    assert "before non-maximum suppression" in spec["postprocessing"] and list(spec["files"]) == ["fp32"]
+    entry = spec["files"]["fp32"]
+    assert entry["input"] == {"name": "input_tensor", "dtype": "uint8", "shape": [1, 128, 128, 3]}
+    assert [o["name"] for o in entry["outputs"]] == ["raw_detection_boxes", "raw_detection_scores"]
+    interpreter = Interpreter(model_path=str(out / "tflite" / entry["file"]))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not [op for op in ops if "PostProcess" in op or "NON_MAX" in op], ops
+    [check] = [c for c in dynamic_export.validation["checks"] if c["artifact"] == "tflite:fp32"]
+    assert check["ok"] and set(check["outputs"]) == {"raw_detection_boxes", "raw_detection_scores"}
+    copy = tmp_path / "tampered"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("manifest.json", "frozen_graph", "onnx"))
+    tensor_bytes_replaced(copy / "tflite" / entry["file"], lambda w: w * 1.5)
+    assert main(["validate", str(copy), "--json"]) == 1
+    [check] = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["artifact"] == "tflite:fp32"]
+    assert check["ok"] is False and check["outputs"]["raw_detection_scores"]["ok"] is False
+
+
 def test_a_savedmodel_whose_batch_mixes_images_fails_the_batch_check(dynamic_export, tmp_path, capsys):
     """Scores replaced by their batch mean: the same for one image, wrong for four."""
     from od_export import compat
 
     tf = compat.import_tensorflow()
     copy = tmp_path / "mixed"
-    shutil.copytree(dynamic_export.output_dir, copy, ignore=shutil.ignore_patterns("frozen_graph", "onnx"))
+    shutil.copytree(dynamic_export.output_dir, copy, ignore=shutil.ignore_patterns("frozen_graph", "onnx", "tflite"))
     (copy / "manifest.json").unlink()
     loaded = tf.saved_model.load(str(dynamic_export.output_dir / "saved_model"))
     original = loaded.signatures["serving_default"]

@@ -48,7 +48,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--signature-key", default="serving_default", help=f"signature the frozen graph (and converter targets) start from: {', '.join(SIGNATURE_KEYS)}, or with --single-saved-model any input type")
     parser.add_argument("--single-saved-model", action="store_true", help="one saved_model/ for every input type: serving_default (the first input type) plus a signature named after each input type, variables stored once")
     parser.add_argument("--dynamic-batch", action="store_true", help="image_tensor takes any batch size (the exporter fixes it at 1): the SavedModel, the frozen graph, ONNX and OpenVINO; not the tensorrt file, whose batch is static")
-    parser.add_argument("--no-postprocessing", dest="postprocessing", action="store_false", help="onnx: end at raw_detection_boxes and raw_detection_scores (every anchor, before non-maximum suppression), for your own NMS; the SavedModel and frozen graph keep theirs")
+    parser.add_argument("--no-postprocessing", dest="postprocessing", action="store_false", help="onnx, tflite (fp32): end at raw_detection_boxes and raw_detection_scores (every anchor, before non-maximum suppression), for your own NMS; the SavedModel and frozen graph keep theirs")
     parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="skip the frozen graph")
     parser.add_argument("--frozen-format", default="pb", help=f"one of {', '.join(FROZEN_FORMATS)} (default pb)")
     parser.add_argument("--full-object-graph", action="store_true", help="save the exporter's full Keras object graph (slower, larger)")

@@ -93,10 +93,10 @@ def _check_raw_targets(names: tuple[str, ...]) -> None:
     refused = [name for name in names if not TARGETS[name].raw_outputs and name != "frozen_graph"]
     if refused:
         raise InputError(f"the {refused[0]} target cannot be written without post-processing (only "
-                         f"{', '.join(takers)} can); export it in another run, with post-processing")
+                         f"{' and '.join(takers)} can); export it in another run, with post-processing")
     if not any(name in takers for name in names):
-        raise InputError(f"without post-processing only {', '.join(takers)} is written (the SavedModel and frozen "
-                         f"graph keep theirs, as the reference); add {', '.join(takers)} to the targets")
+        raise InputError(f"without post-processing only the {' and '.join(takers)} files are written (the SavedModel "
+                         f"and frozen graph keep theirs, as the reference); add {' or '.join(takers)} to the targets")
 
 
 def find_artifacts(unit_dir: AnyPath) -> dict[str, AnyPath]:

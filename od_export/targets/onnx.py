@@ -165,7 +165,8 @@ def run_failure(check: ArtifactCheck, exc: Exception) -> ArtifactCheck:
 #: What a file written without post-processing returns (the SavedModel's outputs of the same names).
 RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
 RAW_NOTE = ("none: raw_detection_boxes are every anchor's decoded box ([ymin, xmin, ymax, xmax], normalised) and "
-            "raw_detection_scores its score per class (no background column), before non-maximum suppression")
+            "raw_detection_scores its score per class after the score conversion, background in column 0 (so column k "
+            "is label id k), before non-maximum suppression")
 
 
 def onnx_ready_function(context: ExportContext) -> Any:
@@ -181,15 +182,18 @@ def onnx_ready_function(context: ExportContext) -> Any:
             concrete = trace(module, context.input_type, context.architecture, context.options.dynamic_batch).concrete
     if context.options.postprocessing:
         return concrete
-    return _raw_function(concrete)
+    return raw_function(concrete)
 
 
-def _raw_function(concrete: Any) -> Any:
+def raw_function(concrete: Any, input_shape: list[int] | None = None) -> Any:
+    """``concrete`` cut at its raw outputs (its input shape fixed to ``input_shape`` if given)."""
     from od_export import compat
 
     tf = compat.import_tensorflow()
     args, kwargs = concrete.structured_input_signature
     [spec] = list(args) + list(kwargs.values())
+    if input_shape is not None:
+        spec = tf.TensorSpec(input_shape, spec.dtype, name=spec.name)
     missing = [key for key in RAW_OUTPUTS if key not in concrete.structured_outputs]
     if missing:
         raise ExportFailed(f"this model's serving function has no {missing[0]}, so there is nothing to export "

@@ -46,6 +46,7 @@ from od_export.targets.settings import Setting
 from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite_runners, verify_tflite_directory
 from od_export.targets.tflite_convert import convert
 from od_export.targets.tflite_metadata import metadata_summary, with_metadata
+from od_export.targets.tflite_raw import convert_raw, verify_raw
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -175,7 +176,13 @@ class TFLiteTarget(Target):
     extra = "tflite"
     modules = ("ai_edge_litert",)
     settings = (PRECISIONS, MAX_DETECTIONS)
+    raw_outputs = True  # fp32 only, converted from the serving function (see tflite_raw)
     class_offset = 1  # the OD API's TFLite outputs number classes from 0
+
+    def check_options(self, options: ExportOptions) -> None:
+        if not options.postprocessing and options.conversion.value(PRECISIONS) != ("fp32",):
+            raise InputError("without post-processing the TFLite file is written in fp32 only (reduced precision is "
+                             "judged by its detections, which a raw file does not give); ask for fp32 alone")
 
     def calibrates(self, conversion: ConversionOptions) -> bool:
         return bool(set(CALIBRATED) & set(conversion.value(PRECISIONS)))
@@ -208,6 +215,8 @@ class TFLiteTarget(Target):
     def _convert(self, context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
         from od_export.source.calibration import shared_calibration_set
 
+        if not context.options.postprocessing:
+            return convert_raw(context)
         conversion = context.options.conversion
         height, width = model_input_size(context.config)
         module = _detection_module(context, conversion.value(MAX_DETECTIONS))
@@ -269,7 +278,21 @@ class TFLiteTarget(Target):
         spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
+        if "postprocessing" in _spec(artifact):
+            logger.warning(f"{self.name}: written without post-processing, it has no detections to benchmark")
+            return []
         return tflite_runners(self.name, artifact)
 
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
+        spec = _spec(artifact)
+        if "postprocessing" in spec:
+            return verify_raw(self.name, artifact, spec, reference, tolerance)
         return verify_tflite_directory(self.name, artifact, reference, tolerance)
+
+
+def _spec(directory: AnyPath) -> dict[str, Any]:
+    """The directory's io_spec.json ({} when unreadable: the check then names the problem)."""
+    try:
+        return json.loads((directory / IO_SPEC_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
