@@ -46,7 +46,7 @@ from od_export.targets.settings import Setting
 from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite_runners, verify_tflite_directory
 from od_export.targets.tflite_convert import convert
 from od_export.targets.tflite_metadata import metadata_summary, with_metadata
-from od_export.targets.tflite_raw import convert_raw, verify_raw
+from od_export.targets.tflite_raw import convert_raw, is_raw, verify_raw
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -278,14 +278,14 @@ class TFLiteTarget(Target):
         spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
-        if "postprocessing" in _spec(artifact):
+        if is_raw(_spec(artifact)):
             logger.warning(f"{self.name}: written without post-processing, it has no detections to benchmark")
             return []
         return tflite_runners(self.name, artifact)
 
     def verify_all(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
         spec = _spec(artifact)
-        if "postprocessing" in spec:
+        if is_raw(spec):
             return verify_raw(self.name, artifact, spec, reference, tolerance)
         return verify_tflite_directory(self.name, artifact, reference, tolerance)
 

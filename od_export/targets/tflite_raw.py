@@ -28,6 +28,11 @@ from od_export.verify.samples import resize_image
 RAW_FILE = "model_fp32.tflite"
 
 
+def is_raw(spec: dict[str, Any]) -> bool:
+    """Whether an io_spec.json describes a file without post-processing (an SSD file names its post-processing op)."""
+    return str(spec.get("postprocessing", "")).startswith("none")
+
+
 def convert_raw(context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The raw file and its io_spec.json entries."""
     height, width = model_input_size(context.config)
