@@ -97,11 +97,23 @@ def _eval_image() -> np.ndarray:
     return tf.io.decode_image(example.features.feature["image/encoded"].bytes_list.value[0]).numpy()
 
 
+def _iou(a: list[float], b: list[float]) -> float:
+    """IoU of two [x, y, width, height] boxes."""
+    width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = width * height
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
 @needs_trained
 @needs_task_library
 def test_the_task_library_finds_with_the_metadata_what_litert_finds(trained_export, tmp_path):
     """The ObjectDetector normalises the pixels, reads each output by its role and names the classes from
-    the metadata alone; on the trained model its detections are LiteRT's, box for box (to the pixel)."""
+    the metadata alone.  On the trained model its fp32 detections are LiteRT's, box for box (to the pixel).
+    Its runtime is older than LiteRT's and has other reduced-precision kernels (fp16 scores differ by up to
+    6e-4 and int8 by up to 0.19 on 20 eval images), so the fp16 and int8 files are held to finding the same
+    objects: each detection it scores 0.5 or more is one of LiteRT's by name and IoU >= 0.5 (all 22 and 28
+    on those images)."""
     from od_export.targets.tflite_check import TFLiteRunner
 
     directory = trained_export / "tflite"
@@ -116,18 +128,25 @@ def test_the_task_library_finds_with_the_metadata_what_litert_finds(trained_expo
         code, found = _task_library(directory / entry["file"], tmp_path / "image.npy")
         assert code == 0, found
         litert = TFLiteRunner((directory / entry["file"]).read_bytes(), entry, spec["normalization"]).run(pixels)
-        confident = int(np.sum(litert["detection_scores"][0] >= 0.3))
-        assert confident >= 2, precision  # the trained model finds the shapes in the image
         ymin, xmin, ymax, xmax = np.moveaxis(litert["detection_boxes"][0], -1, 0)
         expected = [{"box": [xmin[i] * width, ymin[i] * height, (xmax[i] - xmin[i]) * width, (ymax[i] - ymin[i]) * height],
                      "name": labels[int(litert["detection_classes"][0, i])], "score": float(litert["detection_scores"][0, i])}
                     for i in range(len(xmin))]
-        for detection in found["detections"][:confident]:  # int8 scores tie: matched, not compared in order
-            match = next((e for e in expected if e["name"] == detection["name"]
-                          and abs(e["score"] - detection["score"]) <= 1e-4
-                          and np.allclose(detection["box"], e["box"], atol=1.5)), None)
-            assert match is not None, (precision, detection, expected)
-            expected.remove(match)
+        if precision == "fp32":
+            confident = [d for d in found["detections"] if d["score"] >= 0.3]
+            assert len(confident) >= 2  # the trained model finds the shapes in the image
+            for detection in confident:
+                match = next((e for e in expected if e["name"] == detection["name"]
+                              and abs(e["score"] - detection["score"]) <= 1e-4
+                              and np.allclose(detection["box"], e["box"], atol=1.5)), None)
+                assert match is not None, (detection, expected)
+                expected.remove(match)
+        else:
+            confident = [d for d in found["detections"] if d["score"] >= 0.5]
+            assert confident, precision
+            for detection in confident:
+                assert any(e["name"] == detection["name"] and e["score"] >= 0.3
+                           and _iou(e["box"], detection["box"]) >= 0.5 for e in expected), (precision, detection, expected)
     code, refused = _task_library(directory / spec["files"]["int8_full"]["file"], tmp_path / "image.npy")
     assert code == 3 and spec["files"]["int8_full"]["metadata"]["task_library"].startswith("refused")
     stripped = tmp_path / "stripped.tflite"
