@@ -236,6 +236,8 @@ class TFLiteTarget(Target):
             spec["max_detections_per_class"] = int(settings.max_detections_per_class)
             spec["boxes_clipped"] = False
         labels = _metadata_labels(context)
+        if labels is False:
+            spec["metadata"] = "none: tflite-support's metadata writer is not installed"
         for precision in conversion.value(PRECISIONS):
             logger.info(f"converting to TFLite ({precision})")
             data = convert(concrete, precision, context, (height, width), (mean, std))
