@@ -79,6 +79,14 @@ def test_tampered_metadata_fails_validation(deploy_export, tmp_path, capsys):
     code = main(["validate", str(copy), "--json", *SAMPLE_THRESHOLD_ARGS])
     checks = {c["artifact"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert code == 1 and "differs from the artifact's labels.txt" in checks["tflite:fp16"]["error"]
+    from od_export.targets.tflite_metadata import metadata_problem
+
+    spec = json.loads((tflite / "io_spec.json").read_text())
+    data = (tflite / "model_fp16.tflite").read_bytes()
+    name = labels.read_text().splitlines()[0].encode()
+    damaged = data[:data.rindex(name)] + name.upper() + data[data.rindex(name) + len(name):]  # packed bytes, stale CRC
+    problem = metadata_problem(damaged, spec["files"]["fp16"], spec["normalization"], None)
+    assert problem.startswith("its TFLite metadata cannot be read as an object detector's (BadZipFile")
 
 
 def _task_library(model: Path, image: Path) -> tuple[int, dict]:

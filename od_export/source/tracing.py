@@ -73,8 +73,9 @@ def batched_serving_function(model: Any) -> Any:
     return serve
 
 
-def input_signature(module: Any, dynamic_batch: bool = False) -> list[Any]:
-    """The exporter's input signature; with ``dynamic_batch``, image_tensor's batch of 1 opened to any size.
+def input_signature(module: Any, dynamic_batch: bool = False, shape: list[int] | None = None) -> list[Any]:
+    """The exporter's input signature; with ``dynamic_batch``, image_tensor's batch of 1 opened to any size;
+    with ``shape``, the image input fixed at that shape (a converter that needs static shapes).
 
     The exporter fixes ``image_tensor`` at a batch of 1 (``float_image_tensor`` and the
     string inputs already take any); its function maps over the batch either way.
@@ -82,15 +83,19 @@ def input_signature(module: Any, dynamic_batch: bool = False) -> list[Any]:
     tf = compat.import_tensorflow()
     signature = list(module.__call__.input_signature)
     first = signature[0]
-    if dynamic_batch and first.dtype == tf.uint8 and first.shape.rank == 4:
+    if shape is not None:
+        signature[0] = tf.TensorSpec(shape, first.dtype, name=first.name)
+    elif dynamic_batch and first.dtype == tf.uint8 and first.shape.rank == 4:
         signature[0] = tf.TensorSpec([None, *first.shape[1:]], first.dtype, name=first.name)
     return signature
 
 
-def trace(module: Any, input_type: str, architecture: str, dynamic_batch: bool = False) -> TracedFunction:
-    """Trace ``module`` without autograph where that is proven safe, else as the exporter does."""
+def trace(module: Any, input_type: str, architecture: str, dynamic_batch: bool = False,
+          shape: list[int] | None = None) -> TracedFunction:
+    """Trace ``module`` without autograph where that is proven safe, else as the exporter does
+    (``dynamic_batch`` and ``shape`` as :func:`input_signature` takes them)."""
     tf = compat.import_tensorflow()
-    signature = input_signature(module, dynamic_batch)
+    signature = input_signature(module, dynamic_batch, shape)
     if architecture in AUTOGRAPH_FREE_ARCHITECTURES:
         fast = tf.function(python_function(module), input_signature=signature, autograph=False)
         try:
@@ -98,7 +103,7 @@ def trace(module: Any, input_type: str, architecture: str, dynamic_batch: bool =
         except (TypeError, ValueError, tf.errors.OperatorNotAllowedInGraphError) as exc:
             logger.debug(f"{input_type}: tracing without autograph failed ({exc}); using the exporter's tracing")
     exporter_function = module.__call__
-    if dynamic_batch:
+    if dynamic_batch or shape is not None:
         exporter_function = tf.function(python_function(module), input_signature=signature)
     return TracedFunction(input_type, module, exporter_function.get_concrete_function(), autograph=True)
 

@@ -169,6 +169,19 @@ RAW_NOTE = ("none: raw_detection_boxes are every anchor's decoded box ([ymin, xm
             "is label id k), before non-maximum suppression")
 
 
+def is_raw(spec: dict[str, Any]) -> bool:
+    """Whether an io_spec.json describes a file written without post-processing (:data:`RAW_NOTE`; an SSD
+    TFLite file's ``postprocessing`` names its op instead)."""
+    return str(spec.get("postprocessing", "")).startswith("none")
+
+
+def input_spec(concrete: Any) -> Any:
+    """The TensorSpec of a one-input serving function's input."""
+    args, kwargs = concrete.structured_input_signature
+    [spec] = list(args) + list(kwargs.values())
+    return spec
+
+
 def onnx_ready_function(context: ExportContext) -> Any:
     """The serving function, retraced where an op does not convert faithfully (see portable_crop), and
     ending at the raw outputs when written without post-processing (freezing then prunes the NMS away)."""
@@ -190,8 +203,8 @@ def raw_function(concrete: Any, input_shape: list[int] | None = None) -> Any:
     from od_export import compat
 
     tf = compat.import_tensorflow()
-    args, kwargs = concrete.structured_input_signature
-    [spec] = list(args) + list(kwargs.values())
+    spec = input_spec(concrete)
+    _, kwargs = concrete.structured_input_signature
     if input_shape is not None:
         spec = tf.TensorSpec(input_shape, spec.dtype, name=spec.name)
     missing = [key for key in RAW_OUTPUTS if key not in concrete.structured_outputs]
@@ -229,7 +242,7 @@ class OnnxTarget(Target):
         return path if path.is_file() else None
 
     def runners(self, artifact: AnyPath) -> list[ArtifactRunner]:
-        if "postprocessing" in json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8")):
+        if is_raw(json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8"))):
             logger.warning(f"{self.name}: written without post-processing, it has no detections to benchmark")
             return []
         return [OnnxFileRunner(self.name, [artifact])]

@@ -38,15 +38,15 @@ import numpy as np
 
 from od_export.errors import InputError
 from od_export.layout import IO_SPEC_NAME
-from od_export.source.pipeline_config import model_input_size
+from od_export.source.pipeline_config import model_input_size, num_classes
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner, ExportContext, Target
-from od_export.targets.onnx import STRING_INPUT_TYPES
+from od_export.targets.onnx import STRING_INPUT_TYPES, is_raw
 from od_export.targets.settings import Setting
 from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite_runners, verify_tflite_directory
 from od_export.targets.tflite_convert import convert
 from od_export.targets.tflite_metadata import metadata_summary, with_metadata
-from od_export.targets.tflite_raw import convert_raw, is_raw, verify_raw
+from od_export.targets.tflite_raw import convert_raw, verify_raw
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -158,16 +158,15 @@ def normalization(context: ExportContext, height: int, width: int) -> tuple[list
     return [float(v) for v in -low / scale], [float(v) for v in 1.0 / scale]
 
 
-def _metadata_labels(context: ExportContext) -> list[str] | None | bool:
-    """The lines of the ``labels.txt`` each file's metadata packs (None: no label map), or False: no metadata."""
+def _writes_metadata() -> bool:
+    """Whether tflite-support's metadata writer is installed (a warning says what is lost when not)."""
     from od_export import compat_extras
-    from od_export.source.pipeline_config import num_classes
 
-    if not compat_extras.tflite_metadata_schema_available():
-        logger.warning("the TFLite files carry no metadata, which the TFLite Task Library's ObjectDetector needs; "
-                       + compat_extras.TFLITE_SUPPORT_HINT)
-        return False
-    return context.labels.lines(num_classes(context.config)) if context.labels is not None else None
+    if compat_extras.tflite_metadata_schema_available():
+        return True
+    logger.warning("the TFLite files carry no metadata, which the TFLite Task Library's ObjectDetector needs; "
+                   + compat_extras.TFLITE_SUPPORT_HINT)
+    return False
 
 
 class TFLiteTarget(Target):
@@ -235,14 +234,15 @@ class TFLiteTarget(Target):
                 "fast (class-agnostic) NMS" if settings.use_class_agnostic_nms else "regular (per-class) NMS"))
             spec["max_detections_per_class"] = int(settings.max_detections_per_class)
             spec["boxes_clipped"] = False
-        labels = _metadata_labels(context)
-        if labels is False:
+        labels = context.labels.lines(num_classes(context.config)) if context.labels is not None else None
+        metadata = _writes_metadata()
+        if not metadata:
             spec["metadata"] = "none: tflite-support's metadata writer is not installed"
         for precision in conversion.value(PRECISIONS):
             logger.info(f"converting to TFLite ({precision})")
             data = convert(concrete, precision, context, (height, width), (mean, std))
             entry = {"file": tflite_file(precision), **describe_file(data, integer=precision.startswith("int8"))}
-            if labels is not False:
+            if metadata:
                 data = with_metadata(data, entry, spec["normalization"], context.architecture, labels)
                 entry["metadata"] = metadata_summary(entry, spec["normalization"], labels is not None)
             files[tflite_file(precision)] = data

@@ -272,5 +272,8 @@ def inspect_tflite(path: AnyPath) -> dict[str, Any]:
     custom = sorted({op["op_name"] for op in interpreter._get_ops_details() if op["op_name"].startswith("TFLite_")})
     described = {"format": "tflite", "bytes": len(data), **describe_file(data), "custom_ops": custom}
     if compat_extras.tflite_metadata_schema_available():
-        described["metadata"] = read_metadata(data)
+        try:
+            described["metadata"] = read_metadata(data)
+        except ValueError as exc:
+            described["metadata"] = f"unreadable: {exc}"
     return described

@@ -154,7 +154,8 @@ def _stored_metadata(model: bytes) -> bytes | None:
 
 
 def read_metadata(model: bytes) -> dict[str, Any] | None:
-    """The file's metadata as the ObjectDetector reads it, or None when it has none."""
+    """The file's metadata as the ObjectDetector reads it, or None when it has none; ValueError when it is
+    not an object detector's (another kind of model's, or damaged)."""
     from od_export import compat_extras
 
     stored = _stored_metadata(model)
@@ -163,7 +164,14 @@ def read_metadata(model: bytes) -> dict[str, Any] | None:
     schema = compat_extras.import_tflite_metadata_schema()
     if not schema.ModelMetadata.ModelMetadataBufferHasIdentifier(stored, 0):
         raise ValueError("its TFLITE_METADATA buffer is not TFLite Support metadata")
-    meta = schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(stored, 0))
+    try:
+        return _parsed(schema, schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(stored, 0)), model)
+    except (AttributeError, IndexError, StopIteration, TypeError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"its TFLite metadata cannot be read as an object detector's ({type(exc).__name__}: {exc})") from exc
+
+
+def _parsed(schema: Any, meta: Any, model: bytes) -> dict[str, Any]:
+    """:func:`read_metadata`'s result; raises for metadata without an image input, outputs or normalisation."""
     subgraph = meta.subgraphMetadata[0]
     image = subgraph.inputTensorMetadata[0]
     norm = next(u.options for u in image.processUnits or []
@@ -189,7 +197,10 @@ def metadata_problem(model: bytes, entry: dict[str, Any], normalization: dict[st
     """How the file's metadata differs from its io_spec entry and ``labels.txt`` ("" when it does not)."""
     import numpy as np
 
-    read = read_metadata(model)
+    try:
+        read = read_metadata(model)
+    except ValueError as exc:
+        return str(exc)
     if read is None:
         return "the file carries no TFLite metadata"
     mean, std = input_normalization(entry, normalization)

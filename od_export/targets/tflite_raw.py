@@ -18,7 +18,7 @@ from od_export.errors import ExportFailed
 from od_export.source.pipeline_config import model_input_size
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ExportContext, pixels_as
-from od_export.targets.onnx import RAW_NOTE, RAW_OUTPUTS, raw_function, read_bytes, run_failure
+from od_export.targets.onnx import RAW_NOTE, RAW_OUTPUTS, input_spec, raw_function, read_bytes, run_failure
 from od_export.targets.tflite_check import describe_file
 from od_export.targets.tflite_convert import convert
 from od_export.verify.reference import Reference
@@ -26,11 +26,6 @@ from od_export.verify.report import ArtifactCheck, Tolerance, compare_runs
 from od_export.verify.samples import resize_image
 
 RAW_FILE = "model_fp32.tflite"
-
-
-def is_raw(spec: dict[str, Any]) -> bool:
-    """Whether an io_spec.json describes a file without post-processing (an SSD file names its post-processing op)."""
-    return str(spec.get("postprocessing", "")).startswith("none")
 
 
 def convert_raw(context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -53,22 +48,21 @@ def convert_raw(context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any
 def _static_raw_function(context: ExportContext, height: int, width: int) -> Any:
     """The serving function cut at the raw outputs, for one image of the resizer's size.
 
-    The converter cannot lower the loops of a function traced for a batch of any size
-    (``--dynamic-batch``, ``float_image_tensor``): such a function is traced again for a
-    batch of one, from the model in memory.
+    The converter cannot lower the loops of a function traced for an open batch or image
+    size, so the model in memory is traced again at that one shape.  Converting an export
+    without its model uses the SavedModel's function, which must then take one image.
     """
     from od_export.source.tracing import detection_module, trace
 
-    concrete = context.traced.concrete
-    args, kwargs = concrete.structured_input_signature
-    [spec] = list(args) + list(kwargs.values())
-    if spec.shape.rank is None or spec.shape[0] != 1:
-        if context.model is None:
+    shape = [1, height, width, 3]
+    if context.model is None:
+        spec = input_spec(context.traced.concrete)
+        if spec.shape.rank != 4 or spec.shape[0] != 1:
             raise ExportFailed("this SavedModel takes a batch of any size, which the TFLite converter cannot cut at "
                                "the raw outputs; export the checkpoint again with the tflite target")
-        module = detection_module(context.model, context.input_type, context.options.side_inputs)
-        concrete = trace(module, context.input_type, context.architecture, False).concrete
-    return raw_function(concrete, [1, height, width, 3])
+        return raw_function(context.traced.concrete, shape)
+    module = detection_module(context.model, context.input_type, context.options.side_inputs)
+    return raw_function(trace(module, context.input_type, context.architecture, shape=shape).concrete)
 
 
 def verify_raw(name: str, directory: AnyPath, spec: dict[str, Any], reference: Reference,
