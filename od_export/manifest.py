@@ -19,14 +19,19 @@ from od_export import __version__
 from od_export.errors import InputError
 from od_export.storage.location import AnyPath
 from od_export.storage.owners import LOCK_PREFIX, parse_owned_name
-from od_export.storage.markers import INCOMPLETE_MARKER, MANIFEST_NAME
+from od_export.storage.markers import GENERATOR, INCOMPLETE_MARKER, MANIFEST_NAME
+from od_export.storage.ownership import load_manifest
+from od_export.storage.reading import check_regular
 
 _ODAPI_DISTRIBUTIONS = ("tf-models-research-object-detection", "object-detection")
 
 
 def sha256_of(paths: list[AnyPath]) -> str:
+    """One hash over the files' bytes; a device or FIFO among them is refused, not read forever."""
     digest = hashlib.sha256()
     for path in paths:
+        if isinstance(path, Path):
+            check_regular(path, "file", "give the training run's own files")
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -61,7 +66,7 @@ def tool_versions() -> dict[str, str | None]:
 def file_inventory(root: Path) -> list[dict[str, Any]]:
     """Every file under ``root`` (but the manifest) with its size and sha256."""
     entries = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and p != root / MANIFEST_NAME):
         entries.append({"path": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": sha256_of([path])})
     return entries
 
@@ -99,6 +104,7 @@ def build_manifest(
     failed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
+        "generator": GENERATOR,
         "format": 1,
         "versions": tool_versions(),
         "source": {
@@ -118,6 +124,12 @@ def build_manifest(
         "min_agreement": thresholds_entry(min_agreement),
         "failed": failed or [],
     }
+
+
+def output_manifest(root: Path, kind: str, **entries: Any) -> dict[str, Any]:
+    """The manifest of an output that is not an export (a demo run, a wrapped graph): what wrote it, what it holds."""
+    return {"generator": GENERATOR, "format": 1, "kind": kind, "versions": tool_versions(), **entries,
+            "artifacts": file_inventory(root)}
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
@@ -152,13 +164,8 @@ def verify_inventory(root: AnyPath, manifest: dict[str, Any]) -> list[str]:
 
 
 def read_manifest(root: AnyPath) -> dict[str, Any] | None:
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    """The manifest in ``root`` (read with a bound), or None where there is none that parses."""
+    document = load_manifest(root)
     return document if isinstance(document, dict) else None
 
 
@@ -184,6 +191,7 @@ def update_manifest(source_root: Path, root: Path, validation: dict[str, Any], t
     An export without a manifest (exporter_main_v2's) gets one, whose source is the export itself.
     """
     manifest = read_manifest(source_root) or {"format": 1, "source": {"converted_from": str(source_root)}}
+    manifest["generator"] = GENERATOR
     manifest.setdefault("conversions", []).append({"targets": targets, "versions": tool_versions()})
     manifest["artifacts"] = file_inventory(root)
     manifest["validation"] = validation

@@ -118,3 +118,18 @@ def weights_negated(xml_path: Path, element_type: str = "", every: bool = False)
         data[start:start + size] = np.negative(np.frombuffer(bytes(data[start:start + size]), dtype)).tobytes()
     weights.write_bytes(bytes(data))
     return len(chosen)
+
+
+def od_export_directory(root: Path, files: dict[str, str]) -> Path:
+    """A directory shaped as od-export writes one: ``files`` and a manifest (our marker) listing them."""
+    import json
+
+    from od_export.manifest import output_manifest, write_manifest
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    write_manifest(root, output_manifest(root, "test"))
+    assert json.loads((root / "manifest.json").read_text())["generator"] == "od-export"
+    return root

@@ -16,6 +16,7 @@ from od_export.errors import OutputBusy, OutputError
 from od_export.storage import staging as staging_module
 from od_export.storage.owners import STAGING_PREFIX, owner_alive, parse_owned_name, retired_name, staging_name
 from od_export.storage.output import plan_output, reserve, staged_output
+from tests.helpers import od_export_directory
 
 
 @contextlib.contextmanager
@@ -46,14 +47,12 @@ def test_failure_leaves_nothing_not_even_created_parents(tmp_path):
 
 
 def test_failure_keeps_earlier_export_intact(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old").write_text("old")
+    out = od_export_directory(tmp_path / "out", {"old": "old"})
     with pytest.raises(RuntimeError):
         with publishing(out, overwrite=True) as staging:
             (staging / "new").write_text("new")
             raise RuntimeError("boom")
-    assert sorted(p.name for p in out.iterdir()) == ["old"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old"]
     assert leftovers(tmp_path) == []
 
 
@@ -61,9 +60,7 @@ def test_failure_keeps_earlier_export_intact(tmp_path):
 def test_overwrite_replaces_whole_directory(tmp_path, monkeypatch, exchange):
     if not exchange:
         monkeypatch.setattr(staging_module, "_exchange", lambda first, second: False)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old").write_text("old")
+    out = od_export_directory(tmp_path / "out", {"old": "old"})
     with publishing(out, overwrite=True) as staging:
         (staging / "new").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new"]
@@ -147,9 +144,7 @@ def test_output_that_is_a_file_or_unwritable(tmp_path):
 
 
 def test_symlinked_output_replaces_what_it_points_to(tmp_path):
-    real = tmp_path / "exports" / "v1"
-    real.mkdir(parents=True)
-    (real / "old").write_text("old")
+    real = od_export_directory(tmp_path / "exports" / "v1", {"old": "old"})
     link = tmp_path / "current"
     link.symlink_to(real)
     with publishing(link, overwrite=True) as staging:
@@ -217,6 +212,7 @@ import resource, signal, sys
 from od_export.cli import PROG
 from od_export.errors import OdExportError
 from od_export.storage.output import plan_output, reserve, staged_output
+from tests.helpers import od_export_directory
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 plan = plan_output(sys.argv[1], True)
@@ -229,9 +225,7 @@ except OdExportError as exc:
 
 
 def test_full_disk_is_one_line_naming_the_users_path(tmp_path):
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "earlier").write_text("intact")
+    target = od_export_directory(tmp_path / "out", {"earlier": "intact"})
     result = subprocess.run([sys.executable, "-c", FILL_DISK, str(target)], capture_output=True, text=True, timeout=60)
     code, message = result.stdout.strip().split(" ", 1)
     assert code == "1" and f"cannot write the export to {target}: File too large" in message, result

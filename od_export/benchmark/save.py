@@ -16,15 +16,13 @@ from pathlib import Path
 from od_export.benchmark.data import EvalImage
 from od_export.benchmark.report import BenchmarkResult
 from od_export.manifest import read_manifest, sha256_of
-from od_export.storage.markers import MANIFEST_NAME
+from od_export.storage.markers import BENCHMARK_DIR, BENCHMARK_FILES, MANIFEST_NAME
 from od_export.storage.location import AnyPath, RemotePath
 from od_export.storage.lock import lock_path_for, target_lock
 from od_export.storage.owners import retired_name, staging_name
 
-BENCHMARK_DIR = "benchmark"
-BENCHMARK_JSON = "benchmark.json"
-BENCHMARK_HTML = "benchmark.html"
-PLOTS = ("map_latency.png", "pr_curves.png")
+BENCHMARK_JSON, BENCHMARK_HTML, *_PLOTS = BENCHMARK_FILES
+PLOTS = tuple(_PLOTS)
 
 
 def _write_files(directory: Path, result: BenchmarkResult, images: list[EvalImage], names: dict[int, str],
@@ -74,7 +72,7 @@ def _record(root: Path, result: BenchmarkResult) -> None:
     path = root / BENCHMARK_DIR / BENCHMARK_JSON
     manifest["benchmark"] = {
         "file": str(Path(BENCHMARK_DIR) / BENCHMARK_JSON), "sha256": sha256_of([path]), "images": result.images,
-        "data": result.data, "ok": result.ok,
+        "data": result.data, "ok": result.ok, "written": [f"{BENCHMARK_DIR}/{name}" for name in BENCHMARK_FILES],
         "map": {row.label: round(row.coco.map, 4) for row in result.rows if row.coco is not None}}
     temporary = root / staging_name("manifest", secrets.token_hex(4))
     temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

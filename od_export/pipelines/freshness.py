@@ -8,6 +8,7 @@ exports are all current finishes in about the time it takes to hash its files.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -21,20 +22,23 @@ from od_export.pipelines.jobs import Task
 from od_export.source.checkpoints import resolve_checkpoint
 from od_export.storage.location import AnyPath, RemotePath, location
 from od_export.storage.markers import INCOMPLETE_MARKER
+from od_export.storage.ownership import is_our_manifest, is_replaceable
 
 
 @dataclass(frozen=True)
 class Freshness:
     up_to_date: bool
     reason: str  # why not, for the progress display
-    ours: bool  # the output is an od-export export (it has a manifest), so a batch may replace it
+    ours: bool  # the output holds only what od-export wrote (storage/ownership.py), so a batch may replace it
 
 
 def stale_reason(options: ExportOptions) -> Freshness:
     output = location(options.output_dir)
     manifest = read_manifest(output)
-    if manifest is None:
+    if manifest is None or not is_our_manifest(manifest):
         return Freshness(False, "no export yet", False)
+    if not is_replaceable(output):
+        return Freshness(False, "it holds files od-export did not write", False)
     source: dict[str, Any] = manifest.get("source") or {}
     mismatch = _first_mismatch(options, manifest, source)
     if mismatch is None and (output / INCOMPLETE_MARKER).exists():
@@ -85,10 +89,17 @@ def update_latest(task: Task) -> None:
     if isinstance(link, RemotePath):
         link.write_text(task.checkpoint + "\n")
         return
+    if (link.exists() or link.is_symlink()) and not link.is_symlink():
+        logging.getLogger(__name__).warning(f"{link} is not od-export's link (a checkpoint named {link.name}?): left "
+                                            "as it is; the newest export is not linked")
+        return
     temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     os.symlink(task.checkpoint, temporary)
-    os.replace(temporary, link)
+    try:
+        os.replace(temporary, link)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _current_latest(link: AnyPath) -> str | None:

@@ -48,6 +48,11 @@ def scalar(value: Any, kind: type, what: str) -> Any:
 
 def path(value: str, base: Path) -> str:
     """URLs and absolute paths as given; ``~`` expanded; anything else relative to the batch file."""
+    if not value.strip():
+        raise InputError(f"is empty ({value!r}), which would mean the batch file's own directory; a variable that "
+                         "should hold it is probably unset: give the path")
+    if "\x00" in value:
+        raise InputError(f"{value!r} contains a NUL byte; no file system accepts that")
     if "://" in value:
         return value
     return os.path.normpath(base / os.path.expanduser(value))  # an absolute right-hand side replaces base

@@ -250,6 +250,10 @@ def expand(jobs: list[Job]) -> list[Task]:
             raise BatchFileError(f"{job.where('checkpoints')}: {', '.join(missing)} not in {directory} "
                                  f"(it has {', '.join(available)})")
         for name in job.checkpoints.select(available):
+            if name == LATEST_LINK:
+                raise BatchFileError(f"{job.where('checkpoints')}: a checkpoint named {name!r} would be exported to "
+                                     f"{location(job.options.output_dir) / name}, where the link to the newest export "
+                                     "goes; rename the checkpoint (ckpt-N) or export it on its own")
             output = location(job.options.output_dir) / name
             tasks.append(Task(job, name, replace(job.options, checkpoint=name, output_dir=str(output))))
     return tasks
@@ -261,6 +265,13 @@ def _check_sources_exist(job: Job) -> None:
         path = location(getattr(job.options, key))
         if isinstance(path, Path) and not (path.is_file() if kind == "file" else path.exists()):
             raise BatchFileError(f"{job.where(key)}: {path} does not exist; fix the path (relative paths start at the batch file)")
+    if isinstance(job.file, Path):
+        from od_export.storage.output import check_apart
+
+        try:
+            check_apart(str(job.options.output_dir), [("batch file", job.file)])
+        except InputError as exc:
+            raise BatchFileError(f"{job.where('output_dir')}: {exc.message}") from exc
 
 
 def shard(tasks: list[Task], index: int, count: int) -> list[Task]:

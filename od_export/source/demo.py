@@ -24,6 +24,7 @@ from od_export.source.head_calibration import calibrate_heads
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, model_input_size, num_classes, read_text
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, location
+from od_export.manifest import output_manifest, write_manifest
 from od_export.storage.output import OutputPlan, plan_output, reserve, staged_output
 
 
@@ -165,6 +166,7 @@ def _write_tf1_demo_checkpoint(options: DemoCheckpointOptions, plan: OutputPlan)
     with staged_output(plan) as staging:
         config_path = _write_config(options.pipeline_config, staging)
         variables = od_api.write_demo_checkpoint(config_path, staging / "model.ckpt", options.seed, options.checkpoint_number)
+        write_manifest(staging, output_manifest(staging, "demo_checkpoint", seed=options.seed))
     prefix = plan.target / f"model.ckpt-{options.checkpoint_number}"
     logger.info(f"wrote {prefix} ({variables} variables)")
     return DemoCheckpointResult(plan.target, prefix, plan.target / "pipeline.config", variables)
@@ -181,7 +183,12 @@ def _box_coder_scale(config: Any) -> float:
 def create_demo_checkpoint(options: DemoCheckpointOptions) -> DemoCheckpointResult:
     """Write ``ckpt-N`` (model + optimizer, like a training run) and ``pipeline.config``."""
     config = load_pipeline_config(options.pipeline_config)
-    plan = plan_output(options.output_dir, options.overwrite)
+    from od_export.source.labels import find_label_map
+
+    source = location(options.pipeline_config)
+    label_map, _ = find_label_map(source)
+    plan = plan_output(options.output_dir, options.overwrite,
+                       [("pipeline config", source)] + ([("label map", label_map)] if label_map else []))
     with reserve(plan):
         return _write_demo_checkpoint(options, config, plan)
 
@@ -205,6 +212,7 @@ def _write_demo_checkpoint(options: DemoCheckpointOptions, config: Any, plan: Ou
         manager = tf.train.CheckpointManager(checkpoint, str(staging), max_to_keep=1)
         manager.save(checkpoint_number=options.checkpoint_number)
         _write_config(options.pipeline_config, staging)
+        write_manifest(staging, output_manifest(staging, "demo_checkpoint", seed=options.seed))
     prefix = target / f"ckpt-{options.checkpoint_number}"
     logger.info(f"wrote {prefix} ({len(model.variables)} variables)")
     return DemoCheckpointResult(target, prefix, target / "pipeline.config", len(model.variables))

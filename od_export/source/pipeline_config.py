@@ -8,6 +8,7 @@ from typing import Any
 from od_export import compat
 from od_export.errors import ConfigError
 from od_export.storage.location import AnyPath, location
+from od_export.storage.reading import decode_text, read_bounded
 
 _PARSE_POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 
@@ -28,31 +29,30 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 def read_text(path: str | AnyPath, what: str = "pipeline config") -> str:
-    """The file's text; a missing, oversized, binary or unreadable file is one ConfigError."""
+    """The file's text; a missing, oversized, binary, non-regular or unreadable file is one ConfigError."""
     path = location(path)
+    fix = "pass the pipeline.config written by your training run"
     try:
         if not path.exists():
-            raise ConfigError(f"{what} {path} does not exist; pass the pipeline.config written by your training run")
+            raise ConfigError(f"{what} {path} does not exist; {fix}")
         if path.is_dir():
             candidate = path / "pipeline.config"
             hint = f" (did you mean {candidate}?)" if candidate.is_file() else ""
             raise ConfigError(f"{what} {path} is a directory, not a file{hint}")
-        size = path.stat().st_size if isinstance(path, Path) else path.stat_size()
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{what} {path} is {size / 2**20:.0f} MiB, far larger than any pipeline.config; "
-                              "pass the pipeline.config written by your training run")
-        data = path.read_bytes()
+        if isinstance(path, Path):  # a device or FIFO says st_size 0: ask the open file
+            data = read_bounded(path, what, MAX_CONFIG_BYTES, fix, ConfigError)
+        else:
+            size = path.stat_size()
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{what} {path} is {size / 2**20:.0f} MiB, far larger than any pipeline.config; {fix}")
+            data = path.read_bytes()
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - OSError locally, tf.errors.* remotely
         raise ConfigError(f"cannot read {what} {path}: {' '.join(str(exc).split())[:200]}") from exc
     if b"\0" in data:
         raise ConfigError(f"{what} {path} is a binary file, not a text-format pipeline.config")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                          "pass a text-format pipeline.config") from exc
+    return decode_text(data, path, what, "pass a text-format pipeline.config", ConfigError)
 
 
 def parse_pipeline_config(text: str, source: str, overrides: tuple[str, ...] = ()) -> Any:

@@ -164,6 +164,9 @@ def location(value: str | Path | RemotePath) -> AnyPath:
     text = str(value)
     if "\x00" in text:
         raise InputError(f"path {text!r} contains a NUL byte; no file system accepts that")
+    if not text.strip():
+        raise InputError(f"a path is empty ({text!r}), which would mean the current directory; a variable that "
+                         "should hold it is probably unset: give the path")
     scheme = scheme_of(text)
     if scheme is None:
         return Path(text)

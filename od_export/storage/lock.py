@@ -15,30 +15,74 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from od_export.errors import OutputBusy, option
+from od_export.errors import OutputBusy, OutputError, option
 from od_export.storage.owners import LOCK_PREFIX, owner_token
 
 
 logger = logging.getLogger(__name__)
+#: What a lock file holds: its holder's ``<pid>.<start>.<host>`` (see owners.owner_token).
+_TOKEN = re.compile(r"\d+\.\d+\.[0-9a-f]{1,8}")
+
+def _private_lock_directory() -> Path:
+    """``od-export-locks-UID`` in the temp directory: this user's, mode 0700, not a link (else refused)."""
+    directory = Path(tempfile.gettempdir()) / f"od-export-locks-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    status = os.lstat(directory)
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid() or status.st_mode & 0o077:
+        raise OutputError(f"the lock directory {directory} is not a private directory of this user (a link, another "
+                          "user's, or open to others); remove it, or set TMPDIR to a directory of your own")
+    return directory
+
 
 def lock_path_for(target: Path | str, local_parent: Path | None) -> Path:
-    """Beside a local target; in the temp directory (keyed by URL) for a remote one."""
+    """Beside a local target; in this user's private lock directory (keyed by URL) for a remote one."""
     if local_parent is not None:
         return local_parent / f"{LOCK_PREFIX}{Path(str(target)).name}"
     digest = hashlib.sha256(str(target).encode("utf-8")).hexdigest()[:16]
-    directory = Path(tempfile.gettempdir()) / "od-export-locks"
-    directory.mkdir(exist_ok=True)
-    return directory / f"{LOCK_PREFIX}{digest}"
+    return _private_lock_directory() / f"{LOCK_PREFIX}{digest}"
+
+
+def _open_lock_file(path: Path) -> int:
+    """Create the lock file, or open one od-export left; never follow a link or write into another file.
+
+    A lock file that exists must be a regular file of this user with one link and at most an
+    owner token in it: anything else (a planted symlink or hard link to a victim file) is refused.
+    """
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return _open_lock_file(path)  # its holder removed it meanwhile: create it
+    except OSError as exc:  # ELOOP: a symlink
+        raise OutputError(f"{path} is not an od-export lock file ({exc.strerror}); remove it and run again") from None
+    status = os.fstat(fd)
+    if (not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid() or status.st_nlink != 1
+            or status.st_size > 64 or not _TOKEN.fullmatch(os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "0.0.0")):
+        os.close(fd)
+        raise OutputError(f"{path} is not an od-export lock file (not a plain file of this user holding a process "
+                          "token); remove it and run again")
+    return fd
 
 
 def _holder(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 64).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
     except OSError:
         return "another process"
     pid = text.split(".")[0]
@@ -48,7 +92,7 @@ def _holder(path: Path) -> str:
 def _open_locked(path: Path, wait: bool) -> int | None:
     """An fd holding the lock on the file now at ``path``, or None if busy and not waiting."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -6,3 +6,8 @@ published and removed last (see :mod:`od_export.storage.remote`).
 """
 MANIFEST_NAME = "manifest.json"
 INCOMPLETE_MARKER = ".od-export-incomplete"
+#: The ``generator`` every od-export manifest carries: what tells our manifest.json from a web app's.
+GENERATOR = "od-export"
+#: What ``od-export benchmark`` writes into an export (recorded in its manifest's ``benchmark`` entry).
+BENCHMARK_DIR = "benchmark"
+BENCHMARK_FILES = ("benchmark.json", "benchmark.html", "map_latency.png", "pr_curves.png")

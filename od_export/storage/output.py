@@ -22,7 +22,8 @@ from od_export.errors import OutputError, option
 from od_export.storage import remote
 from od_export.storage.location import AnyPath, RemotePath, location
 from od_export.storage.lock import lock_path_for, target_lock
-from od_export.storage.staging import recover_retired, remove_stale, staged_directory
+from od_export.storage.ownership import check_replaceable
+from od_export.storage.staging import recover_retired, remove_stale, sigterm_unwinds, staged_directory
 
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class OutputPlan:
     requested: str
     target: AnyPath
     overwrite: bool
+    #: The writer carries the target's files over (``convert``), so it replaces nothing it did not write.
+    keeps_contents: bool = False
 
     @property
     def is_remote(self) -> bool:
@@ -73,9 +76,23 @@ def _check_not_sources(requested: str, target: Path, sources: Sequence[tuple[str
                               "(or, when replaced, delete) the training run: choose a path outside it")
 
 
+def check_apart(requested: str, sources: Sequence[tuple[str, AnyPath]]) -> None:
+    """Refuse an output inside, equal to or around any of ``sources`` (nothing else is checked)."""
+    path = location(requested)
+    if isinstance(path, RemotePath):
+        return
+    try:
+        _check_not_sources(requested, _resolve_local(str(path)), sources)
+    except OSError as exc:
+        raise OutputError(f"cannot use output {requested}: {exc.strerror or exc}; choose another path") from None
+
+
 def _check_writable(requested: str, target: Path) -> None:
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
+        if ancestor.is_symlink():
+            raise OutputError(f"cannot create output {requested}: {ancestor} is a symlink that leads nowhere (dangling, "
+                              "or a loop); fix the link or choose another path")
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise OutputError(f"cannot create output {requested}: {ancestor} is not a directory; choose another path")
@@ -86,21 +103,31 @@ def _check_writable(requested: str, target: Path) -> None:
                           f"({exc.strerror}); choose an output path you can write") from exc
 
 
-def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[str, AnyPath]] = ()) -> OutputPlan:
-    """Check the output location without TensorFlow (a remote one is checked by :mod:`remote`)."""
+def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[str, AnyPath]] = (),
+                keeps_contents: bool = False) -> OutputPlan:
+    """Check the output location without TensorFlow (a remote one is checked by :mod:`remote`).
+
+    ``sources`` are the inputs (what, path): none may be inside, equal to or around the output.
+    """
     requested = str(requested)
     path = location(requested)
     if isinstance(path, RemotePath):
-        return OutputPlan(requested, path, overwrite)
-    target = _resolve_local(str(path))
-    if target.exists():
-        if not target.is_dir():
-            raise OutputError(f"output {requested} exists and is not a directory; remove it or choose another path")
-        if not overwrite:
-            raise OutputError(f"output {requested} already exists; pass {option('overwrite')} to replace it or choose another path")
-    _check_not_sources(requested, target, sources)
-    _check_writable(requested, target)
-    return OutputPlan(requested, target, overwrite)
+        return OutputPlan(requested, path, overwrite, keeps_contents)
+    try:
+        target = _resolve_local(str(path))
+        if target.exists() or target.is_symlink():
+            if not target.is_dir():
+                raise OutputError(f"output {requested} exists and is not a directory; remove it or choose another path")
+            if not overwrite:
+                raise OutputError(f"output {requested} already exists; pass {option('overwrite')} to replace it or "
+                                  "choose another path")
+            if not keeps_contents:
+                check_replaceable(requested, target)
+        _check_not_sources(requested, target, sources)
+        _check_writable(requested, target)
+    except OSError as exc:  # a name too long, a symlink loop among the parents, ...
+        raise OutputError(f"cannot use output {requested}: {exc.strerror or exc}; choose another path") from None
+    return OutputPlan(requested, target, overwrite, keeps_contents)
 
 
 def _create_parents(directory: Path) -> list[Path]:
@@ -121,13 +148,17 @@ def reserve(plan: OutputPlan, wait: bool = False) -> Iterator[None]:
     if plan.is_remote:
         lock_file = lock_path_for(plan.target, None)
     else:
-        created = _create_parents(plan.target.parent)
+        try:
+            created = _create_parents(plan.target.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot create output {plan.requested}: {exc.strerror or exc}; choose another path") from None
         lock_file = lock_path_for(plan.target, plan.target.parent)
     try:
-        with target_lock(plan.requested, lock_file, wait):
+        with sigterm_unwinds(), target_lock(plan.requested, lock_file, wait):
             if not plan.is_remote:
                 recover_retired(plan.target)
-                plan_output(plan.requested, plan.overwrite)  # another writer may have finished meanwhile
+                # another writer may have finished meanwhile
+                plan_output(plan.requested, plan.overwrite, keeps_contents=plan.keeps_contents)
                 remove_stale(plan.target.parent, plan.target.name)
             remove_stale(Path(tempfile.gettempdir()), plan.target.name)
             yield

@@ -30,6 +30,7 @@ from typing import Any
 from od_export.errors import OutputError, option
 from od_export.storage.location import RemotePath, check_scheme_supported
 from od_export.storage.markers import INCOMPLETE_MARKER, MANIFEST_NAME
+from od_export.storage.ownership import check_replaceable
 from od_export.storage.owners import owner_alive, parse_owned_name, staging_name
 from od_export.storage.staging import directory_mode, sigterm_unwinds, write_failure
 
@@ -62,6 +63,7 @@ def check_remote_target(target: RemotePath, overwrite: bool) -> None:
             raise OutputError(f"output {target} exists and is not a directory; remove it or choose another path")
         if not overwrite:
             raise OutputError(f"output {target} already exists; pass {option('overwrite')} to replace it or choose another path")
+        check_replaceable(str(target), target)
     probe = target.parent / f".od-export-probe-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         probe.write_bytes(b"")

@@ -17,7 +17,7 @@ import numpy as np
 from od_export import compat
 from od_export.errors import InputError, ValidationFailed
 from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
-from od_export.manifest import checkpoint_files, export_request, file_inventory, sha256_of, tool_versions, write_manifest
+from od_export.manifest import checkpoint_files, export_request, output_manifest, sha256_of, write_manifest
 from od_export.storage.output import plan_output, reserve, staged_output
 from od_export.tf1 import meta_graph, serving
 from od_export.targets.frozen_graph import FROZEN_GRAPH_DIR, FROZEN_GRAPH_NAME
@@ -77,7 +77,8 @@ class FreezeResult:
 def freeze_checkpoint(options: FreezeOptions) -> FreezeResult:
     options.check()
     meta, prefix = meta_graph.resolve_sources(options.meta_graph, options.checkpoint)
-    plan = plan_output(options.output_dir, options.overwrite, [("checkpoint directory", prefix.parent)])
+    plan = plan_output(options.output_dir, options.overwrite, [("checkpoint directory", prefix.parent),
+                                                                ("meta graph", meta)])
     with reserve(plan, options.wait):
         logger.info(f"restoring {meta.name} from {prefix}")
         compat.import_tensorflow()
@@ -91,12 +92,11 @@ def freeze_checkpoint(options: FreezeOptions) -> FreezeResult:
             restored.close()
         with staged_output(plan) as staging:
             result = _write_and_verify(staging, frozen, io_spec, signature, samples, expected)
-            write_manifest(staging, {
-                "format": 1, "versions": tool_versions(), "request": export_request(options),
-                "source": {"meta_graph": {"path": str(meta.absolute()), "sha256": sha256_of([meta])},
-                           "checkpoint": {"prefix": str(prefix.absolute()), "sha256": sha256_of(checkpoint_files(prefix))}},
-                "artifacts": file_inventory(staging), "validation": result.checks,
-            })
+            write_manifest(staging, output_manifest(
+                staging, "tf1_freeze", request=export_request(options),
+                source={"meta_graph": {"path": str(meta.absolute()), "sha256": sha256_of([meta])},
+                        "checkpoint": {"prefix": str(prefix.absolute()), "sha256": sha256_of(checkpoint_files(prefix))}},
+                validation=result.checks))
     final = Path(plan.target)
     result.output_dir = final
     result.frozen_graph = final / result.frozen_graph.relative_to(staging)

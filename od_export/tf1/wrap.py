@@ -19,6 +19,7 @@ from typing import Any
 from od_export import compat
 from od_export.errors import InputError, ValidationFailed
 from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
+from od_export.manifest import output_manifest, sha256_of, write_manifest
 from od_export.storage.output import plan_output, reserve, staged_output
 from od_export.tf1 import serving
 from od_export.tf1.meta_graph import signature_key
@@ -104,7 +105,8 @@ def wrap_frozen_graph(options: WrapOptions) -> WrapResult:
     if not is_graph_file(graph):
         raise InputError(f"{graph} is not a frozen graph file; give a .pb or .pbtxt GraphDef")
     spec, spec_path = _read_io_spec(options, graph)
-    plan = plan_output(options.output_dir or graph.parent / SAVED_MODEL_DIR, options.overwrite)
+    inputs = [("frozen graph", graph)] + ([("io_spec", Path(spec_path))] if spec_path else [])
+    plan = plan_output(options.output_dir or graph.parent / SAVED_MODEL_DIR, options.overwrite, inputs)
     with reserve(plan, options.wait):
         compat.import_tensorflow()
         try:
@@ -122,6 +124,9 @@ def wrap_frozen_graph(options: WrapOptions) -> WrapResult:
                 shutil.move(str(item), str(staging / item.name))
             build.rmdir()
             _verify(staging, io, feeds, expected)
+            write_manifest(staging, output_manifest(staging, "saved_model_from_graph",
+                                                    source={"graph": {"path": str(graph.absolute()),
+                                                                      "sha256": sha256_of([graph])}}))
     logger.info(f"wrote {plan.target}")
     return WrapResult(Path(plan.target), source, io["inputs"], io["outputs"])
 
