@@ -202,14 +202,18 @@ def prepare_environment() -> None:
 
 def import_pipeline_proto() -> Any:
     """The OD API's ``pipeline_pb2`` without importing TensorFlow (a config parses in ~0.3 s)."""
+    return import_od_proto("pipeline_pb2")
+
+
+def import_od_proto(name: str) -> Any:
+    """One of the OD API's ``object_detection.protos`` modules (``string_int_label_map_pb2``…), without TensorFlow."""
     install_proto_hook()
     if importlib.util.find_spec("object_detection") is None:
         raise EnvironmentProblem(f"the `object_detection` package is not importable; {ODAPI_INSTALL_HINT}")
     try:
-        from object_detection.protos import pipeline_pb2
+        return importlib.import_module(f"{_PROTOS_PACKAGE}{name}")
     except ImportError as exc:
         raise EnvironmentProblem(f"the Object Detection API's protos failed to import ({exc}); {ODAPI_INSTALL_HINT}") from exc
-    return pipeline_pb2
 
 
 def import_tensorflow() -> Any:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from od_export.errors import InputError
-from od_export.source.labels import attach_labels, find_label_map, label_spec, parse_label_map, read_labels
+from od_export.source.labels import Labels, attach_labels, find_label_map, label_spec, parse_label_map, read_labels
 
 LABEL_MAP = 'item { id: 1 name: "circle" }\nitem { id: 3 name: "tri" display_name: "Triangle" }\n'
 
@@ -40,8 +40,11 @@ def test_the_config_s_label_map_is_found_beside_it(tmp_path, caplog):
 
 @pytest.mark.parametrize("text, classes, fragment", [
     (LABEL_MAP, 2, "has id 3, but the model's classes are 1 to 2"),
-    ('item { id: 0 name: "background" }\n' + LABEL_MAP, 3, "has id 0, but the model's classes are 1 to 3"),
-    ("item { }\n", 3, "has no item with an id and a name"),
+    ('item { id: 0 name: "cat" }\n' + LABEL_MAP, 3, "keeps id 0 for the background"),
+    ("item { }\n", 3, "keeps id 0 for the background"),  # no id is id 0, as the OD API reads it
+    ('item { id: 1 }\n', 3, "has no item with an id and a name"),
+    ('item { id: -1 name: "x" }\n', 3, "label map ids are 0 or more"),
+    ('item { id: 1 nme: "x" }\n', 3, 'line 1 column 14: Message type .* has no field named "nme"'),
 ])
 def test_a_label_map_that_does_not_fit_the_model_is_bad_input(tmp_path, text, classes, fragment):
     path = tmp_path / "label_map.pbtxt"
@@ -53,6 +56,24 @@ def test_a_label_map_that_does_not_fit_the_model_is_bad_input(tmp_path, text, cl
 
 def test_parse_label_map_prefers_the_display_name():
     assert parse_label_map(LABEL_MAP) == {1: "circle", 3: "Triangle"}
+
+
+def test_label_maps_are_read_as_the_od_api_reads_them():
+    """Single quotes (as a public tutorial layout writes them), escapes, a background item at id 0,
+    the binary form: everything the OD API's text-format parser accepts."""
+    text = ("item { id: 0 name: 'background' }\nitem { id: 1 name: 'Buoi' }\n"
+            'item { id: 2 name: "cir\\"cle" }\nitem { id: 3 name: "two\\nlines" }\nitem { id: 4 name: \'d\' }\n')
+    names = {1: "Buoi", 2: 'cir"cle', 3: "two\nlines", 4: "d"}
+    assert parse_label_map(text) == names
+    from od_export import compat
+    from google.protobuf import text_format
+
+    proto = compat.import_od_proto("string_int_label_map_pb2").StringIntLabelMap()
+    text_format.Merge(text, proto)
+    assert parse_label_map(proto.SerializeToString()) == names
+    # labels.txt has one line per class: a name with a line break must not shift the ones after it
+    lines = Labels(tuple(names.items()), "x").lines(4)
+    assert len(lines) == 4 and lines[3] == "d" and "\n" not in lines[2]
 
 
 def test_a_missing_given_label_map_is_bad_input(tmp_path):

@@ -21,6 +21,7 @@ from typing import Any
 
 from od_export.errors import InputError
 from od_export.storage.location import AnyPath
+from od_export.storage.reading import decode_text, read_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +44,51 @@ class Labels:
     def lines(self, num_classes: int) -> list[str]:
         """``labels.txt``: the name of id 1, 2, … ``num_classes``, one per line."""
         names = self.as_dict()
-        return [names.get(number, MISSING_NAME) for number in range(1, num_classes + 1)]
+        lines = [names.get(number, MISSING_NAME) for number in range(1, num_classes + 1)]
+        broken = [line for line in lines if "\n" in line or "\r" in line]
+        if broken:  # one line per class: a line break would shift every later name
+            logger.warning(f"class name {broken[0]!r} holds a line break; labels.txt writes it as a space")
+        return [" ".join(line.splitlines()) if line in broken else line for line in lines]
 
 
-def parse_label_map(text: str) -> dict[int, str]:
-    """``item { id: 1 name: "cat" display_name: "Cat" }`` blocks → {1: "Cat"}."""
+#: A label map of tens of thousands of classes is a few MB.
+MAX_LABEL_MAP_BYTES = 64 * 2**20
+
+
+def parse_label_map(data: bytes | str, source: str = "label map") -> dict[int, str]:
+    """A label map as the OD API reads it (``label_map_util.load_labelmap``) → {id: display_name or name}.
+
+    Text format through the OD API's own ``StringIntLabelMap`` proto, the binary form where
+    the text does not parse; ids below 0, and id 0 for anything but ``background``, are
+    refused as the OD API refuses them; id 0 (the background) names no class.
+    """
+    from google.protobuf import message, text_format
+
+    from od_export import compat
+    from od_export.source.pipeline_config import describe_parse_error
+
+    proto = compat.import_od_proto("string_int_label_map_pb2").StringIntLabelMap()
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        text_format.Merge(raw.decode("utf-8"), proto)
+    except (text_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+        proto.Clear()
+        try:
+            proto.ParseFromString(raw)
+        except (message.DecodeError, RecursionError, ValueError):
+            raise InputError(f"label map is malformed: {describe_parse_error(source, exc)}; fix that line (a label "
+                             "map is `item { id: 1 name: \"cat\" }` blocks)") from None
     names = {}
-    for block in re.findall(r"item\s*\{(.*?)\}", text, flags=re.S):
-        number = re.search(r"\bid:\s*(-?\d+)", block)
-        label = re.search(r'display_name:\s*"([^"]*)"', block) or re.search(r'\bname:\s*"([^"]*)"', block)
-        if number and label:
-            names[int(number.group(1))] = label.group(1)
+    for item in proto.item:
+        if item.id < 0:
+            raise InputError(f"label map {source} has id {item.id}; label map ids are 0 or more (the OD API refuses "
+                             "others): fix the label map")
+        if item.id == 0 and "background" not in (item.name, item.display_name):
+            raise InputError(f"label map {source} gives id 0 to {item.name or item.display_name!r}; the OD API keeps "
+                             "id 0 for the background: number classes from 1")
+        label = item.display_name or item.name
+        if item.id > 0 and label:
+            names[item.id] = label
     return names
 
 
@@ -61,11 +96,14 @@ def named_label_maps(config_path: AnyPath | None) -> list[str]:
     """The ``label_map_path`` values a config names, in its order."""
     if config_path is None:
         return []
+    from od_export.errors import OdExportError
+    from od_export.source.pipeline_config import read_text
+
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError:
+        text = read_text(config_path)
+    except OdExportError:
         return []
-    return list(dict.fromkeys(re.findall(r'label_map_path:\s*"([^"]+)"', text)))
+    return list(dict.fromkeys(m.group(2) for m in re.finditer(r"""label_map_path:\s*(["'])(.+?)\1""", text)))
 
 
 def find_label_map(config_path: AnyPath | None) -> tuple[Path | None, str]:
@@ -89,20 +127,18 @@ def read_labels(config_path: AnyPath | None, given: str | Path | None, num_class
     config's label map is not found: an export carries its names to later conversions."""
     if given is not None:
         path = Path(given)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"label map {path} does not exist; give the path of a label_map.pbtxt")
     else:
         path, why = find_label_map(config_path)
         if path is None and exported is not None and exported.is_file():
-            lines = exported.read_text(encoding="utf-8").splitlines()
+            lines = decode_text(read_bounded(exported, "labels file", MAX_LABEL_MAP_BYTES, "export again"), exported,
+                                "labels file", "export again").splitlines()
             return Labels(tuple((i + 1, n) for i, n in enumerate(lines) if n != MISSING_NAME), str(exported))
         if path is None:
             logger.warning(f"no label map found ({why}): {purpose}; give the label map's path to name them")
             return None
-    try:
-        names = parse_label_map(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"label map {path} cannot be read ({exc.__class__.__name__}); give a label_map.pbtxt") from None
+    names = parse_label_map(read_bounded(path, "label map", MAX_LABEL_MAP_BYTES, "give a label_map.pbtxt"), str(path))
     if not names:
         raise InputError(f"label map {path} has no item with an id and a name; give a label_map.pbtxt")
     if num_classes is not None:
