@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from od_export.errors import FAILURE_EXIT_CODE, InputError, OdExportError
 from od_export.options import ExportOptions
-from od_export.pipelines.jobs import CheckpointSelection, Job, Task, expand, load_batch, shard
+from od_export.pipelines.jobs import BatchFileError, CheckpointSelection, Job, Task, expand, load_batch, shard
 from od_export.storage.location import location
 
 if TYPE_CHECKING:
@@ -108,10 +108,27 @@ def run_batch(options: BatchOptions, progress: Progress | None = None) -> BatchR
         raise InputError(f"{options.workers} workers is below 1; give 1 or more")
     tasks = plan(options)
     if options.check_only:
+        for task in tasks:
+            check_task(task, options.force)
         result = BatchResult(str(options.batch_file), 0)
         result.results = [_result(task, "planned") for task in tasks]
         return result
     return run_tasks(tasks, str(options.batch_file), options.force, options.workers, options.fail_fast, progress)
+
+
+def check_task(task: Task, force: bool) -> None:
+    """Every check the task's export makes before TensorFlow (``--check``): the first refusal, as bad input."""
+    from od_export.exporter import check_request
+    from od_export.pipelines.freshness import stale_reason, task_options
+
+    freshness = stale_reason(task.options)
+    if freshness.up_to_date and not force:
+        return
+    try:
+        check_request(task_options(task, force, freshness))
+    except OdExportError as exc:
+        raise BatchFileError(f"{task.job.where()}{f' ({task.checkpoint})' if task.checkpoint else ''}: "
+                             f"{exc.message}") from exc
 
 
 def export_checkpoints(options: ExportOptions, selection: CheckpointSelection, progress: Progress | None = None) -> BatchResult:
@@ -168,9 +185,8 @@ def _run_groups_here(groups: list[list[Task]], force: bool, fail_fast: bool, rep
 
 def run_task(task: Task, force: bool, built: Any, report: Progress, freshness: Freshness | None = None) -> TaskResult:
     """One export, or a skip when its output is up to date; a failure is a result, not an exception."""
-    from dataclasses import replace
 
-    from od_export.pipelines.freshness import stale_reason, update_latest
+    from od_export.pipelines.freshness import stale_reason, task_options, update_latest
 
     start = time.perf_counter()
     report(task.label, "start", "")
@@ -179,11 +195,9 @@ def run_task(task: Task, force: bool, built: Any, report: Progress, freshness: F
         if freshness.up_to_date and not force:
             outcome = _result(task, "skipped", time.perf_counter() - start)
         else:
-            # An export this batch wrote earlier is replaced when stale; anything else only with overwrite.
-            replace_it = force or freshness.ours
             if freshness.ours and not force:
                 report(task.label, "phase", f"replacing {task.options.output_dir}: {freshness.reason}")
-            options = replace(task.options, overwrite=True) if replace_it else task.options
+            options = task_options(task, force, freshness)
             with _phases_to(task.label, report):
                 from od_export.exporter import export
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from od_export import __version__
@@ -47,6 +47,12 @@ def stale_reason(options: ExportOptions) -> Freshness:
         problems = verify_inventory(output, manifest)
         mismatch = problems[0] if problems else None
     return Freshness(mismatch is None, mismatch or "", True)
+
+
+def task_options(task: Task, force: bool, freshness: Freshness) -> ExportOptions:
+    """The task's options as a batch runs them: an export this batch wrote earlier is replaced, anything else
+    only with overwrite (and even then only what od-export wrote, see storage/ownership.py)."""
+    return replace(task.options, overwrite=True) if force or freshness.ours else task.options
 
 
 def _first_mismatch(options: ExportOptions, manifest: dict[str, Any], source: dict[str, Any]) -> str | None:

@@ -23,7 +23,9 @@ from typing import Any
 
 from od_export.errors import InputError
 from od_export.options import ConversionOptions, ExportOptions
-from od_export.pipelines import job_values
+from od_export.pipelines import batch_yaml, job_values
+from od_export.pipelines.batch_yaml import load_yaml
+from od_export.storage.reading import decode_text, read_bounded
 from od_export.storage.location import AnyPath, location
 from od_export.targets import SETTINGS, check_export_options
 from od_export.verify.tolerance import thresholds
@@ -97,10 +99,11 @@ def load_batch(path: str | Path) -> list[Job]:
     import yaml
 
     file = Path(path).absolute()
+    fix = "give a YAML batch file"
+    text = decode_text(read_bounded(file, "batch file", batch_yaml.MAX_BATCH_BYTES, fix, BatchFileError), file, "batch file",
+                       fix, BatchFileError)
     try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BatchFileError(f"cannot read the batch file {file}: {exc.strerror or exc}") from exc
+        document = load_yaml(text, file, BatchFileError)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
