@@ -26,7 +26,7 @@ from od_export.source.labels import SAVED_MODEL_LABELS, Labels, read_labels
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
 from od_export.source.tracing import TracedFunction
 from od_export.storage.location import RemotePath, location
-from od_export.storage.output import plan_output, reserve, staged_output
+from od_export.storage.output import check_apart, plan_output, reserve, staged_output
 from od_export.targets import (OPTIONAL_TARGETS, ExportContext, Target, check_conversion, find_units, get_target,
                                warn_unread_settings)
 from od_export.verify.report import failure_summary
@@ -74,6 +74,7 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
     export_dir = location(options.export_dir)
     if isinstance(export_dir, RemotePath):
         raise InputError(f"convert works on local exports; copy {export_dir} here first")
+    _check_no_links(Path(export_dir))
     units = find_units(export_dir)
     config_path = options.pipeline_config or next(
         (p for p in [u.directory / PIPELINE_CONFIG_NAME for u in units] + [export_dir / PIPELINE_CONFIG_NAME] if p.is_file()),
@@ -96,6 +97,12 @@ def _check(options: ConvertOptions) -> tuple[Path, list[Unit], Any, list[Target]
                               f"pass {option('overwrite')} to replace it")
     labels = read_labels(config_path, options.label_map, num_classes(config),
                          exported=Path(units[0].directory) / SAVED_MODEL_LABELS)
+    inputs = [("pipeline config", location(config_path))] + [
+        (what, location(path)) for what, path in (("label map", options.label_map),
+                                                  ("calibration images", options.conversion.calibration_images)) if path]
+    for unit in units:  # what is kept is hard-linked over; what is rewritten must not hold an input
+        for target in targets:
+            check_apart(str(unit.directory / target.directory), inputs)
     return Path(export_dir), units, config, targets, request, labels
 
 
@@ -129,17 +136,27 @@ def _traced(unit: Unit, config: Any, signature_key: str, models: dict[str, Any],
     return traced, model
 
 
+def _check_no_links(export_dir: Path) -> None:
+    """An export holds files, not links: converting one that links elsewhere would copy the outside in."""
+    for directory, names, files in os.walk(export_dir):
+        for name in names + files:
+            if os.path.islink(os.path.join(directory, name)):
+                link = Path(directory) / name
+                raise InputError(f"{link} is a symbolic link (to {os.readlink(link)}); an export holds no links, and "
+                                 "convert never follows one out of the export: replace it with the files or remove it")
+
+
 def _link_tree(source: Path, destination: Path, replaced: set[str]) -> None:
     """Hard-link the export into staging, leaving out what is rewritten (never written through a link)."""
     def ignore(directory: str, names: list[str]) -> list[str]:
         return [n for n in names if n == MANIFEST_NAME or (n in replaced and os.path.isdir(os.path.join(directory, n)))]
 
-    shutil.copytree(source, destination, copy_function=os.link, ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(source, destination, symlinks=True, copy_function=os.link, ignore=ignore, dirs_exist_ok=True)
 
 
 def convert(options: ConvertOptions) -> ConvertResult:
     export_dir, units, config, targets, request, labels = _check(options)
-    plan = plan_output(str(export_dir), overwrite=True)
+    plan = plan_output(str(export_dir), overwrite=True, keeps_contents=True)  # every file is carried over
     written: dict[str, dict[str, list[str]]] = {}
     with reserve(plan, options.wait):
         logger.info("loading TensorFlow and the Object Detection API")
@@ -177,4 +194,8 @@ def _write_targets(context: ExportContext, targets: list[Target], directory: Pat
         logger.info(f"{context.input_type}: writing {target.name}")
         files = target.write_labelled(context, directory / target.directory)
         written[target.name] = [str(final / p.relative_to(directory)) for p in files]
+        if (final / target.directory).is_dir():
+            kept = target.carry_over(final / target.directory, directory / target.directory)
+            if kept:
+                logger.info(f"{context.input_type}: kept the earlier {target.name} {', '.join(kept)}")
     return written

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from od_export import compat
-from od_export.errors import InputError
+from od_export.errors import InputError, OdExportError
 from od_export.layout import IO_SPEC_NAME
 from od_export.inspect.outputs import TRAINING_SCOPE, discover_outputs, source_node
 
@@ -114,6 +114,8 @@ def read_graph_def(path: Any) -> Any:
 
     try:
         return samples.load_graph_def(path)
+    except OdExportError:
+        raise
     except Exception as exc:  # DecodeError / ParseError: not a GraphDef
         raise InputError(f"{path} is not a GraphDef ({' '.join(str(exc).split())[:200]})") from exc
 

@@ -23,6 +23,7 @@ from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.layout import looks_like_export, unit_directories
 from od_export.source.labels import SAVED_MODEL_LABELS
 from od_export.targets import TARGETS, find_artifacts
+from od_export.storage.reading import check_protobuf_file
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def _load_saved_model_proto(path: Path) -> Any:
     from tensorflow.core.protobuf import saved_model_pb2
 
     file = path if path.is_file() else path / "saved_model.pb"
+    check_protobuf_file(file, "SavedModel", "give a SavedModel directory")
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString(file.read_bytes())

@@ -87,3 +87,19 @@ def decode_text(data: bytes, path: str | Path, what: str, fix: str,
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); {fix}") from None
+
+
+#: protobuf cannot parse a message of 2 GiB or more: a larger .pb is not a model, whatever it holds.
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+def check_protobuf_file(path: str | Path, what: str, fix: str, error: type[OdExportError] = InputError) -> None:
+    """Refuse, before parsing, a ``.pb`` that is not a regular file or that protobuf could never parse."""
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return  # missing: the loader names it
+    if size > PROTOBUF_LIMIT:
+        raise error(f"{what} {path} is {size_text(size)}, over protobuf's 2 GiB limit, so it cannot be a model; {fix}")
+    check_regular(path, what, fix, PROTOBUF_LIMIT, error)

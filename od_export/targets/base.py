@@ -195,6 +195,13 @@ class Target:
         """How ``benchmark`` runs the artifact (one runner per file where a target writes several)."""
         return []
 
+    def carry_over(self, previous: Path, written: Path) -> list[str]:
+        """After ``convert`` rewrote this artifact in ``written``: keep what of ``previous`` was not asked for.
+
+        By default nothing (the artifact is one thing, replaced whole); a target with a file per
+        variant keeps the variants not rewritten and returns their names."""
+        return []
+
     def discard(self, unit_dir: Path, check_name: str) -> None:
         """Remove what failed ``check_name`` from a staged unit, so that the rest can be published."""
         shutil.rmtree(unit_dir / self.directory, ignore_errors=True)

@@ -44,7 +44,7 @@ from od_export.targets.base import ArtifactRunner, ExportContext, Target
 from od_export.targets.onnx import STRING_INPUT_TYPES, is_raw
 from od_export.targets.settings import Setting
 from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite_runners, verify_tflite_directory
-from od_export.targets.tflite_convert import convert
+from od_export.targets.tflite_convert import carry_over_precisions, convert
 from od_export.targets.tflite_metadata import metadata_summary, with_metadata
 from od_export.targets.tflite_raw import convert_raw, verify_raw
 from od_export.verify.reference import Reference
@@ -250,6 +250,9 @@ class TFLiteTarget(Target):
             if precision in ("int8", "int8_full"):
                 spec["files"][precision]["calibration"] = shared_calibration_set(context).source
         return files, spec
+
+    def carry_over(self, previous: Path, written: Path) -> list[str]:
+        return carry_over_precisions(previous, written)
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         directory = unit_dir / TFLITE_DIR

@@ -89,3 +89,41 @@ def convert(concrete: Any, precision: str, context: ExportContext, size: tuple[i
 
 def conversion_error(exc: Exception, precision: str) -> ExportFailed:
     return ExportFailed(f"the TFLite converter cannot convert this model ({precision}): {' '.join(str(exc).split())[:300]}")
+
+
+#: What the files of one TFLite directory must share to sit beside each other under one io_spec.json.
+_SHARED_SPEC = ("format", "architecture", "input_size", "normalization", "max_detections", "postprocessing", "raw")
+
+
+def carry_over_precisions(previous: Any, written: Any) -> list[str]:
+    """Keep the earlier precisions a conversion did not ask for (``convert`` adding int8 keeps fp32).
+
+    ``previous`` is the published TFLite directory, ``written`` the new one in staging: each earlier
+    file whose precision was not rewritten is hard-linked in (never written through) and its entry
+    merged into the new io_spec.json, when both were made with the same input, normalisation and
+    post-processing.  Returns the precisions kept.
+    """
+    import json
+    import os
+
+    from od_export.layout import IO_SPEC_NAME
+
+    try:
+        old = json.loads((previous / IO_SPEC_NAME).read_text(encoding="utf-8"))
+        new = json.loads((written / IO_SPEC_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if any(old.get(key) != new.get(key) for key in _SHARED_SPEC):
+        logger.warning(f"{previous}: the earlier TFLite files were made with other settings; only the new ones are kept")
+        return []
+    kept = []
+    for precision, entry in (old.get("files") or {}).items():
+        source = previous / str(entry.get("file", ""))
+        if precision in new["files"] or not source.is_file() or source.is_symlink():
+            continue
+        os.link(source, written / source.name)
+        new["files"][precision] = entry
+        kept.append(precision)
+    (written / IO_SPEC_NAME).unlink()
+    (written / IO_SPEC_NAME).write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
+    return kept

@@ -170,6 +170,23 @@ def read_metadata(model: bytes) -> dict[str, Any] | None:
         raise ValueError(f"its TFLite metadata cannot be read as an object detector's ({type(exc).__name__}: {exc})") from exc
 
 
+#: A packed labels.txt of tens of thousands of classes is well under a megabyte; a file claiming more is refused
+#: before it is inflated (a small zip entry can expand to gigabytes).
+MAX_PACKED_LABELS_BYTES = 16 * 2**20
+
+
+def _packed_labels(packed: zipfile.ZipFile) -> list[str]:
+    size = packed.getinfo(LABELS_NAME).file_size
+    if size > MAX_PACKED_LABELS_BYTES:
+        raise ValueError(f"its packed labels.txt claims {size:,} bytes, more than the {MAX_PACKED_LABELS_BYTES:,} any "
+                         "label list needs")
+    with packed.open(LABELS_NAME) as handle:  # read with a bound too: the size in the zip may lie
+        data = handle.read(MAX_PACKED_LABELS_BYTES + 1)
+    if len(data) > MAX_PACKED_LABELS_BYTES:
+        raise ValueError(f"its packed labels.txt expands past {MAX_PACKED_LABELS_BYTES:,} bytes")
+    return data.decode("utf-8").splitlines()
+
+
 def _parsed(schema: Any, meta: Any, model: bytes) -> dict[str, Any]:
     """:func:`read_metadata`'s result; raises for metadata without an image input, outputs or normalisation."""
     subgraph = meta.subgraphMetadata[0]
@@ -180,7 +197,7 @@ def _parsed(schema: Any, meta: Any, model: bytes) -> dict[str, Any]:
     packed = zipfile.ZipFile(io.BytesIO(model)) if zipfile.is_zipfile(io.BytesIO(model)) else None
     labels = None
     if LABELS_NAME in files and packed is not None and LABELS_NAME in packed.namelist():
-        labels = packed.read(LABELS_NAME).decode("utf-8").splitlines()
+        labels = _packed_labels(packed)
     return {
         "name": meta.name.decode(), "min_parser_version": (meta.minParserVersion or b"").decode(),
         "input": {"name": image.name.decode(), "mean": [float(v) for v in norm.mean], "std": [float(v) for v in norm.std],

@@ -41,8 +41,9 @@ DATA_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "int32": "TYPE_INT3
 
 
 def _check_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise InputError(f"Triton model name {name!r} is not a directory name; use letters, digits, _, . and -")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", name) or set(name) == {"."}:
+        raise InputError(f"Triton model name {name!r} is not a directory name (Triton names a model by its "
+                         "directory); use up to 200 letters, digits, _, . and -, not only dots")
 
 
 def _check_batch(size: int) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from od_export.errors import InputError
 from od_export.layout import Unit
 from od_export.options import INPUT_TYPES
 from od_export.verify import samples
+from od_export.storage.reading import check_protobuf_file
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Reference:
 def load_signature(unit: Unit, signature_key: str) -> Any:
     """The SavedModel's signature function; it keeps the loaded object (and so its variables) alive."""
     tf = compat.import_tensorflow()
+    check_protobuf_file(Path(str(unit.saved_model)) / "saved_model.pb", "SavedModel", "export again")
     try:
         loaded = tf.saved_model.load(str(unit.saved_model))
     except (OSError, ValueError, tf.errors.OpError) as exc:

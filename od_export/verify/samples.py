@@ -14,6 +14,7 @@ import numpy as np
 
 from od_export import compat
 from od_export.errors import InputError
+from od_export.storage.reading import check_protobuf_file
 
 
 def sample_image(height: int = 150, width: int = 170, seed: int = 0) -> np.ndarray:
@@ -143,6 +144,7 @@ def load_graph_def(path: Path) -> Any:
     tf = compat.import_tensorflow()
     from google.protobuf import text_format
 
+    check_protobuf_file(path, "graph", "give a frozen graph file")
     graph_def = tf.compat.v1.GraphDef()
     if path.suffix == ".pbtxt":
         text_format.Merge(path.read_text(encoding="utf-8"), graph_def)
