@@ -115,6 +115,7 @@ def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[
         return OutputPlan(requested, path, overwrite, keeps_contents)
     try:
         target = _resolve_local(str(path))
+        _check_not_sources(requested, target, sources)
         if target.exists() or target.is_symlink():
             if not target.is_dir():
                 raise OutputError(f"output {requested} exists and is not a directory; remove it or choose another path")
@@ -123,7 +124,6 @@ def plan_output(requested: str | Path, overwrite: bool, sources: Sequence[tuple[
                                   "choose another path")
             if not keeps_contents:
                 check_replaceable(requested, target)
-        _check_not_sources(requested, target, sources)
         _check_writable(requested, target)
     except OSError as exc:  # a name too long, a symlink loop among the parents, ...
         raise OutputError(f"cannot use output {requested}: {exc.strerror or exc}; choose another path") from None
