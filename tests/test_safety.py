@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from od_export.cli import main
 from od_export.errors import InputError, OutputError
@@ -461,3 +463,98 @@ def test_convert_never_follows_a_symlink_out_of_the_export(tmp_path, capsys):
     code, errors = cli(capsys, "convert", str(export), "--target", "onnx")
     assert code == 2 and "is a symbolic link" in errors[-1]
     assert not any(p.name.startswith(".od-export") for p in tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- the property: nothing od-export did not write is lost
+SLOTS = ("a", "a/b", "c", "c/d", "e")
+
+
+@st.composite
+def scenario(draw) -> dict:
+    """Where the user's files, exports, a web app, a symlink and the inputs lie; which command runs on what."""
+    return {
+        "user": draw(st.lists(st.sampled_from(SLOTS), unique=True, max_size=3)),
+        "export": draw(st.sampled_from((None,) + SLOTS)),
+        "export_has_user_file": draw(st.booleans()),
+        "webapp": draw(st.sampled_from((None,) + SLOTS)),
+        "link": draw(st.sampled_from((None,) + SLOTS)),
+        "run": draw(st.sampled_from(SLOTS)),
+        "graph": draw(st.sampled_from(SLOTS)),
+        "command": draw(st.sampled_from(("export", "convert", "batch", "batch --check", "exporter_main_v2"))),
+        "output": draw(st.sampled_from(("", ".", "link", "run", "graph", "new") + SLOTS)),
+        "overwrite": draw(st.booleans()),
+    }
+
+
+def _build(root: Path, plan: dict, tiny_graph: Path) -> tuple[Path, Path, Path | None]:
+    for slot in SLOTS:
+        (root / slot).mkdir(parents=True, exist_ok=True)
+    for slot in plan["user"]:
+        user_files(root / slot, (f"user-{slot.replace('/', '-')}.txt",))
+    if plan["export"]:
+        export = od_export_directory(root / plan["export"] / "exp", {"model/file.bin": "weights"})
+        if plan["export_has_user_file"]:
+            user_files(export, ("added-by-user.txt",))
+    if plan["webapp"]:
+        user_files(root / plan["webapp"] / "web", ("manifest.json", "index.html"))
+    link = None
+    if plan["link"]:
+        link = root / "link"
+        link.symlink_to(root / plan["link"])
+    run = fake_run(root / plan["run"] / "run")
+    graph = root / plan["graph"] / "graph" / "frozen_inference_graph.pb"
+    graph.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_graph, graph)
+    return run, graph, link
+
+
+def _output(root: Path, plan: dict, run: Path, graph: Path, link: Path | None) -> str:
+    choice = plan["output"]
+    return {"": "", ".": str(root), "link": str(link or root / "e"), "run": str(run), "graph": str(graph.parent),
+            "new": str(root / "c" / "new")}.get(choice, str(root / choice / ("exp" if plan["export"] == choice else "")))
+
+
+def _command(plan: dict, run: Path, graph: Path, output: str, root: Path) -> list[str]:
+    overwrite = ["--overwrite"] if plan["overwrite"] else []
+    if plan["command"] == "export":
+        return export_args(run, output, *overwrite)
+    if plan["command"] == "exporter_main_v2":
+        return ["export", "--pipeline_config_path", str(run / "pipeline.config"), "--trained_checkpoint_dir", str(run),
+                "--output_directory", output]
+    if plan["command"] == "convert":
+        return ["convert", str(graph), "--target", "saved_model", "--output-dir", output, *overwrite]
+    batch = root / "batch.yaml"
+    batch.write_text(f'jobs:\n  - pipeline_config: "{run}/pipeline.config"\n    checkpoint_dir: "{run}"\n'
+                     f'    output_dir: "{output}"\n    overwrite: {str(bool(overwrite)).lower()}\n')
+    return ["batch", str(batch)] + (["--check"] if plan["command"].endswith("--check") else [])
+
+
+@pytest.mark.integration
+def test_no_file_od_export_did_not_write_is_ever_lost(request, tmp_path_factory, tiny_graph, capsys, monkeypatch):
+    """Generated trees of user files, exports (some holding a user's file), a web app with its own
+    manifest.json, a symlink and the inputs in random places; export, convert and batch (with and without
+    overwrite, exporter_main_v2's spelling included) on a random output.  Every file that was there and
+    that od-export did not write still exists with its content, whatever the command's outcome."""
+    from tests.test_fuzz import fuzz_settings
+
+    base = tmp_path_factory.mktemp("safety_property")
+
+    @fuzz_settings(request, 12)
+    @given(scenario())
+    def check(plan: dict) -> None:
+        root = base / hashlib.sha256(repr(sorted(plan.items())).encode()).hexdigest()[:10]
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        run, graph, link = _build(root, plan, tiny_graph)
+        output = _output(root, plan, run, graph, link)
+        protected = {path: digest for path, digest in tree_digest(root).items()
+                     if not (plan["export"] and path.startswith(f"{plan['export']}/exp/")
+                             and "added-by-user" not in path)}  # the files od-export wrote may be replaced
+        monkeypatch.chdir(root / "e")
+        code, errors = cli(capsys, *_command(plan, run, graph, output, root))
+        assert code in (0, 1, 2) and all("Traceback" not in line for line in errors), errors
+        after = tree_digest(root)
+        lost = {path for path, digest in protected.items() if after.get(path) != digest}
+        assert not lost, (plan, code, errors, sorted(lost))
+
+    check()

@@ -83,26 +83,38 @@ def test_tampered_tflite_files_fail_validation(deploy_export, tmp_path, capsys):
     assert checks["tflite:fp16"]["ok"] is True  # untouched
 
 
-def test_convert_adds_tflite_int8_calibrated_on_given_images(deploy_export, tmp_path, capsys):
+def test_convert_replaces_tflite_int8_calibrated_on_given_images_and_keeps_the_other_precisions(
+        deploy_export, tmp_path, capsys):
+    """``convert --tflite-precision int8 --overwrite`` on an export with fp32, fp16 and int8 files replaces
+    the int8 file only: the others stay, byte for byte, and are verified again with it."""
     from PIL import Image
 
     from od_export.verify.samples import sample_image
 
     directory = tmp_path / "export"
     shutil.copytree(deploy_export("centernet_mobilenet_v2_fpn").output_dir, directory,
-                    ignore=shutil.ignore_patterns("tflite", "openvino"))
+                    ignore=shutil.ignore_patterns("openvino"))
+    before = {p.name: p.read_bytes() for p in (directory / "tflite").glob("*.tflite")}
+    assert sorted(before) == ["model_fp16.tflite", "model_fp32.tflite", "model_int8.tflite"]
     images = tmp_path / "calibration"
     images.mkdir()
     for index in range(4):
         Image.fromarray(sample_image(140, 180, seed=500 + index)).save(images / f"{index}.png")
     capsys.readouterr()
     assert main(["convert", str(directory), "--target", "tflite", "--tflite-precision", "int8", "--calibration-images",
-                 str(images), *SAMPLE_THRESHOLD_ARGS, "-q"]) == 0
+                 str(images), "--overwrite", *SAMPLE_THRESHOLD_ARGS, "-q"]) == 0
     assert "synthetic" not in capsys.readouterr().err  # no warning: real images were given
     spec = json.loads((directory / "tflite" / "io_spec.json").read_text())
-    assert list(spec["files"]) == ["int8"] and spec["files"]["int8"]["calibration"].startswith("4 images from")
+    assert sorted(spec["files"]) == ["fp16", "fp32", "int8"]
+    assert spec["files"]["int8"]["calibration"].startswith("4 images from")
+    after = {p.name: p.read_bytes() for p in (directory / "tflite").glob("*.tflite")}
+    assert after["model_fp32.tflite"] == before["model_fp32.tflite"]
+    assert after["model_fp16.tflite"] == before["model_fp16.tflite"]
+    assert after["model_int8.tflite"] != before["model_int8.tflite"]  # calibrated on the given images
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["conversions"][-1]["targets"] == ["tflite"] and manifest["validation"]["ok"]
+    assert {c["artifact"] for c in manifest["validation"]["checks"] if c["artifact"].startswith("tflite")} >= {
+        "tflite:fp32", "tflite:fp16", "tflite:int8"}
 
 
 def test_save_images_draws_every_artifact_beside_the_saved_model(deploy_export, tmp_path, capsys):
