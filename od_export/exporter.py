@@ -22,7 +22,8 @@ from od_export.options import ExportOptions
 from od_export.results import ExportResult, InputTypeResult
 from od_export.source import checkpoints
 from od_export.source.model import BuiltModels, build_model, restore_checked
-from od_export.source.labels import Labels, find_label_map, read_labels
+from od_export.source.inputs import check_checkpoint_files, export_inputs
+from od_export.source.labels import Labels, read_labels
 from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
 from od_export.source.tracing import TracedFunction, detection_module, signature_description, trace
 from od_export.storage import remote
@@ -78,7 +79,8 @@ def _check_sources(options: ExportOptions) -> _Sources:
         check_scheme_supported(path, what)  # imports TensorFlow for a URL only
     config = load_pipeline_config(config_path, options.config_overrides)
     resolved = checkpoints.resolve_checkpoint(checkpoint_path, options.checkpoint)
-    output = plan_output(options.output_dir, options.overwrite, _inputs(options, resolved))
+    check_checkpoint_files(resolved)
+    output = plan_output(options.output_dir, options.overwrite, export_inputs(options, resolved))
     if od_api.is_tf1_config(config):
         od_api.check_tf1_request(options)
     for target in requested_targets(options):  # still before TensorFlow: a missing extra fails in a second
@@ -87,23 +89,6 @@ def _check_sources(options: ExportOptions) -> _Sources:
     warn_unread_settings(options.conversion, [t.name for t in requested_targets(options)])
     labels = read_labels(config_path, options.label_map, num_classes(config))
     return _Sources(config, resolved, output, labels)
-
-
-def _inputs(options: ExportOptions, resolved: checkpoints.ResolvedCheckpoint) -> list[tuple[str, AnyPath]]:
-    """Everything the export reads: none of it may be inside, equal to or around the output."""
-    inputs: list[tuple[str, AnyPath]] = [
-        ("pipeline config", location(options.pipeline_config)),
-        ("checkpoint directory", location(options.checkpoint_dir)),  # as named
-        ("checkpoint directory", resolved.directory),  # as the state file resolves it
-        ("checkpoint directory", resolved.prefix.parent)]
-    label_map = options.label_map or find_label_map(location(options.pipeline_config))[0]
-    if label_map is not None:
-        inputs.append(("label map", location(label_map)))
-    if options.conversion.calibration_images is not None:
-        inputs.append(("calibration images", location(options.conversion.calibration_images)))
-    if options.benchmark is not None:
-        inputs += [("evaluation data", location(path)) for path in options.benchmark.data]
-    return inputs
 
 
 def check_request(options: ExportOptions) -> None:

@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from od_export.cli import main
-from od_export.errors import InputError, OutputError
+from od_export.errors import InputError, OdExportError, OutputError
 from tests.conftest import sample_config
 from tests.helpers import od_export_directory
 
@@ -380,6 +380,11 @@ def test_hashing_refuses_a_device_checkpoint_shard(tmp_path):
     shard.symlink_to("/dev/zero")
     with pytest.raises(InputError, match="is a character device, not a regular file"):
         sha256_of(checkpoint_files(run / "ckpt-1"))
+    from od_export import ExportOptions
+    from od_export.exporter import check_request
+
+    with pytest.raises(OdExportError, match="checkpoint file .* is a character device"):
+        check_request(ExportOptions(run / "pipeline.config", run, tmp_path / "out"))
 
 
 def test_a_packed_labels_file_that_expands_past_the_cap_is_refused(tmp_path):
