@@ -20,6 +20,7 @@ from od_export.errors import InputError, NonFiniteOutputs, option
 from od_export.health import check_finite_outputs
 from od_export.layout import PIPELINE_CONFIG_NAME, Unit
 from od_export.manifest import read_manifest, recorded_thresholds, verify_inventory
+from od_export.storage.reading import check_protobuf_file
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.targets import TARGETS, find_units
 from od_export.targets.serving_warmup import warmup_checks
@@ -92,6 +93,8 @@ def validate(options: ValidateOptions) -> ValidationReport:
     if options.label_map is not None and not Path(options.label_map).is_file():
         raise InputError(f"label map {options.label_map} does not exist; give the path of a label_map.pbtxt")
     units = find_units(export_dir, options.staged)
+    for unit in units:  # before TensorFlow: a .pb protobuf could never parse is refused in milliseconds
+        check_protobuf_file(Path(str(unit.saved_model)) / "saved_model.pb", "SavedModel", "export again")
     images, names = load_images(options)
     manifest = read_manifest(export_dir)
     tolerance = Tolerance(options.atol, options.score_threshold,

@@ -331,7 +331,7 @@ def test_a_yaml_alias_bomb_is_refused_in_a_second(tmp_path):
     assert bomb.stat().st_size < 600
     code, seconds, peak, errors = _timed(["batch", str(bomb), "--check"])
     assert code == 2 and len(errors) == 1 and "aliases expand to more than" in errors[0]
-    assert seconds < 5 and peak < 500, (seconds, peak)
+    assert seconds < 2 and peak < 300, (seconds, peak)
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -399,7 +399,6 @@ def test_a_packed_labels_file_that_expands_past_the_cap_is_refused(tmp_path):
         _packed_labels(zipfile.ZipFile(buffer))
 
 
-@pytest.mark.integration
 def test_an_implausible_saved_model_pb_is_refused_before_parsing(tmp_path):
     export = tmp_path / "export"
     (export / "saved_model" / "variables").mkdir(parents=True)
@@ -408,7 +407,7 @@ def test_an_implausible_saved_model_pb_is_refused_before_parsing(tmp_path):
     for command in ("inspect", "validate"):
         code, seconds, peak, errors = _timed([command, str(export)])
         assert code == 2 and "over protobuf's 2 GiB limit" in errors[-1], errors
-        assert seconds < 30 and peak < 2000, (seconds, peak)
+        assert seconds < 2 and peak < 300, (seconds, peak)  # before TensorFlow is imported
 
 
 @pytest.mark.parametrize("name", [".", "..", "a/b", ""])

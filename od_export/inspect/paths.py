@@ -97,11 +97,11 @@ def inspect_path(options: InspectOptions) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ graphs
 def _load_saved_model_proto(path: Path) -> Any:
+    file = path if path.is_file() else path / "saved_model.pb"
+    check_protobuf_file(file, "SavedModel", "give a SavedModel directory")  # before TensorFlow: in milliseconds
     compat.import_tensorflow()
     from tensorflow.core.protobuf import saved_model_pb2
 
-    file = path if path.is_file() else path / "saved_model.pb"
-    check_protobuf_file(file, "SavedModel", "give a SavedModel directory")
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString(file.read_bytes())
