@@ -120,7 +120,7 @@ def test_demo_checkpoint_subcommand(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir", str(out), "-q"]) == 0
     assert {p.name for p in out.iterdir()} == {"checkpoint", "ckpt-1.index", "ckpt-1.data-00000-of-00001", "pipeline.config",
-                                               "label_map.pbtxt"}  # beside the config, as a training run keeps it
+                                               "label_map.pbtxt", "manifest.json"}  # the label map beside the config, as a run keeps it
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir", str(out), "-q"]) == 2
     capsys.readouterr()
     assert main(["demo-checkpoint", "--pipeline-config", str(sample_config("ssd_mobilenet_v2")), "--output-dir",

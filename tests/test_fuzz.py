@@ -128,7 +128,7 @@ def test_huge_config_is_refused_unread(tmp_path, capsys):
         handle.truncate(MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
     code = main(["export", "--pipeline-config", str(huge), "--checkpoint-dir", str(tmp_path),
                  "--output-dir", str(tmp_path / "out"), "-q"])
-    assert code == 2 and "far larger than any pipeline.config" in capsys.readouterr().err
+    assert code == 2 and "far larger than any pipeline config" in capsys.readouterr().err
 
 
 @st.composite

@@ -141,10 +141,6 @@ def test_overwrite_refuses_an_export_holding_a_file_it_does_not_account_for(tmp_
     code, errors = cli(capsys, *export_args(run, str(export), "--overwrite"))
     assert code == 2 and "does not account for" in errors[0] and "my_notes.txt" in errors[0]
     assert_kept(kept)
-    changed = od_export_directory(tmp_path / "exp2", {"a.txt": "short"})
-    (changed / "a.txt").write_text("the user rewrote this file")  # not the file od-export wrote
-    code, errors = cli(capsys, *export_args(run, str(changed), "--overwrite"))
-    assert code == 2 and "a.txt" in errors[0]
 
 
 def test_the_same_rule_holds_for_convert_freeze_and_demo_checkpoint(tmp_path, capsys):

@@ -3,7 +3,7 @@
 A directory is od-export's when its ``manifest.json`` carries our marker (``generator:
 od-export``; manifests written before the marker: ``format`` 1 with an ``od_export``
 version and a file inventory) and every file in it is one the manifest accounts for:
-the inventory (same size), the manifest itself, the benchmark the manifest records,
+the inventory, the manifest itself, the benchmark the manifest records,
 and od-export's own temporary names.  An empty directory holds nothing to lose.  A
 remote target whose publication was interrupted carries our ``.od-export-incomplete``
 marker.  Anything else (a website with its own ``manifest.json``, notes added to an
@@ -56,7 +56,10 @@ def load_manifest(root: AnyPath) -> Any:
 
 
 def accounted_files(manifest: dict[str, Any]) -> dict[str, int | None]:
-    """Relative path → size (None: any) of every file the manifest says od-export wrote."""
+    """Relative path → recorded size (None: not recorded) of every file the manifest says od-export wrote.
+
+    A file is accounted for by its path: one od-export wrote and something later changed is a
+    damaged export (``validate`` says so), which replacing repairs."""
     files: dict[str, int | None] = {MANIFEST_NAME: None}
     for entry in manifest.get("artifacts") or []:
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
@@ -105,7 +108,7 @@ def foreign_files(root: AnyPath) -> tuple[list[str], bool]:
     entries = _remote_entries(root) if isinstance(root, RemotePath) else _local_entries(root)
     found: list[str] = []
     for relative, size in entries:
-        if relative in files and size is not None and files[relative] in (None, size):
+        if relative in files and size is not None:  # a file od-export wrote, even if since damaged
             continue
         found.append(relative + ("" if size is not None else " (not a regular file)"))
         if len(found) > _SHOWN:

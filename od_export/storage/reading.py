@@ -41,8 +41,8 @@ def _check_open(fd: int, path: Path, what: str, limit: int | None, fix: str, err
     if not stat.S_ISREG(status.st_mode):
         raise error(f"{what} {path} is {_kind(status.st_mode)}, not a regular file; {fix}")
     if limit is not None and status.st_size > limit:
-        raise error(f"{what} {path} is {size_text(status.st_size)}, more than the {size_text(limit)} any such file "
-                    f"needs; {fix}")
+        raise error(f"{what} {path} is {status.st_size:,} bytes, far larger than any {what} (at most "
+                    f"{size_text(limit)}); {fix}")
     return status.st_size
 
 
@@ -95,6 +95,8 @@ PROTOBUF_LIMIT = 2**31 - 1
 
 def check_protobuf_file(path: str | Path, what: str, fix: str, error: type[OdExportError] = InputError) -> None:
     """Refuse, before parsing, a ``.pb`` that is not a regular file or that protobuf could never parse."""
+    if not isinstance(path, (str, os.PathLike)):
+        return  # a remote path: tf.io.gfile reads it
     path = Path(path)
     try:
         size = os.stat(path).st_size
