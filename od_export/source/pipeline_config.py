@@ -50,8 +50,6 @@ def read_text(path: str | AnyPath, what: str = "pipeline config") -> str:
         raise
     except Exception as exc:  # noqa: BLE001 - OSError locally, tf.errors.* remotely
         raise ConfigError(f"cannot read {what} {path}: {' '.join(str(exc).split())[:200]}") from exc
-    if b"\0" in data:
-        raise ConfigError(f"{what} {path} is a binary file, not a text-format pipeline.config")
     return decode_text(data, path, what, "pass a text-format pipeline.config", ConfigError)
 
 

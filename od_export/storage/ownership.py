@@ -99,12 +99,14 @@ def _remote_entries(root: RemotePath) -> Iterator[tuple[str, int | None]]:
             yield relative, path.stat_size()
 
 
-def foreign_files(root: AnyPath) -> tuple[list[str], bool]:
-    """Up to a few files under ``root`` that od-export did not write, and whether there are more."""
+def foreign_files(root: AnyPath) -> tuple[list[str], bool, bool]:
+    """Up to a few files under ``root`` that od-export did not write, whether there are more, and whether
+    ``root`` has an od-export manifest."""
     if isinstance(root, RemotePath) and (root / INCOMPLETE_MARKER).exists():
-        return [], False  # our own interrupted publication
+        return [], False, True  # our own interrupted publication
     manifest = load_manifest(root)
-    files = accounted_files(manifest) if is_our_manifest(manifest) else {}
+    ours = is_our_manifest(manifest)
+    files = accounted_files(manifest) if ours else {}
     entries = _remote_entries(root) if isinstance(root, RemotePath) else _local_entries(root)
     found: list[str] = []
     for relative, size in entries:
@@ -112,17 +114,16 @@ def foreign_files(root: AnyPath) -> tuple[list[str], bool]:
             continue
         found.append(relative + ("" if size is not None else " (not a regular file)"))
         if len(found) > _SHOWN:
-            return found[:_SHOWN], True
-    return found, False
+            return found[:_SHOWN], True, ours
+    return found, False, ours
 
 
 def check_replaceable(requested: str, root: AnyPath) -> None:
     """Refuse to replace ``root`` unless od-export wrote all of it (see the module docstring)."""
-    found, more = foreign_files(root)
+    found, more, ours = foreign_files(root)
     if not found:
         return
-    manifest = load_manifest(root)
-    why = ("holds files its od-export manifest does not account for" if is_our_manifest(manifest)
+    why = ("holds files its od-export manifest does not account for" if ours
            else "is not an od-export export (it has no od-export manifest.json)")
     names = ", ".join(found) + (", …" if more else "")
     raise OutputError(f"output {requested} {why}; replacing it would delete {names}. {option('overwrite')} replaces "
