@@ -11,7 +11,7 @@ import pytest
 from od_export import compat
 from od_export.cli import main
 from od_export.errors import InputError
-from od_export.tf1 import meta_graph, serving
+from od_export.tf1 import inference_graph, meta_graph, serving
 from od_export.verify import graphs, samples
 from tests.tf1_graphs import IMAGE_SIZE, INFERENCE_OUTPUTS, make_tf1_run, negated_largest_constant
 
@@ -100,14 +100,14 @@ def test_unknown_output_node_is_one_line_naming_the_closest(tf1_run, tmp_path, c
 
 
 def test_tampered_frozen_graph_fails_and_writes_nothing(tf1_run, tmp_path, monkeypatch, capsys):
-    real_freeze = meta_graph.freeze
+    real_freeze = inference_graph.freeze
 
-    def tampered(restored, outputs):
-        frozen = real_freeze(restored, outputs)
+    def tampered(restored, choice):
+        frozen = real_freeze(restored, choice)
         frozen.graph_def = negated_largest_constant(frozen.graph_def)
         return frozen
 
-    monkeypatch.setattr(meta_graph, "freeze", tampered)
+    monkeypatch.setattr(inference_graph, "freeze", tampered)
     output = tmp_path / "out"
     code = main(["freeze", "--meta-graph", str(tf1_run), "--output-dir", str(output)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -219,6 +219,6 @@ def test_outputs_nobody_named_on_two_heads_are_ambiguous_and_listed(tmp_path, ca
     capsys.readouterr()
     assert main(["freeze", "--meta-graph", str(final), "--output-dir", str(output), "-q"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "ambiguous" in err and "Sigmoid, Softmax" in err and "--output-nodes" in err
+    assert len(err.splitlines()) == 1 and "ambiguous" in err and "Sigmoid (Sigmoid [?,2]); Softmax (Softmax [?,4])" in err and "--output-nodes" in err
     assert not output.exists()
     assert main(["freeze", "--meta-graph", str(final), "--output-dir", str(output), "--output-nodes", "Softmax", "-q"]) == 0

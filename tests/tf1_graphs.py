@@ -15,7 +15,8 @@ import numpy as np
 
 from od_export import compat
 
-INFERENCE_OUTPUTS = ["classes", "probabilities"]
+#: ``logits`` is named and no learned op follows it, so it is an output beside the two read from it.
+INFERENCE_OUTPUTS = ["classes", "logits", "probabilities"]
 IMAGE_SIZE = 16
 
 

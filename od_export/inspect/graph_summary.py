@@ -13,7 +13,8 @@ from typing import Any
 from od_export import compat
 from od_export.errors import InputError, OdExportError
 from od_export.layout import IO_SPEC_NAME
-from od_export.inspect.outputs import TRAINING_SCOPE, discover_outputs, source_node
+from od_export.inspect.meta_discovery import TRAINING_COLLECTIONS, discover_meta, training_names  # noqa: F401
+from od_export.inspect.outputs import TRAINING_SCOPE, Discovery, discover_outputs
 
 _DTYPE_ATTRS = ("T", "dtype", "out_type", "DstT", "output_type")
 
@@ -58,22 +59,10 @@ def describe_node(node: Any) -> dict[str, Any]:
             "shape": _node_shape(node)}
 
 
-#: Meta graph collections whose members only training runs.
-TRAINING_COLLECTIONS = ("train_op", "summaries", "update_ops", "init_op", "local_init_op", "ready_op")
-
-
-def training_names(meta_graph: Any) -> frozenset[str]:
-    """Node names a TF1 meta graph's collections declare as training-only (``train_op``, ``summaries``, …)."""
-    names = set()
-    for key in TRAINING_COLLECTIONS:
-        if key in meta_graph.collection_def:
-            names.update(source_node(n) for n in meta_graph.collection_def[key].node_list.value)
-    return frozenset(names)
-
-
-def summarize_graph(graph_def: Any, excluded: frozenset[str] = frozenset()) -> dict[str, Any]:
+def summarize_graph(graph_def: Any, excluded: frozenset[str] = frozenset(),
+                    found: Discovery | None = None) -> dict[str, Any]:
     """Node count, op histogram, inputs (placeholders) and likely outputs (see :mod:`od_export.inspect.outputs`)."""
-    found = discover_outputs(graph_def, excluded)
+    found = found or discover_outputs(graph_def, excluded)
     nodes = {n.name: n for n in graph_def.node}
     inputs = [{k: v for k, v in describe_node(n).items() if k != "op"} for n in input_nodes(graph_def)]
     histogram = Counter(node.op for node in graph_def.node)
@@ -87,7 +76,8 @@ def summarize_graph(graph_def: Any, excluded: frozenset[str] = frozenset()) -> d
     if found.losses or found.labels:
         report["training_only"] = {"losses": list(found.losses), "labels": list(found.labels)}
     if found.ambiguous:
-        report["outputs_note"] = (f"ambiguous: {', '.join(found.outputs)} do not lie on one chain and nobody named "
+        ranked = "; ".join(c.describe() for c in found.ranked)
+        report["outputs_note"] = (f"ambiguous: {ranked} do not lie on one chain and nobody named "
                                   "them; freezing needs them named as output nodes")
     return report
 
@@ -126,4 +116,19 @@ def describe_graph_file(path: Any) -> dict[str, Any]:
     spec_path = path.parent / IO_SPEC_NAME
     if spec_path.is_file():
         report["io_spec"] = json.loads(spec_path.read_text(encoding="utf-8"))
+    return report
+
+
+def summarize_meta(meta_graph: Any) -> dict[str, Any]:
+    """A TF1 meta graph's summary with the inputs and outputs ``od-export freeze`` would choose."""
+    found = discover_meta(meta_graph)
+    report = summarize_graph(meta_graph.graph_def, found=found)
+    nodes = {n.name: n for n in meta_graph.graph_def.node}
+    if found.declared:
+        report["outputs_declared_by"] = found.declared
+        report["likely_outputs"] = [{"key": k, "tensor": t} for k, t in sorted(found.declared_outputs.items())]
+    report["inference_inputs"] = [describe_node(nodes[name]) if name in nodes else {"tensor": name, "op": "pipeline"}
+                                  for name in found.inputs]
+    if found.folds:
+        report["held_for_inference"] = [f.describe() for f in found.folds]
     return report

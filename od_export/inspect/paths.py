@@ -16,8 +16,8 @@ from typing import Any
 from od_export import compat
 from od_export.source import checkpoints
 from od_export.errors import InputError, option
-from od_export.inspect.graph_summary import (describe_graph_file, read_graph_def, summarize_graph, summarize_signatures,
-                                             training_names)
+from od_export.inspect.graph_summary import (describe_graph_file, read_graph_def, summarize_graph, summarize_meta,
+                                             summarize_signatures)
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location
 from od_export.layout import looks_like_export, unit_directories
@@ -140,7 +140,7 @@ def _meta_graph(path: Path) -> dict[str, Any]:
     return {
         "tags": sorted(meta_graph.meta_info_def.tags),
         "signatures": summarize_signatures(meta_graph),
-        **summarize_graph(meta_graph.graph_def, training_names(meta_graph)),
+        **summarize_meta(meta_graph),
     }
 
 

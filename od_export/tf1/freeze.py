@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from od_export import compat
-from od_export.errors import InputError, ValidationFailed
+from od_export.errors import ExportFailed, InputError, ValidationFailed
 from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
 from od_export.manifest import checkpoint_files, export_request, output_manifest, sha256_of, write_manifest
 from od_export.storage.output import plan_output, reserve, staged_output
-from od_export.tf1 import meta_graph, serving
+from od_export.tf1 import inference_graph, meta_graph, serving
 from od_export.targets.frozen_graph import FROZEN_GRAPH_DIR, FROZEN_GRAPH_NAME
 from od_export.verify import graphs
 
@@ -105,15 +105,16 @@ def freeze_checkpoint(options: FreezeOptions) -> FreezeResult:
     return result
 
 
-def _freeze(restored: meta_graph.RestoredGraph, options: FreezeOptions) -> tuple[meta_graph.Frozen, bool]:
-    outputs, discovered = meta_graph.choose_outputs(restored, options.output_nodes)
-    logger.info(f"outputs ({'found' if discovered else 'given'}): {', '.join(outputs)}")
-    frozen = meta_graph.freeze(restored, outputs)
-    if frozen.folded_defaults:
-        logger.info(f"placeholders with defaults folded in: {', '.join(frozen.folded_defaults)}")
+def _freeze(restored: meta_graph.RestoredGraph, options: FreezeOptions) -> tuple[inference_graph.Frozen, bool]:
+    choice = inference_graph.choose_outputs(restored, options.output_nodes)
+    how = f"declared by {choice.discovery.declared}" if choice.discovery.declared else "found"
+    logger.info(f"outputs ({how if choice.discovered else 'given'}): {', '.join(choice.outputs)}")
+    frozen = inference_graph.freeze(restored, choice)
+    if frozen.held_lines:
+        logger.info(f"held for inference: {'; '.join(frozen.held_lines)}")
     described = [f"{key} {spec['dtype']} {spec['shape']}" for key, spec in frozen.inputs.items()]
     logger.info(f"inputs: {', '.join(described) or 'none'}")
-    return frozen, discovered
+    return frozen, choice.discovered
 
 
 def _signature_map(pairs: tuple[tuple[str, str], ...], default: dict[str, dict[str, Any]], names: set[str],
@@ -137,7 +138,7 @@ class _Serving:
     front: serving.EncodedFrontEnd | None = None
 
 
-def _io_spec(meta: Path, prefix: Path, frozen: meta_graph.Frozen, discovered: bool,
+def _io_spec(meta: Path, prefix: Path, frozen: inference_graph.Frozen, discovered: bool,
              options: FreezeOptions) -> tuple[dict[str, Any], _Serving | None]:
     spec: dict[str, Any] = {
         "source": {"meta_graph": str(meta), "checkpoint": str(prefix)},
@@ -145,6 +146,7 @@ def _io_spec(meta: Path, prefix: Path, frozen: meta_graph.Frozen, discovered: bo
         "inputs": frozen.inputs,
         "outputs": frozen.outputs,
         "folded_defaults": frozen.folded_defaults,
+        "held_for_inference": frozen.held_lines,
         "node_count": len(frozen.graph_def.node),
     }
     if not options.writes_saved_model:
@@ -175,7 +177,7 @@ class _Samples:
     encoded: np.ndarray | None = None
 
 
-def _sample_feeds(frozen: meta_graph.Frozen, plan: _Serving | None) -> _Samples:
+def _sample_feeds(frozen: inference_graph.Frozen, plan: _Serving | None) -> _Samples:
     samples = _Samples({spec["tensor"]: graphs.sample_value(spec) for spec in frozen.inputs.values()})
     if plan is None or plan.front is None:
         return samples
@@ -189,16 +191,25 @@ def _sample_feeds(frozen: meta_graph.Frozen, plan: _Serving | None) -> _Samples:
     return samples
 
 
-def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: meta_graph.Frozen, plan: _Serving | None,
+def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: inference_graph.Frozen, plan: _Serving | None,
                     samples: _Samples) -> dict[str, np.ndarray]:
     """The restored training graph's values of every output tensor (the reference)."""
     tensors = {spec["tensor"] for spec in frozen.outputs.values()} | set(plan.outputs.values() if plan else ())
     fetches = sorted(tensors)
-    values = restored.session.run(fetches, feed_dict=samples.feeds)
+    feeds = {frozen.stands_for.get(name, name): value for name, value in samples.feeds.items()}
+    values = _session_run(restored, fetches, {**frozen.held, **feeds})
     return dict(zip(fetches, values))
 
 
-def _write_and_verify(staging: Path, frozen: meta_graph.Frozen, io_spec: dict[str, Any], plan: _Serving | None,
+def _session_run(restored: meta_graph.RestoredGraph, fetches: list[str], feeds: dict[str, Any]) -> list[Any]:
+    tf = compat.import_tensorflow()
+    try:
+        return restored.session.run(fetches, feed_dict=feeds)
+    except (tf.errors.OpError, ValueError) as exc:
+        raise ExportFailed(inference_graph.tensorflow_failure("running", exc)) from exc
+
+
+def _write_and_verify(staging: Path, frozen: inference_graph.Frozen, io_spec: dict[str, Any], plan: _Serving | None,
                       samples: _Samples, expected: dict[str, np.ndarray]) -> FreezeResult:
     from od_export.verify.samples import run_frozen_graph
 

@@ -12,7 +12,6 @@ becomes its default, so the frozen graph's inputs are exactly what a client feed
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from dataclasses import dataclass
@@ -112,92 +111,3 @@ def restore(meta: Path, prefix: Path) -> RestoredGraph:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {prefix} does not fit {meta.name}: {first}; give the checkpoint this graph saved") from exc
     return RestoredGraph(graph, session, meta_graph_def)
-
-
-def _node_of(name: str) -> str:
-    return name.split(":")[0].lstrip("^")
-
-
-def choose_outputs(restored: RestoredGraph, requested: tuple[str, ...]) -> tuple[list[str], bool]:
-    """Output tensor names: the requested ones (checked) or the discovered ones; and whether discovered."""
-    from od_export.inspect.graph_summary import training_names
-    from od_export.inspect.outputs import ambiguity_message, discover_outputs
-
-    graph_def = restored.graph.as_graph_def()
-    names = [n.name for n in graph_def.node]
-    if requested:
-        known = set(names)
-        for name in requested:
-            if _node_of(name) not in known:
-                raise InputError(_unknown_node_message(name, names))
-            _check_output_index(restored.graph, name)
-        return [name if ":" in name else f"{name}:0" for name in requested], False
-    found = discover_outputs(graph_def, training_names(restored.meta_graph_def))
-    if not found.outputs:
-        raise InputError(f"found no inference outputs in {len(names)} nodes; name them with {option('output_nodes')}")
-    if found.ambiguous:
-        raise InputError(ambiguity_message(found))
-    return [f"{name}:0" for name in found.outputs], True
-
-
-def _check_output_index(graph: Any, name: str) -> None:
-    node, _, index = name.partition(":")
-    count = len(graph.get_operation_by_name(node).outputs)
-    if index and (not index.isdigit() or int(index) >= count):
-        raise InputError(f"output {name!r}: node {node} has {count} output(s), {node}:0 to {node}:{count - 1}; "
-                         "name one of them")
-
-
-def _unknown_node_message(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(_node_of(name), names, n=5, cutoff=0.6)
-    hint = f"closest names: {', '.join(close)}" if close else "see `od-export inspect` on the .meta for its nodes"
-    return f"output node {name!r} is not in the graph; {hint}"
-
-
-@dataclass
-class Frozen:
-    graph_def: Any
-    inputs: dict[str, dict[str, Any]]
-    outputs: dict[str, dict[str, Any]]
-    folded_defaults: list[str]
-
-
-def _tensor_description(tensor: Any) -> dict[str, Any]:
-    shape = None if tensor.shape.rank is None else [None if d is None else int(d) for d in tensor.shape.as_list()]
-    return {"tensor": tensor.name, "dtype": tensor.dtype.name, "shape": shape}
-
-
-def signature_key(tensor_name: str) -> str:
-    """``classes:0`` → ``classes``; ``split:1`` → ``split_1`` (a SignatureDef key per tensor)."""
-    node, _, index = tensor_name.partition(":")
-    return node if index in ("", "0") else f"{node}_{index}"
-
-
-def freeze(restored: RestoredGraph, outputs: list[str]) -> Frozen:
-    """Variables folded into constants, pruned to ``outputs``, defaults folded into their placeholders."""
-    tf = compat.import_tensorflow()
-    graph_def = restored.graph.as_graph_def()
-    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-        restored.session, graph_def, sorted({_node_of(name) for name in outputs}))
-    folded = _fold_defaults(frozen)
-    frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, sorted({_node_of(name) for name in outputs}))
-    placeholders = [n.name for n in frozen.node if n.op == "Placeholder"]
-    inputs = {signature_key(f"{name}:0"): _tensor_description(restored.graph.get_tensor_by_name(f"{name}:0"))
-              for name in placeholders}
-    described = {signature_key(name): _tensor_description(restored.graph.get_tensor_by_name(name)) for name in outputs}
-    return Frozen(frozen, inputs, described, folded)
-
-
-def _fold_defaults(graph_def: Any) -> list[str]:
-    """Each ``PlaceholderWithDefault`` → an ``Identity`` of its default (dropout off, inference mode)."""
-    folded = []
-    for node in graph_def.node:
-        if node.op != "PlaceholderWithDefault":
-            continue
-        dtype = node.attr["dtype"].type
-        node.op = "Identity"
-        for attr in ("dtype", "shape"):
-            del node.attr[attr]
-        node.attr["T"].type = dtype
-        folded.append(node.name)
-    return sorted(folded)

@@ -22,7 +22,7 @@ from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
 from od_export.manifest import output_manifest, sha256_of, write_manifest
 from od_export.storage.output import plan_output, reserve, staged_output
 from od_export.tf1 import serving
-from od_export.tf1.meta_graph import signature_key
+from od_export.tf1.inference_graph import signature_key
 from od_export.verify import graphs
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,143 @@
+"""A GraphDef as a dependency graph the output rule walks: who reads whom, and what data feeds it.
+
+Data enters a TF1 graph through placeholders and through input pipelines: a queue's
+dequeue (an Estimator's ``numpy_input_fn``) or a ``tf.data`` iterator's ``GetNext``
+gives features and labels as separate outputs of one op.  So each output of such an op
+is its own source here (``random_shuffle_queue_DequeueMany:1``), and the features can be
+told from the labels.  Reads protos only.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: Ops whose outputs are separate streams of data (features, labels).
+PIPELINE_OPS = frozenset({"QueueDequeueV2", "QueueDequeueManyV2", "QueueDequeueUpToV2", "QueueDequeue",
+                          "QueueDequeueMany", "QueueDequeueUpTo", "IteratorGetNext", "IteratorGetNextSync",
+                          "IteratorGetNextAsOptional"})
+#: Ops whose value is a shape, not the data: what reads only these does not depend on the data's values.
+SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "VariableShape", "TensorArraySizeV3"})
+VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+
+
+def node_of(input_name: str) -> str:
+    return input_name.lstrip("^").split(":")[0]
+
+
+def output_index(input_name: str) -> int:
+    _, _, index = input_name.lstrip("^").partition(":")
+    return int(index) if index.isdigit() else 0
+
+
+def shape_of(node: Any, index: int = 0) -> list[int | None] | None:
+    """A node's output shape from its ``shape`` attribute or the ``_output_shapes`` TF recorded, else None.
+
+    Graphs written by TF 1.1 and earlier leave a placeholder's ``shape`` empty, which
+    reads as a scalar; ``_output_shapes`` is preferred where it is present.
+    """
+    shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+    if len(shapes) > index:
+        proto = shapes[index]
+    elif node.op in PIPELINE_OPS and "output_shapes" in node.attr and len(node.attr["output_shapes"].list.shape) > index:
+        proto = node.attr["output_shapes"].list.shape[index]
+    elif index == 0 and "shape" in node.attr and node.attr["shape"].HasField("shape"):
+        proto = node.attr["shape"].shape
+    else:
+        return None
+    if proto.unknown_rank:
+        return None
+    return [None if d.size < 0 else int(d.size) for d in proto.dim]
+
+
+def scalar_or_unknown(node: Any) -> bool:
+    shape = shape_of(node)
+    return shape is None or len(shape) == 0
+
+
+def pipeline_dtype(node: Any, index: int) -> int:
+    types = node.attr["component_types" if "component_types" in node.attr else "output_types"].list.type
+    return types[index] if index < len(types) else 0
+
+
+class GraphIndex:
+    """Nodes, data edges and consumers of a GraphDef; pipeline outputs are sources of their own."""
+
+    def __init__(self, graph_def: Any) -> None:
+        self.nodes = {n.name: n for n in graph_def.node}
+        pipelines = {name for name, n in self.nodes.items() if n.op in PIPELINE_OPS}
+        self.sources: dict[str, Any] = {}  # "pipeline:i" → its op
+        self.inputs: dict[str, list[str]] = {}
+        self.consumers: dict[str, list[str]] = {name: [] for name in self.nodes}
+        self.controlling: set[str] = set()
+        for node in graph_def.node:
+            data = []
+            for name in node.input:
+                if name.startswith("^"):
+                    self.controlling.add(node_of(name))
+                    continue
+                source = node_of(name)
+                if source in pipelines:
+                    source = f"{source}:{output_index(name)}"
+                    self.sources[source] = self.nodes[node_of(name)]
+                    self.consumers.setdefault(source, [])
+                data.append(source)
+                self.consumers.setdefault(source, []).append(node.name)
+            self.inputs[node.name] = data
+        self._reach: dict[str, set[str]] = {}
+
+    def descendants(self, roots: set[str]) -> set[str]:
+        """Everything computed from ``roots`` (cycles of while loops included)."""
+        seen, stack = set(roots), list(roots)
+        while stack:
+            for consumer in self.consumers.get(stack.pop(), []):
+                if consumer not in seen:
+                    seen.add(consumer)
+                    stack.append(consumer)
+        return seen
+
+    def reach(self, source: str) -> set[str]:
+        if source not in self._reach:
+            self._reach[source] = self.descendants({source})
+        return self._reach[source]
+
+    def value_descendants(self, roots: set[str]) -> set[str]:
+        """What depends on the *values* of ``roots``: a shape op passes on only the shape."""
+        seen, stack = set(roots), list(roots)
+        while stack:
+            for consumer in self.consumers.get(stack.pop(), []):
+                if consumer not in seen and self.nodes[consumer].op not in SHAPE_OPS:
+                    seen.add(consumer)
+                    stack.append(consumer)
+        return seen
+
+    def op(self, name: str) -> str:
+        node = self.nodes.get(name)
+        return node.op if node is not None else "pipeline"
+
+    def shape(self, name: str) -> list[int | None] | None:
+        if name in self.sources:
+            return shape_of(self.sources[name], output_index(name))
+        return shape_of(self.nodes[name])
+
+
+_GENERATED = re.compile(r"_\d+$")
+#: Names TensorFlow's Python functions give by default (``tf.random_normal``, ``tf.to_float``, …).
+_LIBRARY_NAMES = frozenset({
+    "tofloat", "toint32", "toint64", "todouble", "randomnormal", "randomuniform", "truncatednormal", "zeros", "ones",
+    "zeroslike", "oneslike", "fill", "range", "stack", "unstack", "concat", "gather", "dropout", "mean", "sum", "max",
+    "min", "prod", "softmaxcrossentropywithlogits", "softmaxcrossentropywithlogitssg", "logloss", "meansquarederror",
+    "sparsesoftmaxcrossentropywithlogits", "sigmoidcrossentropywithlogits", "l2loss", "batchnorm", "moments", "cond",
+    "while", "map", "exponentialdecay", "clipbyvalue", "l2normalize", "flatten", "dense", "conv2d", "maxpooling2d",
+    "batchnormalization", "add", "sub", "mul", "truediv", "div", "floordiv", "pow", "neg", "stridedslice", "sigmoid",
+    "softmax", "relu", "tanh", "elu", "selu", "expanddims", "squeeze", "transpose", "reshape", "transposenhwc",
+    "pack", "unpack", "identity", "placeholder", "placeholderwithdefault", "cast", "matmul", "biasadd", "maxpool",
+    "avgpool", "lrn", "argmax", "argmin", "equal", "notequal", "select", "selectv2", "where", "tensordot", "einsum",
+})
+
+
+def auto_named(node: Any) -> bool:
+    """Whether TensorFlow made the name (``Softmax``, ``ArgMax_1``, ``add``, ``strided_slice_3``, ``ToFloat``)."""
+    base = _GENERATED.sub("", node.name.rsplit("/", 1)[-1]).lower().replace("_", "")
+    op = node.op.lower()
+    prefix = len(base) >= 3 and (op.startswith(base) or base.startswith(op))  # "add" for AddV2
+    return base == op or prefix or base in _LIBRARY_NAMES

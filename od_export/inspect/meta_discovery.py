@@ -1,0 +1,109 @@
+"""A TF1 ``.meta`` → its inference inputs and outputs: what the author declared, else the output rule.
+
+``freeze`` and ``inspect`` both call :func:`discover_meta`, so ``inspect`` on a ``.meta``
+shows what ``freeze`` would keep.  Reads protos only.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from od_export.inspect.graph_index import GraphIndex, node_of
+from od_export.inspect.outputs import TRAINING_SCOPE, Discovery, discover_outputs, loss_roots
+from od_export.inspect.switches import fold, training_switches
+
+#: Meta graph collections whose members only training runs.
+TRAINING_COLLECTIONS = ("train_op", "summaries", "update_ops", "init_op", "local_init_op", "ready_op")
+#: CloudML-era collections: each member a JSON object of alias → tensor name.
+_DECLARED_COLLECTIONS = ("inputs", "outputs")
+
+
+def training_names(meta_graph: Any) -> frozenset[str]:
+    """Node names a TF1 meta graph's collections declare as training-only (``train_op``, ``summaries``, …)."""
+    names = set()
+    for key in TRAINING_COLLECTIONS:
+        if key in meta_graph.collection_def:
+            names.update(node_of(n) for n in meta_graph.collection_def[key].node_list.value)
+    return frozenset(names)
+
+
+def _collection_tensors(meta_graph: Any, key: str) -> list[str]:
+    if key not in meta_graph.collection_def:
+        return []
+    collection = meta_graph.collection_def[key]
+    if collection.HasField("node_list"):
+        return list(collection.node_list.value)
+    return []
+
+
+def declared_losses(meta_graph: Any) -> frozenset[str]:
+    return frozenset(node_of(name) for name in _collection_tensors(meta_graph, "losses"))
+
+
+def _json_collection(meta_graph: Any, key: str) -> dict[str, str]:
+    if key not in meta_graph.collection_def or not meta_graph.collection_def[key].HasField("bytes_list"):
+        return {}
+    found: dict[str, str] = {}
+    for raw in meta_graph.collection_def[key].bytes_list.value:
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            return {}
+        found.update({str(k): v for k, v in value.items()})
+    return found
+
+
+def declared_signature(meta_graph: Any) -> tuple[str, dict[str, str], dict[str, str]] | None:
+    """(where, inputs, outputs) the author declared: a ``signature_def``, else ``inputs``/``outputs`` JSON."""
+    signatures = meta_graph.signature_def
+    key = "serving_default" if "serving_default" in signatures else (sorted(signatures)[0] if signatures else None)
+    if key is not None and signatures[key].outputs:
+        signature = signatures[key]
+        return (f"signature_def {key}", {k: v.name for k, v in signature.inputs.items()},
+                {k: v.name for k, v in signature.outputs.items()})
+    inputs, outputs = (_json_collection(meta_graph, k) for k in _DECLARED_COLLECTIONS)
+    if outputs:
+        return "the inputs/outputs collections", inputs, outputs
+    return None
+
+
+def _orphans(graph_def: Any, view: Any) -> frozenset[str]:
+    """Nodes left with no consumer because everything that read them was in an untaken branch."""
+    if len(view.node) == len(graph_def.node):
+        return frozenset()
+    before = GraphIndex(graph_def).consumers
+    after = GraphIndex(view).consumers
+    orphaned = {name for name in after if not after[name] and before.get(name)}
+    changed = True
+    while changed:
+        changed = False
+        for name, readers in after.items():
+            if name not in orphaned and readers and all(r in orphaned for r in readers):
+                orphaned.add(name)
+                changed = True
+    return frozenset(orphaned)
+
+
+def inference_view(meta_graph: Any) -> tuple[Any, list[Any]]:
+    """The graph with training switches held still and untaken branches removed, and the folds."""
+    graph_def = meta_graph.graph_def
+    folds = training_switches(graph_def, lambda name: bool(TRAINING_SCOPE.match(name)))
+    return fold(graph_def, folds), folds
+
+
+def discover_meta(meta_graph: Any) -> Discovery:
+    """The inference inputs and outputs of a TF1 meta graph (see the module docstring)."""
+    view, folds = inference_view(meta_graph)
+    declared = declared_signature(meta_graph)
+    if declared is not None:
+        where, inputs, outputs = declared
+        return Discovery(tuple(sorted({node_of(t) for t in outputs.values()})), (), (), False,
+                         tuple(sorted({node_of(t) for t in inputs.values()})), folds=tuple(folds), declared=where,
+                         declared_inputs=inputs, declared_outputs=outputs)
+    excluded = training_names(meta_graph) | _orphans(meta_graph.graph_def, view)
+    losses = loss_roots(GraphIndex(meta_graph.graph_def)) | declared_losses(meta_graph)
+    found = discover_outputs(view, excluded, losses)
+    return replace(found, folds=tuple(folds))
