@@ -95,6 +95,16 @@ class GraphIndex:
                     stack.append(consumer)
         return seen
 
+    def ancestors(self, name: str) -> set[str]:
+        """Everything ``name`` is computed from (data edges)."""
+        seen, stack = {name}, [name]
+        while stack:
+            for source in self.inputs.get(stack.pop(), []):
+                if source not in seen:
+                    seen.add(source)
+                    stack.append(source)
+        return seen
+
     def reach(self, source: str) -> set[str]:
         if source not in self._reach:
             self._reach[source] = self.descendants({source})

@@ -9,7 +9,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from od_export.inspect.graph_index import GraphIndex, node_of
+from od_export.inspect.graph_index import VARIABLE_OPS, GraphIndex, node_of
 from od_export.inspect.outputs import TRAINING_SCOPE, Discovery, discover_outputs, loss_roots
 from od_export.inspect.switches import fold, training_switches
 
@@ -87,11 +87,34 @@ def _orphans(graph_def: Any, view: Any) -> frozenset[str]:
     return frozenset(orphaned)
 
 
+def unsaved_variables(meta_graph: Any) -> frozenset[str]:
+    """Variables the graph's saver does not restore (empty when the graph has no saver to read)."""
+    graph = GraphIndex(meta_graph.graph_def)
+    restore = node_of(meta_graph.saver_def.restore_op_name) if meta_graph.HasField("saver_def") else ""
+    if restore not in graph.nodes:
+        return frozenset()
+    saved, seen, stack = set(), {restore}, [restore]
+    while stack:
+        node = graph.nodes[stack.pop()]
+        if node.op in ("Assign", "AssignVariableOp") and node.input:
+            saved.add(node_of(node.input[0]))
+            continue
+        for name in node.input:
+            source = node_of(name)
+            if source not in seen and source in graph.nodes:
+                seen.add(source)
+                stack.append(source)
+    variables = {name for name, n in graph.nodes.items() if n.op in VARIABLE_OPS}
+    return frozenset(variables - saved) if saved else frozenset()
+
+
 def inference_view(meta_graph: Any) -> tuple[Any, list[Any]]:
-    """The graph with training switches held still and untaken branches removed, and the folds."""
+    """The graph with training switches held still and untaken branches removed, and the folds left in it."""
     graph_def = meta_graph.graph_def
     folds = training_switches(graph_def, lambda name: bool(TRAINING_SCOPE.match(name)))
-    return fold(graph_def, folds), folds
+    view = fold(graph_def, folds)
+    kept = {n.name for n in view.node}
+    return view, [f for f in folds if f.name in kept]
 
 
 def discover_meta(meta_graph: Any) -> Discovery:
@@ -105,5 +128,5 @@ def discover_meta(meta_graph: Any) -> Discovery:
                          declared_inputs=inputs, declared_outputs=outputs)
     excluded = training_names(meta_graph) | _orphans(meta_graph.graph_def, view)
     losses = loss_roots(GraphIndex(meta_graph.graph_def)) | declared_losses(meta_graph)
-    found = discover_outputs(view, excluded, losses)
+    found = discover_outputs(view, excluded, losses, unsaved_variables(meta_graph))
     return replace(found, folds=tuple(folds))

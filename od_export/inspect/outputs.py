@@ -29,7 +29,9 @@ and the accuracy, and keeps the labels placeholder as a required input.  The rul
    scope (a loop's unused ``Exit``) are not outputs.
 
 The result is ambiguous when it holds several unnamed nodes that do not lie on one
-chain; the message then ranks them, probabilities and logits first, with their shapes.
+chain and the graph's saver keeps them all (a notebook that built the model twice
+saves only the copy its saver was made for); the message then ranks them,
+probabilities and logits first, with their shapes.
 """
 from __future__ import annotations
 
@@ -250,11 +252,13 @@ def loss_roots(graph: GraphIndex) -> frozenset[str]:
 
 
 def discover_outputs(graph_def: Any, excluded: frozenset[str] = frozenset(),
-                     losses: frozenset[str] | None = None) -> Discovery:
+                     losses: frozenset[str] | None = None, unsaved: frozenset[str] = frozenset()) -> Discovery:
     """The inference outputs of ``graph_def`` by the module's rule.
 
     ``excluded``: names declared training-only; ``losses``: the losses, when found on
-    the training graph before its untaken branches were removed (else found here).
+    the training graph before its untaken branches were removed (else found here);
+    ``unsaved``: variables the graph's saver does not save.  Among ambiguous outputs,
+    those that read such a variable cannot be what the checkpoint was saved for.
     """
     rule = _Rule(graph_def, excluded, losses)
     graph = rule.graph
@@ -268,6 +272,10 @@ def discover_outputs(graph_def: Any, excluded: frozenset[str] = frozenset(),
     found = {o for o in found if o in named or not graph.descendants({o}) & (found - {o})}
     outputs = sorted(found)
     ambiguous = _ambiguous(rule, outputs)
+    restorable = [o for o in outputs if not graph.ancestors(o) & unsaved]
+    if ambiguous and restorable and len(restorable) < len(outputs):
+        outputs = restorable
+        ambiguous = _ambiguous(rule, outputs)
     ranked = tuple(sorted((_candidate(graph, o) for o in outputs), key=_rank)) if ambiguous else ()
     return Discovery(tuple(outputs), tuple(rule.losses), tuple(rule.labels), ambiguous, tuple(rule.inputs), ranked)
 

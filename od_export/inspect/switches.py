@@ -5,7 +5,9 @@ Training scripts feed switches that inference must hold still:
 - a ``placeholder_with_default`` becomes its default;
 - a **keep probability**: a float placeholder, scalar or of unknown shape, that is mixed
   with random noise (``floor(keep + uniform)``, or ``uniform >= 1 - keep``) becomes 1.0;
-  one mixed with the noise directly as a rate (``uniform >= rate``) becomes 0.0;
+  one mixed with the noise directly as a rate (``uniform >= rate``) becomes 0.0; so does
+  a keep probability written into the graph as a constant (``tf.nn.dropout(h, 0.5)``,
+  which would otherwise drop units at inference too);
 - an **is-training switch**: a bool placeholder that chooses a ``tf.cond`` branch
   (a ``Switch`` predicate, an ``If`` condition) becomes False.
 
@@ -24,7 +26,7 @@ from od_export.inspect.graph_index import node_of, output_index, scalar_or_unkno
 
 _FLOAT_TYPES = frozenset({1, 2, 19})  # DT_FLOAT, DT_DOUBLE, DT_HALF
 _BOOL = 10
-_RANDOM_OPS = frozenset({"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "StatelessRandomUniformV2",
+RANDOM_OPS = frozenset({"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "StatelessRandomUniformV2",
                          "RandomUniformInt", "StatelessRandomUniform"})
 _COMPARISONS = frozenset({"GreaterEqual", "Greater", "Less", "LessEqual"})
 _PASS_THROUGH = frozenset({"Identity", "Cast", "Sub", "Reshape", "ExpandDims", "Squeeze", "LogicalNot"})
@@ -47,11 +49,16 @@ def training_switches(graph_def: Any, model_scope: Any) -> list[Fold]:
     """The placeholders inference holds still (see the module docstring); ``model_scope``: names to skip."""
     consumers = _consumers(graph_def)
     nodes = {n.name: n for n in graph_def.node}
-    noise = _descendants(consumers, {n.name for n in graph_def.node if n.op in _RANDOM_OPS})
+    noise = _descendants(consumers, {n.name for n in graph_def.node if n.op in RANDOM_OPS})
     folds = []
     for node in graph_def.node:
         if node.op == "PlaceholderWithDefault" and not model_scope(node.name):
             folds.append(Fold(node.name, None, "placeholder with a default"))
+        elif node.op == "Const" and not model_scope(node.name) and _float_scalar_constant(node):
+            value = _dropout_value(node.name, nodes, consumers, noise)
+            if value is not None:
+                folds.append(Fold(node.name, value, "dropout keep probability fixed in the graph" if value
+                                  else "dropout rate fixed in the graph"))
         elif node.op != "Placeholder" or model_scope(node.name) or not scalar_or_unknown(node):
             continue
         elif node.attr["dtype"].type == _BOOL and _chooses_branch(node.name, nodes, consumers):
@@ -61,6 +68,11 @@ def training_switches(graph_def: Any, model_scope: Any) -> list[Fold]:
             if value is not None:
                 folds.append(Fold(node.name, value, "dropout keep probability" if value else "dropout rate"))
     return folds
+
+
+def _float_scalar_constant(node: Any) -> bool:
+    tensor = node.attr["value"].tensor
+    return node.attr["dtype"].type in _FLOAT_TYPES and not tensor.tensor_shape.dim
 
 
 def _consumers(graph_def: Any) -> dict[str, list[str]]:
@@ -113,7 +125,9 @@ def _dropout_value(name: str, nodes: dict[str, Any], consumers: dict[str, list[s
             node = nodes[consumer]
             data = [node_of(i) for i in node.input if not i.startswith("^")]
             others = [d for d in data if d != current]
-            if any(o in noise for o in others) and node.op in _COMPARISONS | {"Add", "AddV2"}:
+            mixes = any(o in noise for o in others) and not _inside_random_scope(consumer, nodes)
+            floored = node.op in ("Add", "AddV2") and any(nodes[c].op == "Floor" for c in consumers.get(consumer, []))
+            if mixes and (node.op in _COMPARISONS or floored):
                 is_rate = node.op in _COMPARISONS and not flipped
                 return 0.0 if is_rate else 1.0
             if node.op in _PASS_THROUGH and consumer not in seen:
@@ -121,6 +135,12 @@ def _dropout_value(name: str, nodes: dict[str, Any], consumers: dict[str, list[s
                 negates = node.op == "Sub" and len(data) == 2 and data[1] == current
                 frontier.append((consumer, flipped != negates))
     return None
+
+
+def _inside_random_scope(name: str, nodes: dict[str, Any]) -> bool:
+    """Part of building a random value itself (``random_normal = mul + mean``), not a use of one."""
+    scopes = {n.rsplit("/", 1)[0] for n, node in nodes.items() if node.op in RANDOM_OPS and "/" in n}
+    return any(name == scope or name.startswith(scope + "/") for scope in scopes)
 
 
 def fold(graph_def: Any, folds: list[Fold]) -> Any:
@@ -135,6 +155,9 @@ def fold(graph_def: Any, folds: list[Fold]) -> Any:
         if held is None:
             continue
         dtype = node.attr["dtype"].type
+        if node.op == "Const":
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(held.value, dtype=tf.as_dtype(dtype)))
+            continue
         if held.value is None:  # PlaceholderWithDefault → Identity of its default
             node.op = "Identity"
             for attr in ("dtype", "shape"):

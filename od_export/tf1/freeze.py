@@ -197,7 +197,7 @@ def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: inference_graph.
     tensors = {spec["tensor"] for spec in frozen.outputs.values()} | set(plan.outputs.values() if plan else ())
     fetches = sorted(tensors)
     feeds = {frozen.stands_for.get(name, name): value for name, value in samples.feeds.items()}
-    values = _session_run(restored, fetches, {**frozen.held, **feeds})
+    values = _session_run(restored, fetches, {**frozen.held, **frozen.draws, **feeds})
     return dict(zip(fetches, values))
 
 
@@ -220,23 +220,33 @@ def _write_and_verify(staging: Path, frozen: inference_graph.Frozen, io_spec: di
     (directory / IO_SPEC_NAME).write_text(json.dumps(io_spec, indent=2) + "\n", encoding="utf-8")
     fetches = {spec["tensor"]: spec["tensor"] for spec in frozen.outputs.values()}
     result = FreezeResult(staging, graph_path, None, io_spec)
-    _judge(result, "frozen_graph", {t: expected[t] for t in fetches}, run_frozen_graph(frozen.graph_def, samples.feeds, fetches))
+    _judge(result, "frozen_graph", {t: expected[t] for t in fetches}, run_frozen_graph(frozen.graph_def, {**frozen.draws, **samples.feeds}, fetches))
     if plan is not None:
         serving.write_predict_saved_model(frozen.graph_def, plan.inputs, plan.outputs, staging / SAVED_MODEL_DIR, plan.front)
         result.saved_model = staging / SAVED_MODEL_DIR
         _judge(result, "saved_model", {k: expected[t] for k, t in plan.outputs.items()},
-               _run_saved_model(result.saved_model, plan, samples))
+               _run_saved_model(result.saved_model, plan, samples, frozen.draws))
     return result
 
 
-def _run_saved_model(directory: Path, plan: _Serving, samples: _Samples) -> dict[str, np.ndarray]:
+def _run_saved_model(directory: Path, plan: _Serving, samples: _Samples,
+                     draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The SavedModel's outputs as TF Serving computes them; with random ops, their draws fed through TF1's loader."""
     tf = compat.import_tensorflow()
-    signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
     inputs = {key: samples.feeds[tensor] for key, tensor in plan.inputs.items()}
     if plan.front is not None:
         inputs.pop(plan.front.image_key)
         inputs[serving.ENCODED_INPUT_KEY] = samples.encoded
-    return graphs.run_signature(signature, inputs)
+    if not draws:
+        return graphs.run_signature(tf.saved_model.load(str(directory)).signatures["serving_default"], inputs)
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
+        loaded = v1.saved_model.loader.load(session, [v1.saved_model.tag_constants.SERVING], str(directory))
+        signature = loaded.signature_def["serving_default"]
+        feeds = {signature.inputs[k].name: v for k, v in inputs.items()}
+        keys = sorted(signature.outputs)
+        values = session.run([signature.outputs[k].name for k in keys], {**draws, **feeds})
+    return dict(zip(keys, values))
 
 
 def _judge(result: FreezeResult, artifact: str, expected: dict[str, np.ndarray], actual: dict[str, Any]) -> None:

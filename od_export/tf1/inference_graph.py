@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from od_export import compat
-from od_export.errors import ExportFailed, InputError, option
-from od_export.inspect.graph_index import PIPELINE_OPS, node_of, output_index, pipeline_dtype, shape_of
+from od_export.errors import CheckpointError, ExportFailed, InputError, option
+from od_export.inspect.graph_index import PIPELINE_OPS, node_of, output_index, shape_of
 from od_export.inspect.outputs import Discovery
 from od_export.tf1.meta_graph import RestoredGraph
 
@@ -79,11 +79,39 @@ class Frozen:
     held: dict[str, Any] = field(default_factory=dict)
     #: One line per held switch, for the log and io_spec.json.
     held_lines: list[str] = field(default_factory=list)
+    #: Random op output → one fixed draw, fed to every run that is compared (a VAE samples at inference).
+    draws: dict[str, Any] = field(default_factory=dict)
 
 
 def _tensor_description(tensor: Any) -> dict[str, Any]:
     shape = None if tensor.shape.rank is None else [None if d is None else int(d) for d in tensor.shape.as_list()]
     return {"tensor": tensor.name, "dtype": tensor.dtype.name, "shape": shape}
+
+
+def _input_description(tensor: Any) -> dict[str, Any]:
+    """An input's dtype and shape; a placeholder saved without a shape gets the one its first reader implies."""
+    described = _tensor_description(tensor)
+    if described["shape"] is None:
+        implied = _implied_shape(tensor)
+        if implied is not None:
+            described.update(shape=implied, shape_from=tensor.consumers()[0].type)
+    return described
+
+
+def _implied_shape(tensor: Any) -> list[int | None] | None:
+    """``MatMul(x, W)`` implies x is ``[batch, rows of W]``; ``Reshape(x, [-1, 28, 28, 1])`` implies its shape."""
+    tf = compat.import_tensorflow()
+    for op in tensor.consumers():
+        if op.type == "MatMul" and op.inputs[0] is tensor and not op.get_attr("transpose_a"):
+            weights = op.inputs[1].shape
+            inner = weights[1] if op.get_attr("transpose_b") else weights[0]
+            if inner is not None:
+                return [None, int(inner)]
+        if op.type == "Reshape" and op.inputs[0] is tensor:
+            target = tf.get_static_value(op.inputs[1])
+            if target is not None and list(target).count(-1) <= 1:
+                return [None if int(d) == -1 else int(d) for d in target]
+    return None
 
 
 def signature_key(tensor_name: str) -> str:
@@ -99,8 +127,12 @@ def freeze(restored: RestoredGraph, choice: Choice) -> Frozen:
     tf = compat.import_tensorflow()
     folds = list(choice.discovery.folds)
     view = fold(restored.graph.as_graph_def(), folds)
-    stands_for = _pipelines_to_placeholders(view)
+    for node in view.node:
+        if node.op == "Variable":  # TF 0.12's variable op, which the converter no longer knows: the same op
+            node.op = "VariableV2"
+    stands_for = _pipelines_to_placeholders(view, restored.graph)
     keep = sorted({node_of(name) for name in choice.outputs})
+    _check_restored(restored, view, keep)
     try:
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(restored.session, view, keep)
         frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, keep)
@@ -115,17 +147,55 @@ def freeze(restored: RestoredGraph, choice: Choice) -> Frozen:
             inputs[signature_key(tensor)] = {"tensor": tensor, "dtype": tf.as_dtype(node.attr["dtype"].type).name,
                                              "shape": shape_of(node), "stands_for": stands_for[tensor]}
         else:
-            inputs[signature_key(tensor)] = _tensor_description(restored.graph.get_tensor_by_name(tensor))
+            inputs[signature_key(tensor)] = _input_description(restored.graph.get_tensor_by_name(tensor))
     described = {signature_key(name): _tensor_description(restored.graph.get_tensor_by_name(name))
                  for name in choice.outputs}
     held = {f"{f.name}:0": f.value for f in folds if f.value is not None}
     defaults = sorted(f.name for f in folds if f.value is None)
-    return Frozen(frozen, inputs, described, defaults, {k: v for k, v in stands_for.items() if k in
-                                                         {s["tensor"] for s in inputs.values()}},
-                  held, [f.describe() for f in folds])
+    used = {spec["tensor"] for spec in inputs.values()}
+    return Frozen(frozen, inputs, described, defaults, {k: v for k, v in stands_for.items() if k in used},
+                  held, [f.describe() for f in folds], _random_draws(frozen, restored.graph))
 
 
-def _pipelines_to_placeholders(view: Any) -> dict[str, str]:
+def _random_draws(graph_def: Any, graph: Any) -> dict[str, Any]:
+    """One fixed value per random op left on the inference path whose shape is known."""
+    import numpy as np
+
+    from od_export.inspect.switches import RANDOM_OPS
+
+    rng = np.random.default_rng(0)
+    draws = {}
+    for node in graph_def.node:
+        if node.op not in RANDOM_OPS:
+            continue
+        tensor = graph.get_tensor_by_name(f"{node.name}:0")
+        if not tensor.shape.is_fully_defined():
+            continue
+        shape = tensor.shape.as_list()
+        value = rng.uniform(size=shape) if "Uniform" in node.op else rng.normal(size=shape)
+        draws[tensor.name] = value.astype(tensor.dtype.as_numpy_dtype)
+    return draws
+
+
+def _check_restored(restored: RestoredGraph, view: Any, keep: list[str]) -> None:
+    """Every variable the outputs read holds a value from the checkpoint, else one line naming it."""
+    tf = compat.import_tensorflow()
+    needed = tf.compat.v1.graph_util.extract_sub_graph(view, keep)
+    names = sorted(n.name for n in needed.node if n.op in ("VariableV2", "Variable"))
+    if not names:
+        return
+    with restored.graph.as_default():
+        checks = [tf.compat.v1.is_variable_initialized(restored.graph.get_tensor_by_name(f"{n}:0")) for n in names]
+    missing = [n for n, ready in zip(names, restored.session.run(checks)) if not ready]
+    if missing:
+        raise CheckpointError(
+            f"the checkpoint holds no value for {len(missing)} variable(s) the outputs {', '.join(keep)} read "
+            f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}): the graph's saver does not save them "
+            f"and the checkpoint has no variable of that name; give the checkpoint that holds them, or name other "
+            f"outputs with {option('output_nodes')}")
+
+
+def _pipelines_to_placeholders(view: Any, graph: Any) -> dict[str, str]:
     """Each pipeline output the graph reads → a placeholder of its dtype and shape; placeholder → tensor."""
     nodes = {n.name: n for n in view.node}
     made: dict[str, str] = {}
@@ -137,24 +207,20 @@ def _pipelines_to_placeholders(view: Any) -> dict[str, str]:
                 continue
             tensor = f"{source.name}:{output_index(name)}"
             if tensor not in made:
-                made[tensor] = _add_placeholder(view, source, output_index(name), names)
+                made[tensor] = _add_placeholder(view, source, graph.get_tensor_by_name(tensor), names)
             node.input[position] = made[tensor]
     return {f"{placeholder}:0": tensor for tensor, placeholder in made.items()}
 
 
-def _add_placeholder(view: Any, source: Any, index: int, names: set[str]) -> str:
-    name = f"{source.name}_{index}"
+def _add_placeholder(view: Any, source: Any, tensor: Any, names: set[str]) -> str:
+    """A placeholder with the dtype and the shape TensorFlow infers for the pipeline output ``tensor``."""
+    name = f"{source.name}_{tensor.value_index}"
     while name in names:
         name += "_input"
     names.add(name)
     placeholder = view.node.add(name=name, op="Placeholder")
-    placeholder.attr["dtype"].type = pipeline_dtype(source, index)
-    shape = shape_of(source, index)
-    if shape is None:
-        placeholder.attr["shape"].shape.unknown_rank = True
-    else:
-        for size in shape:
-            placeholder.attr["shape"].shape.dim.add(size=-1 if size is None else size)
+    placeholder.attr["dtype"].type = tensor.dtype.as_datatype_enum
+    placeholder.attr["shape"].shape.CopyFrom(tensor.shape.as_proto())
     return name
 
 

@@ -98,16 +98,39 @@ def restore(meta: Path, prefix: Path) -> RestoredGraph:
     try:
         with graph.as_default():
             saver = tf.compat.v1.train.import_meta_graph(meta_graph_def, clear_devices=True)
-            if saver is None:  # a graph saved without a saver: restore every global variable
-                saver = tf.compat.v1.train.Saver(allow_empty=True)
+            if saver is None:  # a graph saved without a saver: restore every variable by its name
+                saver = tf.compat.v1.train.Saver(var_list=_reference_variables(graph) or None, allow_empty=True)
     except (ValueError, KeyError, tf.errors.OpError) as exc:
         raise InputError(f"TensorFlow {tf.__version__} cannot import {meta}: {exc}") from exc
     session = tf.compat.v1.Session(graph=graph)
     try:
         with graph.as_default():  # outside it the saver would restore eagerly, into nothing
             saver.restore(session, str(prefix))
+            _restore_the_rest(graph, session, prefix)
     except (ValueError, tf.errors.OpError) as exc:
         session.close()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {prefix} does not fit {meta.name}: {first}; give the checkpoint this graph saved") from exc
     return RestoredGraph(graph, session, meta_graph_def)
+
+
+def _reference_variables(graph: Any) -> dict[str, Any]:
+    """TF1 reference variables by node name (what a saver of the whole graph would save)."""
+    return {op.name: op.outputs[0] for op in graph.get_operations() if op.type in ("VariableV2", "Variable")}
+
+
+def _restore_the_rest(graph: Any, session: Any, prefix: Path) -> None:
+    """Variables the graph's saver left out (a saver made before them) restored from the checkpoint by name."""
+    tf = compat.import_tensorflow()
+    variables = _reference_variables(graph)
+    if not variables:
+        return
+    checks = [tf.compat.v1.is_variable_initialized(tensor) for tensor in variables.values()]
+    missing = [name for name, ready in zip(variables, session.run(checks)) if not ready]
+    stored = dict(tf.train.list_variables(str(prefix))) if missing else {}
+    found = {name: variables[name] for name in missing
+             if name in stored and list(stored[name]) == variables[name].shape.as_list()}
+    if found:
+        tf.compat.v1.train.Saver(var_list=found).restore(session, str(prefix))
+        logger.info(f"restored {len(found)} variable(s) the graph's saver leaves out by their names: "
+                    f"{', '.join(sorted(found)[:5])}")

@@ -82,7 +82,8 @@ def write_predict_saved_model(graph_def: Any, inputs: dict[str, str], outputs: d
             encoded, images = _decode_and_resize(front)
             input_map[signature_inputs.pop(front.image_key)] = images
             signature_inputs = {ENCODED_INPUT_KEY: encoded.name, **signature_inputs}
-        v1.import_graph_def(graph_def, input_map=input_map, name="")
+        v1.import_graph_def(case_distinct(graph_def, {t.split(":")[0] for t in [*inputs.values(), *outputs.values()]}),
+                            input_map=input_map, name="")
         signature = v1.saved_model.predict_signature_def(
             inputs={k: graph.get_tensor_by_name(t) for k, t in signature_inputs.items()},
             outputs={k: graph.get_tensor_by_name(t) for k, t in outputs.items()})
@@ -93,3 +94,35 @@ def write_predict_saved_model(graph_def: Any, inputs: dict[str, str], outputs: d
                                                  strip_default_attrs=True)
         builder.save()
     return signature_inputs
+
+
+def case_distinct(graph_def: Any, keep: set[str]) -> Any:
+    """A copy whose node names differ in more than case (TF 0.12 made both ``Add`` and ``add``).
+
+    TensorFlow 2 loads a SavedModel into a graph whose names are unique ignoring case,
+    so one of two such nodes would be renamed and a signature naming it would break.
+    Names in ``keep`` (the signature's) stay; the others get a suffix.
+    """
+    taken: dict[str, str] = {}
+    for node in sorted(graph_def.node, key=lambda n: n.name not in keep):
+        taken.setdefault(node.name.lower(), node.name)
+    clashes = {n.name for n in graph_def.node if taken[n.name.lower()] != n.name}
+    if not clashes:
+        return graph_def
+    lowered = set(taken)
+    renamed = {}
+    for name in sorted(clashes):
+        index = 1
+        while f"{name}_{index}".lower() in lowered:
+            index += 1
+        renamed[name] = f"{name}_{index}"
+        lowered.add(renamed[name].lower())
+    copy = type(graph_def).FromString(graph_def.SerializeToString())
+    for node in copy.node:
+        node.name = renamed.get(node.name, node.name)
+        for position, name in enumerate(node.input):
+            control, rest = ("^", name[1:]) if name.startswith("^") else ("", name)
+            base, colon, index_text = rest.partition(":")
+            if base in renamed:
+                node.input[position] = f"{control}{renamed[base]}{colon}{index_text}"
+    return copy
