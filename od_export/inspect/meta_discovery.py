@@ -74,8 +74,11 @@ def _orphans(graph_def: Any, view: Any) -> frozenset[str]:
     """Nodes left with no consumer because everything that read them was in an untaken branch."""
     if len(view.node) == len(graph_def.node):
         return frozenset()
-    before = GraphIndex(graph_def).consumers
-    after = GraphIndex(view).consumers
+    def inference_readers(graph: Any) -> dict[str, list[str]]:  # gradients and savers do not count
+        return {name: [r for r in readers if not TRAINING_SCOPE.match(r)]
+                for name, readers in GraphIndex(graph).consumers.items()}
+
+    before, after = inference_readers(graph_def), inference_readers(view)
     orphaned = {name for name in after if not after[name] and before.get(name)}
     changed = True
     while changed:

@@ -246,9 +246,21 @@ class _Rule:
 
 
 def loss_roots(graph: GraphIndex) -> frozenset[str]:
-    """The forward nodes with a ``gradients/<name>_grad`` scope none of whose consumers has one."""
+    """The forward nodes with a ``gradients/<name>_grad`` scope that no other such node is computed from.
+
+    Not every op between two such nodes has a gradient scope of its own (an ``If``'s
+    outputs pass through ``Identity`` ops that have none), so "computed from" follows
+    whole paths, not only direct consumers.
+    """
     forward = {m.group(2) for name in graph.nodes if (m := _GRADIENT_SCOPE.match(name))} & set(graph.nodes)
-    return frozenset(n for n in forward if not any(c in forward for c in graph.consumers.get(n, [])))
+    upstream: set[str] = set()
+    stack = [i for f in forward for i in graph.inputs.get(f, [])]
+    while stack:
+        name = stack.pop()
+        if name not in upstream:
+            upstream.add(name)
+            stack.extend(graph.inputs.get(name, []))
+    return frozenset(forward - upstream)
 
 
 def discover_outputs(graph_def: Any, excluded: frozenset[str] = frozenset(),

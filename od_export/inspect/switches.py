@@ -55,7 +55,7 @@ def training_switches(graph_def: Any, model_scope: Any) -> list[Fold]:
         if node.op == "PlaceholderWithDefault" and not model_scope(node.name):
             folds.append(Fold(node.name, None, "placeholder with a default"))
         elif node.op == "Const" and not model_scope(node.name) and _float_scalar_constant(node):
-            value = _dropout_value(node.name, nodes, consumers, noise)
+            value = _dropout_value(node.name, nodes, consumers, noise, direct=True)
             if value is not None:
                 folds.append(Fold(node.name, value, "dropout keep probability fixed in the graph" if value
                                   else "dropout rate fixed in the graph"))
@@ -111,11 +111,13 @@ def _chooses_branch(name: str, nodes: dict[str, Any], consumers: dict[str, list[
     return False
 
 
-def _dropout_value(name: str, nodes: dict[str, Any], consumers: dict[str, list[str]], noise: set[str]) -> float | None:
+def _dropout_value(name: str, nodes: dict[str, Any], consumers: dict[str, list[str]], noise: set[str],
+                   direct: bool = False) -> float | None:
     """1.0 for a keep probability, 0.0 for a rate, None when ``name`` is not mixed with random noise.
 
     Followed through pass-through ops; a ``Sub`` with the placeholder as its second
-    operand (``1 - keep``) turns a keep probability into a rate.
+    operand (``1 - keep``) turns a keep probability into a rate.  ``direct``: only where
+    ``name`` itself meets the noise (a constant, not the ``1`` of ``1 - keep``).
     """
     frontier: list[tuple[str, bool]] = [(name, False)]
     seen = {name}
@@ -130,7 +132,7 @@ def _dropout_value(name: str, nodes: dict[str, Any], consumers: dict[str, list[s
             if mixes and (node.op in _COMPARISONS or floored):
                 is_rate = node.op in _COMPARISONS and not flipped
                 return 0.0 if is_rate else 1.0
-            if node.op in _PASS_THROUGH and consumer not in seen:
+            if node.op in _PASS_THROUGH and consumer not in seen and not direct:
                 seen.add(consumer)
                 negates = node.op == "Sub" and len(data) == 2 and data[1] == current
                 frontier.append((consumer, flipped != negates))
