@@ -64,7 +64,8 @@ def run() -> int:
             row, seconds = _row(entry, Path(scratch))
         print(row, flush=True)
         slowest = max(slowest, (seconds, entry.key))
-    print(f"\n{len(present)} of {len(tf1_corpus.ENTRIES)} entries present; slowest freeze {slowest[0]:.1f} s ({slowest[1]})")
+    print(f"\n{len(present)} of {len(tf1_corpus.ENTRIES)} entries present; "
+          f"slowest freeze {slowest[0]:.1f} s ({slowest[1]})")
     return 0
 
 

@@ -52,8 +52,9 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("AloshkaD/traffic-signs", "2065b0a6e94843ed8011719c39bf56507296ce8a", "model.ckpt.meta", "TF 0.12 (V1 Variable)",
-          "raw ops LeNet built twice in one notebook graph; dropout keep-prob placeholder; accuracy on baked test labels",
+    Entry("AloshkaD/traffic-signs", "2065b0a6e94843ed8011719c39bf56507296ce8a", "model.ckpt.meta",
+          "TF 0.12 (V1 Variable)", "raw ops LeNet built twice in one notebook graph; dropout keep-prob placeholder; "
+          "accuracy on baked test labels",
           ("Add_5", "ArgMax_4", "TopKV2"), ("Placeholder", "Placeholder_3"),
           (("Placeholder_2", 1.0), ("Placeholder_5", 1.0)), ambiguous=True,
           note="two copies of the model, each with its own variables: a person cannot tell which is meant either"),

@@ -261,7 +261,8 @@ def saver_missing_a_variable(v1: Any) -> dict[str, Any]:
 PATTERNS = (
     Pattern("dropout_with_default", dropout_with_default, ("Softmax",), ("features",), (("keep_prob", None),)),
     Pattern("dropout_keep_placeholder", dropout_keep_placeholder, ("Softmax",), ("features",), (("Placeholder", 1.0),)),
-    Pattern("dropout_rate_placeholder", dropout_rate_placeholder, ("Softmax",), ("features",), (("dropout_rate", 0.0),)),
+    Pattern("dropout_rate_placeholder", dropout_rate_placeholder, ("Softmax",), ("features",),
+            (("dropout_rate", 0.0),)),
     Pattern("batch_norm_switch_v1", batch_norm_switch_v1, ("Softmax",), ("features",), (("is_training", False),)),
     Pattern("batch_norm_switch_v2", batch_norm_switch_v2, ("Softmax",), ("features",), (("is_training", False),),
             control_flow_v2=True),

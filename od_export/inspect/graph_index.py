@@ -18,6 +18,31 @@ PIPELINE_OPS = frozenset({"QueueDequeueV2", "QueueDequeueManyV2", "QueueDequeueU
 #: Ops whose value is a shape, not the data: what reads only these does not depend on the data's values.
 SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "VariableShape", "TensorArraySizeV3"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+#: Ops that end a chain without being a model output (savers, initialisers, checks).
+NON_OUTPUT_OPS = frozenset({
+    "NoOp", "Assert", "Const", "Placeholder", "PlaceholderWithDefault", "SaveV2", "RestoreV2", "Save", "Restore",
+    "SaveSlices", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin", "Assign", "AssignVariableOp",
+    "VarHandleOp", "VariableV2", "Variable", "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp",
+    "AssignAdd", "AssignSub", "AssignAddVariableOp", "AssignSubVariableOp", "ZerosLike", "OnesLike",
+    # shape checks left over from a loss or an assertion are metadata, never a model's result
+    "Shape", "ShapeN", "Size", "Rank",
+    # summaries, TensorBoard's writers and input queues belong to training
+    "MergeSummary", "ScalarSummary", "HistogramSummary", "ImageSummary", "AudioSummaryV2", "TensorSummaryV2",
+    "WriteSummary", "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "FlushSummaryWriter",
+    "CreateSummaryFileWriter", "SummaryWriter", "QueueEnqueueV2", "QueueEnqueueManyV2", "QueueCloseV2",
+    "QueueSizeV2", "FIFOQueueV2", "RandomShuffleQueueV2", "PaddingFIFOQueueV2",
+})
+#: Op families that update state (optimizer steps, scatter updates): training, never inference.
+_UPDATE_OP = re.compile(r"^(Resource)?(Apply|SparseApply|Scatter)")
+#: Name scopes that only training builds (the saver's restore ops, gradients, optimizer slots, initialisers).
+TRAINING_SCOPE = re.compile(r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?)(/|$)")
+
+
+
+def is_training_node(node: Any, excluded: frozenset[str] = frozenset()) -> bool:
+    """Whether ``node`` can only be part of training, saving or bookkeeping (never an inference output)."""
+    return (node.op in NON_OUTPUT_OPS or bool(_UPDATE_OP.match(node.op)) or bool(TRAINING_SCOPE.match(node.name))
+            or node.name in excluded)
 
 
 def node_of(input_name: str) -> str:
@@ -38,8 +63,8 @@ def shape_of(node: Any, index: int = 0) -> list[int | None] | None:
     shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
     if len(shapes) > index:
         proto = shapes[index]
-    elif node.op in PIPELINE_OPS and "output_shapes" in node.attr and len(node.attr["output_shapes"].list.shape) > index:
-        proto = node.attr["output_shapes"].list.shape[index]
+    elif node.op in PIPELINE_OPS and "output_shapes" in node.attr and len(_declared(node)) > index:
+        proto = _declared(node)[index]
     elif index == 0 and "shape" in node.attr and node.attr["shape"].HasField("shape"):
         proto = node.attr["shape"].shape
     else:
@@ -49,14 +74,13 @@ def shape_of(node: Any, index: int = 0) -> list[int | None] | None:
     return [None if d.size < 0 else int(d.size) for d in proto.dim]
 
 
+def _declared(node: Any) -> Any:
+    return node.attr["output_shapes"].list.shape
+
+
 def scalar_or_unknown(node: Any) -> bool:
     shape = shape_of(node)
     return shape is None or len(shape) == 0
-
-
-def pipeline_dtype(node: Any, index: int) -> int:
-    types = node.attr["component_types" if "component_types" in node.attr else "output_types"].list.type
-    return types[index] if index < len(types) else 0
 
 
 class GraphIndex:

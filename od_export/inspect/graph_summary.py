@@ -14,7 +14,8 @@ from od_export import compat
 from od_export.errors import InputError, OdExportError
 from od_export.layout import IO_SPEC_NAME
 from od_export.inspect.meta_discovery import TRAINING_COLLECTIONS, discover_meta, training_names  # noqa: F401
-from od_export.inspect.outputs import TRAINING_SCOPE, Discovery, discover_outputs
+from od_export.inspect.graph_index import TRAINING_SCOPE
+from od_export.inspect.outputs import Discovery, discover_outputs
 
 _DTYPE_ATTRS = ("T", "dtype", "out_type", "DstT", "output_type")
 

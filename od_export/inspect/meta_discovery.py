@@ -9,8 +9,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from od_export.inspect.graph_index import VARIABLE_OPS, GraphIndex, node_of
-from od_export.inspect.outputs import TRAINING_SCOPE, Discovery, discover_outputs, loss_roots
+from od_export.inspect.graph_index import TRAINING_SCOPE, VARIABLE_OPS, GraphIndex, node_of
+from od_export.inspect.outputs import Discovery, discover_outputs, loss_roots
 from od_export.inspect.switches import fold, training_switches
 
 #: Meta graph collections whose members only training runs.

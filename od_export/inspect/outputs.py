@@ -40,27 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from od_export.errors import option
-from od_export.inspect.graph_index import VARIABLE_OPS, GraphIndex, auto_named, node_of
+from od_export.inspect.graph_index import (TRAINING_SCOPE, VARIABLE_OPS, GraphIndex, auto_named, is_training_node,
+                                           node_of)
 from od_export.inspect.switches import Fold
 
-#: Ops that end a chain without being a model output (savers, initialisers, checks).
-NON_OUTPUT_OPS = frozenset({
-    "NoOp", "Assert", "Const", "Placeholder", "PlaceholderWithDefault", "SaveV2", "RestoreV2", "Save", "Restore",
-    "SaveSlices", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin", "Assign", "AssignVariableOp",
-    "VarHandleOp", "VariableV2", "Variable", "VarIsInitializedOp", "IsVariableInitialized", "ReadVariableOp",
-    "AssignAdd", "AssignSub", "AssignAddVariableOp", "AssignSubVariableOp", "ZerosLike", "OnesLike",
-    # shape checks left over from a loss or an assertion are metadata, never a model's result
-    "Shape", "ShapeN", "Size", "Rank",
-    # summaries, TensorBoard's writers and input queues belong to training
-    "MergeSummary", "ScalarSummary", "HistogramSummary", "ImageSummary", "AudioSummaryV2", "TensorSummaryV2",
-    "WriteSummary", "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "FlushSummaryWriter",
-    "CreateSummaryFileWriter", "SummaryWriter", "QueueEnqueueV2", "QueueEnqueueManyV2", "QueueCloseV2",
-    "QueueSizeV2", "FIFOQueueV2", "RandomShuffleQueueV2", "PaddingFIFOQueueV2",
-})
-#: Op families that update state (optimizer steps, scatter updates): training, never inference.
-_UPDATE_OP = re.compile(r"^(Resource)?(Apply|SparseApply|Scatter)")
-#: Name scopes that only training builds (the saver's restore ops, gradients, optimizer slots, initialisers).
-TRAINING_SCOPE = re.compile(r"^(save(_\d+)?|gradients(_\d+)?|init(_\d+)?|report_uninitialized_variables(_\d+)?)(/|$)")
 _GRADIENT_SCOPE = re.compile(r"^gradients(_\d+)?/(.+)_grad/")
 #: Unnamed ops that, just before a loss or a metric, only reshape what the model computed for it.
 _LOSS_HELPERS = frozenset({"Log", "Log1p", "LogSoftmax", "ArgMax", "ArgMin", "Cast", "Neg", "Square", "Sqrt", "Abs",
@@ -69,16 +52,6 @@ _COMPARISON_OPS = frozenset({"Sub", "SquaredDifference", "Mul", "Equal", "NotEqu
 _ARITHMETIC = frozenset({"Add", "AddV2", "Sub", "Mul", "RealDiv", "Div", "Maximum", "Minimum"})
 _PROBABILITY_OPS = frozenset({"Softmax", "Sigmoid"})
 _LOGIT_OPS = frozenset({"BiasAdd", "Add", "AddV2", "MatMul"})
-
-
-def source_node(input_name: str) -> str:
-    return node_of(input_name)
-
-
-def is_training_node(node: Any, excluded: frozenset[str] = frozenset()) -> bool:
-    """Whether ``node`` can only be part of training, saving or bookkeeping (never an inference output)."""
-    return (node.op in NON_OUTPUT_OPS or bool(_UPDATE_OP.match(node.op)) or bool(TRAINING_SCOPE.match(node.name))
-            or node.name in excluded)
 
 
 @dataclass(frozen=True)
@@ -131,7 +104,8 @@ class _Rule:
         self.reads = {c for v in variables for c in graph.consumers.get(v, [])
                       if graph.nodes[c].op in ("Identity", "ReadVariableOp")}
         self.learned = graph.value_descendants(variables) if variables else None
-        self.sources = [name for name, n in graph.nodes.items() if n.op == "Placeholder" and not TRAINING_SCOPE.match(name)]
+        self.sources = [name for name, n in graph.nodes.items()
+                        if n.op == "Placeholder" and not TRAINING_SCOPE.match(name)]
         self.sources += sorted(graph.sources)
         self.inputs = [s for s in self.sources if self._is_input(s)]
         read_by_loss = {s for s in self.sources if any(loss in graph.reach(s) for loss in self.losses)}

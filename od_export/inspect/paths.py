@@ -16,7 +16,7 @@ from typing import Any
 from od_export import compat
 from od_export.source import checkpoints
 from od_export.errors import InputError, option
-from od_export.inspect.graph_summary import (describe_graph_file, read_graph_def, summarize_graph, summarize_meta,
+from od_export.inspect.graph_summary import (describe_graph_file, read_graph_def, summarize_meta,
                                              summarize_signatures)
 from od_export.manifest import read_manifest, require_finished
 from od_export.storage.location import AnyPath, check_scheme_supported, location

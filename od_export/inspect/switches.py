@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from od_export.inspect.graph_index import node_of, output_index, scalar_or_unknown, shape_of
+from od_export.inspect.graph_index import node_of, scalar_or_unknown, shape_of
 
 _FLOAT_TYPES = frozenset({1, 2, 19})  # DT_FLOAT, DT_DOUBLE, DT_HALF
 _BOOL = 10
