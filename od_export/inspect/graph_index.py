@@ -173,5 +173,5 @@ def auto_named(node: Any) -> bool:
     """Whether TensorFlow made the name (``Softmax``, ``ArgMax_1``, ``add``, ``strided_slice_3``, ``ToFloat``)."""
     base = _GENERATED.sub("", node.name.rsplit("/", 1)[-1]).lower().replace("_", "")
     op = node.op.lower()
-    prefix = len(base) >= 3 and (op.startswith(base) or base.startswith(op))  # "add" for AddV2
+    prefix = len(base) >= 3 and op.startswith(base)  # "add" for AddV2, "concat" for ConcatV2
     return base == op or prefix or base in _LIBRARY_NAMES

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from od_export import compat
-from od_export.errors import ExportFailed, InputError, ValidationFailed
+from od_export.errors import InputError, ValidationFailed
 from od_export.layout import IO_SPEC_NAME, SAVED_MODEL_DIR
 from od_export.manifest import checkpoint_files, export_request, output_manifest, sha256_of, write_manifest
 from od_export.storage.output import plan_output, reserve, staged_output
@@ -91,7 +91,8 @@ def freeze_checkpoint(options: FreezeOptions) -> FreezeResult:
         finally:
             restored.close()
         with staged_output(plan) as staging:
-            result = _write_and_verify(staging, frozen, io_spec, signature, samples, expected)
+            with inference_graph.tensorflow_errors("checking"):
+                result = _write_and_verify(staging, frozen, io_spec, signature, samples, expected)
             write_manifest(staging, output_manifest(
                 staging, "tf1_freeze", request=export_request(options),
                 source={"meta_graph": {"path": str(meta.absolute()), "sha256": sha256_of([meta])},
@@ -202,11 +203,8 @@ def _run_checkpoint(restored: meta_graph.RestoredGraph, frozen: inference_graph.
 
 
 def _session_run(restored: meta_graph.RestoredGraph, fetches: list[str], feeds: dict[str, Any]) -> list[Any]:
-    tf = compat.import_tensorflow()
-    try:
+    with inference_graph.tensorflow_errors("running"):
         return restored.session.run(fetches, feed_dict=feeds)
-    except (tf.errors.OpError, ValueError) as exc:
-        raise ExportFailed(inference_graph.tensorflow_failure("running", exc)) from exc
 
 
 def _write_and_verify(staging: Path, frozen: inference_graph.Frozen, io_spec: dict[str, Any], plan: _Serving | None,

@@ -10,7 +10,9 @@ line naming the node.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +135,9 @@ def freeze(restored: RestoredGraph, choice: Choice) -> Frozen:
     stands_for = _pipelines_to_placeholders(view, restored.graph)
     keep = sorted({node_of(name) for name in choice.outputs})
     _check_restored(restored, view, keep)
-    try:
+    with tensorflow_errors("freezing"):
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(restored.session, view, keep)
         frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, keep)
-    except (tf.errors.OpError, ValueError, KeyError) as exc:
-        raise ExportFailed(tensorflow_failure("freezing", exc)) from exc
     inputs = {}
     for node in frozen.node:
         if node.op != "Placeholder":
@@ -222,6 +222,16 @@ def _add_placeholder(view: Any, source: Any, tensor: Any, names: set[str]) -> st
     placeholder.attr["dtype"].type = tensor.dtype.as_datatype_enum
     placeholder.attr["shape"].shape.CopyFrom(tensor.shape.as_proto())
     return name
+
+
+@contextlib.contextmanager
+def tensorflow_errors(doing: str) -> Iterator[None]:
+    """A TensorFlow error inside becomes one line (:func:`tensorflow_failure`), exit 1."""
+    tf = compat.import_tensorflow()
+    try:
+        yield
+    except (tf.errors.OpError, ValueError, KeyError) as exc:
+        raise ExportFailed(tensorflow_failure(doing, exc)) from exc
 
 
 def tensorflow_failure(doing: str, exc: Exception) -> str:
