@@ -9,6 +9,7 @@ told from the labels.  Reads protos only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Ops whose outputs are separate streams of data (features, labels).
@@ -83,6 +84,18 @@ def scalar_or_unknown(node: Any) -> bool:
     return shape is None or len(shape) == 0
 
 
+def walk(roots: Iterable[str], neighbours: Callable[[str], Iterable[str]]) -> set[str]:
+    """``roots`` and everything reachable from them through ``neighbours`` (cycles included)."""
+    seen = set(roots)
+    stack = list(seen)
+    while stack:
+        for name in neighbours(stack.pop()):
+            if name not in seen:
+                seen.add(name)
+                stack.append(name)
+    return seen
+
+
 class GraphIndex:
     """Nodes, data edges and consumers of a GraphDef; pipeline outputs are sources of their own."""
 
@@ -111,23 +124,11 @@ class GraphIndex:
 
     def descendants(self, roots: set[str]) -> set[str]:
         """Everything computed from ``roots`` (cycles of while loops included)."""
-        seen, stack = set(roots), list(roots)
-        while stack:
-            for consumer in self.consumers.get(stack.pop(), []):
-                if consumer not in seen:
-                    seen.add(consumer)
-                    stack.append(consumer)
-        return seen
+        return walk(roots, lambda name: self.consumers.get(name, []))
 
     def ancestors(self, name: str) -> set[str]:
         """Everything ``name`` is computed from (data edges)."""
-        seen, stack = {name}, [name]
-        while stack:
-            for source in self.inputs.get(stack.pop(), []):
-                if source not in seen:
-                    seen.add(source)
-                    stack.append(source)
-        return seen
+        return walk({name}, lambda current: self.inputs.get(current, []))
 
     def reach(self, source: str) -> set[str]:
         if source not in self._reach:
@@ -136,13 +137,7 @@ class GraphIndex:
 
     def value_descendants(self, roots: set[str]) -> set[str]:
         """What depends on the *values* of ``roots``: a shape op passes on only the shape."""
-        seen, stack = set(roots), list(roots)
-        while stack:
-            for consumer in self.consumers.get(stack.pop(), []):
-                if consumer not in seen and self.nodes[consumer].op not in SHAPE_OPS:
-                    seen.add(consumer)
-                    stack.append(consumer)
-        return seen
+        return walk(roots, lambda name: [c for c in self.consumers.get(name, []) if self.nodes[c].op not in SHAPE_OPS])
 
     def op(self, name: str) -> str:
         node = self.nodes.get(name)

@@ -9,7 +9,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from od_export.inspect.graph_index import TRAINING_SCOPE, VARIABLE_OPS, GraphIndex, node_of
+from od_export.inspect.graph_index import TRAINING_SCOPE, VARIABLE_OPS, GraphIndex, node_of, walk
 from od_export.inspect.outputs import Discovery, discover_outputs, loss_roots
 from od_export.inspect.switches import fold, training_switches
 
@@ -96,17 +96,15 @@ def unsaved_variables(meta_graph: Any) -> frozenset[str]:
     restore = node_of(meta_graph.saver_def.restore_op_name) if meta_graph.HasField("saver_def") else ""
     if restore not in graph.nodes:
         return frozenset()
-    saved, seen, stack = set(), {restore}, [restore]
-    while stack:
-        node = graph.nodes[stack.pop()]
-        if node.op in ("Assign", "AssignVariableOp") and node.input:
-            saved.add(node_of(node.input[0]))
-            continue
-        for name in node.input:
-            source = node_of(name)
-            if source not in seen and source in graph.nodes:
-                seen.add(source)
-                stack.append(source)
+    def upstream(name: str) -> list[str]:  # stop at each restore assign: its first input is a saved variable
+        node = graph.nodes[name]
+        if node.op in ("Assign", "AssignVariableOp"):
+            return []
+        return [node_of(i) for i in node.input if node_of(i) in graph.nodes]
+
+    reached = walk({restore}, upstream)
+    saved = {node_of(graph.nodes[n].input[0]) for n in reached
+             if graph.nodes[n].op in ("Assign", "AssignVariableOp") and graph.nodes[n].input}
     variables = {name for name, n in graph.nodes.items() if n.op in VARIABLE_OPS}
     return frozenset(variables - saved) if saved else frozenset()
 

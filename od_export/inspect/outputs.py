@@ -41,7 +41,7 @@ from typing import Any
 
 from od_export.errors import option
 from od_export.inspect.graph_index import (TRAINING_SCOPE, VARIABLE_OPS, GraphIndex, auto_named, is_training_node,
-                                           node_of)
+                                           node_of, walk)
 from od_export.inspect.switches import Fold
 
 _GRADIENT_SCOPE = re.compile(r"^gradients(_\d+)?/(.+)_grad/")
@@ -227,13 +227,7 @@ def loss_roots(graph: GraphIndex) -> frozenset[str]:
     whole paths, not only direct consumers.
     """
     forward = {m.group(2) for name in graph.nodes if (m := _GRADIENT_SCOPE.match(name))} & set(graph.nodes)
-    upstream: set[str] = set()
-    stack = [i for f in forward for i in graph.inputs.get(f, [])]
-    while stack:
-        name = stack.pop()
-        if name not in upstream:
-            upstream.add(name)
-            stack.extend(graph.inputs.get(name, []))
+    upstream = walk({i for f in forward for i in graph.inputs.get(f, [])}, lambda name: graph.inputs.get(name, []))
     return frozenset(forward - upstream)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from od_export.inspect.graph_index import node_of, scalar_or_unknown, shape_of
+from od_export.inspect.graph_index import node_of, scalar_or_unknown, walk
 
 _FLOAT_TYPES = frozenset({1, 2, 19})  # DT_FLOAT, DT_DOUBLE, DT_HALF
 _BOOL = 10
@@ -49,7 +49,7 @@ def training_switches(graph_def: Any, model_scope: Any) -> list[Fold]:
     """The placeholders inference holds still (see the module docstring); ``model_scope``: names to skip."""
     consumers = _consumers(graph_def)
     nodes = {n.name: n for n in graph_def.node}
-    noise = _descendants(consumers, {n.name for n in graph_def.node if n.op in RANDOM_OPS})
+    noise = walk({n.name for n in graph_def.node if n.op in RANDOM_OPS}, lambda name: consumers.get(name, []))
     folds = []
     for node in graph_def.node:
         if node.op == "PlaceholderWithDefault" and not model_scope(node.name):
@@ -81,16 +81,6 @@ def _consumers(graph_def: Any) -> dict[str, list[str]]:
         for name in node.input:
             consumers.setdefault(node_of(name), []).append(node.name)
     return consumers
-
-
-def _descendants(consumers: dict[str, list[str]], roots: set[str]) -> set[str]:
-    seen, stack = set(roots), list(roots)
-    while stack:
-        for consumer in consumers.get(stack.pop(), []):
-            if consumer not in seen:
-                seen.add(consumer)
-                stack.append(consumer)
-    return seen
 
 
 def _chooses_branch(name: str, nodes: dict[str, Any], consumers: dict[str, list[str]]) -> bool:
@@ -266,8 +256,3 @@ def _call_branch(node: Any, value: bool) -> None:
     node.attr["config"].s = b""
     node.attr["config_proto"].s = b""
     node.attr["executor_type"].s = b""
-
-
-def shape_text(node: Any) -> str:
-    shape = shape_of(node)
-    return "?" if shape is None else "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
