@@ -121,6 +121,11 @@ def batch_norm_switch_v1(v1: Any) -> dict[str, Any]:
     return _batch_norm_on_a_switch(v1, resource=False)
 
 
+def batch_norm_switch_v1_resource(v1: Any) -> dict[str, Any]:
+    """TF 1.x control flow with resource variables: the training branch's ``AssignVariableOp`` must not survive."""
+    return _batch_norm_on_a_switch(v1, resource=True)
+
+
 def batch_norm_switch_v2(v1: Any) -> dict[str, Any]:
     """TF 1.15/2.x control flow (If), resource variables."""
     return _batch_norm_on_a_switch(v1, resource=True)
@@ -264,6 +269,8 @@ PATTERNS = (
     Pattern("dropout_rate_placeholder", dropout_rate_placeholder, ("Softmax",), ("features",),
             (("dropout_rate", 0.0),)),
     Pattern("batch_norm_switch_v1", batch_norm_switch_v1, ("Softmax",), ("features",), (("is_training", False),)),
+    Pattern("batch_norm_switch_v1_resource", batch_norm_switch_v1_resource, ("Softmax",), ("features",),
+            (("is_training", False),)),
     Pattern("batch_norm_switch_v2", batch_norm_switch_v2, ("Softmax",), ("features",), (("is_training", False),),
             control_flow_v2=True),
     Pattern("losses_and_metrics", losses_and_metrics, ("Softmax",), ("features",)),
