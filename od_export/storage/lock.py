@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import re
+import signal
 import stat
 import tempfile
 import time
@@ -29,6 +30,7 @@ from od_export.storage.owners import LOCK_PREFIX, owner_token
 logger = logging.getLogger(__name__)
 #: What a lock file holds: its holder's ``<pid>.<start>.<host>`` (see owners.owner_token).
 _TOKEN = re.compile(r"\d+\.\d+\.[0-9a-f]{1,8}")
+_UNWINDING_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 def _private_lock_directory() -> Path:
     """``od-export-locks-UID`` in the temp directory: this user's, mode 0700, not a link (else refused)."""
@@ -109,9 +111,19 @@ def _open_locked(path: Path, wait: bool) -> int | None:
 
 @contextlib.contextmanager
 def target_lock(target: Path | str, lock_file: Path, wait: bool) -> Iterator[None]:
-    """Hold the target's lock for the block; busy is an :class:`OutputBusy` unless ``wait``."""
-    fd = _open_locked(lock_file, wait=False)
+    """Hold the target's lock for the block; busy is an :class:`OutputBusy` unless ``wait``.
+
+    SIGTERM and SIGINT are held back from creating the lock file until the block that
+    removes it has begun, so a signal in between never leaves the file behind.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _UNWINDING_SIGNALS)
+    try:
+        fd = _open_locked(lock_file, wait=False)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
     if fd is None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # waiting stays interruptible
         holder = _holder(lock_file)
         if not wait:
             raise OutputBusy(
@@ -123,6 +135,7 @@ def target_lock(target: Path | str, lock_file: Path, wait: bool) -> Iterator[Non
             fd = _open_locked(lock_file, wait=True)
         logger.info(f"waited {time.monotonic() - started:.1f} s for {target}")
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.ftruncate(fd, 0)
         os.write(fd, owner_token().encode("ascii"))
         yield
