@@ -1,6 +1,6 @@
 """Everything needed to import TensorFlow 2.20 and the OD API together, in one place.
 
-Four incompatibilities stand between a current TensorFlow and the Object Detection
+Five incompatibilities stand between a current TensorFlow and the Object Detection
 API; each fix here is applied before TensorFlow or ``object_detection`` is imported
 and is as narrow as we could make it:
 
@@ -16,6 +16,8 @@ and is as narrow as we could make it:
 * tf-slim 1.1.0's example decoder (used by ``--input-type tf_example``) calls
   ``control_flow_ops.case``/``cond``, which TF 2.20 moved.  Only that decoder module
   gets a namespace that adds the moved functions back; TensorFlow is not patched.
+* CenterNet MobileNetV2 at depth multiplier 1.0 downloads ImageNet weights while it is
+  built; its two feature-extractor modules get a ``mobilenet_v2`` that asks for none.
 
 The OD API's TF1 path (slim feature extractors, ``exporter.py``) needs four more, in a
 process of its own because TF1 behaviour is process-wide; they live with that process
@@ -184,6 +186,34 @@ def patch_tf_slim_example_decoder() -> None:
     decoder.control_flow_ops = _ControlFlowOpsWithMovedFunctions(current)
 
 
+_IMAGENET_MODULES = ("object_detection.models.center_net_mobilenet_v2_feature_extractor",
+                     "object_detection.models.center_net_mobilenet_v2_fpn_feature_extractor")
+
+
+def stop_imagenet_downloads() -> None:
+    """CenterNet MobileNetV2 (depth 1.0) fetches ImageNet weights while it is built; export restores its own.
+
+    Both feature extractors call ``mobilenetv2.mobilenet_v2(weights='imagenet')``, a download
+    from storage.googleapis.com that an offline machine cannot make (and that the
+    checkpoint's values replace anyway).  Their module's reference is given ``weights=None``.
+    """
+    for name in _IMAGENET_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        build = module.mobilenetv2.mobilenet_v2
+        if getattr(build, "_od_export_offline", False):
+            continue
+
+        def offline(*args: Any, _build: Any = build, **kwargs: Any) -> Any:
+            kwargs["weights"] = None
+            return _build(*args, **kwargs)
+
+        offline._od_export_offline = True  # type: ignore[attr-defined]
+        module.mobilenetv2 = types.SimpleNamespace(**{**vars(module.mobilenetv2), "mobilenet_v2": offline})
+
+
 # --------------------------------------------------------------------- imports
 def prepare_environment() -> None:
     """Apply every fix that must precede ``import tensorflow``; safe to call repeatedly.
@@ -240,6 +270,7 @@ def import_object_detection() -> types.SimpleNamespace:
         from object_detection.utils import config_util
     except ImportError as exc:
         raise EnvironmentProblem(f"the Object Detection API failed to import ({exc}); {ODAPI_INSTALL_HINT}") from exc
+    stop_imagenet_downloads()
     log.quiet_tensorflow_loggers()
     return types.SimpleNamespace(
         tf=tf,

@@ -21,6 +21,7 @@ from od_export.manifest import build_manifest, export_request, write_manifest
 from od_export.options import ExportOptions
 from od_export.results import ExportResult, InputTypeResult
 from od_export.source import checkpoints
+from od_export.source.build_paths import check_build_paths
 from od_export.source.model import BuiltModels, build_model, restore_checked
 from od_export.source.inputs import check_checkpoint_files, export_inputs
 from od_export.source.labels import Labels, read_labels
@@ -78,6 +79,7 @@ def _check_sources(options: ExportOptions) -> _Sources:
                        ("output", location(options.output_dir))):
         check_scheme_supported(path, what)  # imports TensorFlow for a URL only
     config = load_pipeline_config(config_path, options.config_overrides)
+    check_build_paths(config)
     resolved = checkpoints.resolve_checkpoint(checkpoint_path, options.checkpoint)
     check_checkpoint_files(resolved)
     output = plan_output(options.output_dir, options.overwrite, export_inputs(options, resolved))

@@ -29,6 +29,8 @@ def _nms(model: Any, architecture: str) -> dict[str, Any] | None:
 def _paths(config: Any) -> list[dict[str, Any]]:
     """Every path the config references, and whether it exists (relative to the cwd, as the OD API reads it)."""
     found: list[tuple[str, str]] = []
+    if config.model.WhichOneof("model") == "center_net" and config.model.center_net.keypoint_label_map_path:
+        found.append(("model.center_net.keypoint_label_map_path", config.model.center_net.keypoint_label_map_path))
     if config.train_config.fine_tune_checkpoint:
         found.append(("train_config.fine_tune_checkpoint", config.train_config.fine_tune_checkpoint))
     readers = [("train_input_reader", config.train_input_reader)]

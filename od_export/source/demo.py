@@ -182,8 +182,11 @@ def _box_coder_scale(config: Any) -> float:
 
 def create_demo_checkpoint(options: DemoCheckpointOptions) -> DemoCheckpointResult:
     """Write ``ckpt-N`` (model + optimizer, like a training run) and ``pipeline.config``."""
-    config = load_pipeline_config(options.pipeline_config)
+    from od_export.source.build_paths import check_build_paths
     from od_export.source.labels import find_label_map
+
+    config = load_pipeline_config(options.pipeline_config)
+    check_build_paths(config)
 
     source = location(options.pipeline_config)
     label_map, _ = find_label_map(source)

@@ -62,6 +62,23 @@ def parse_label_map(data: bytes | str, source: str = "label map") -> dict[int, s
     the text does not parse; ids below 0, and id 0 for anything but ``background``, are
     refused as the OD API refuses them; id 0 (the background) names no class.
     """
+    proto = label_map_proto(data, source)
+    names = {}
+    for item in proto.item:
+        if item.id < 0:
+            raise InputError(f"label map {source} has id {item.id}; label map ids are 0 or more (the OD API refuses "
+                             "others): fix the label map")
+        if item.id == 0 and "background" not in (item.name, item.display_name):
+            raise InputError(f"label map {source} gives id 0 to {item.name or item.display_name!r}; the OD API keeps "
+                             "id 0 for the background: number classes from 1")
+        label = item.display_name or item.name
+        if item.id > 0 and label:
+            names[item.id] = label
+    return names
+
+
+def label_map_proto(data: bytes | str, source: str = "label map") -> Any:
+    """The OD API's ``StringIntLabelMap`` from text format, or the binary form where the text does not parse."""
     from google.protobuf import message, text_format
 
     from od_export import compat
@@ -78,18 +95,7 @@ def parse_label_map(data: bytes | str, source: str = "label map") -> dict[int, s
         except (message.DecodeError, RecursionError, ValueError):
             raise InputError(f"label map is malformed: {describe_parse_error(source, exc)}; fix that line (a label "
                              "map is `item { id: 1 name: \"cat\" }` blocks)") from None
-    names = {}
-    for item in proto.item:
-        if item.id < 0:
-            raise InputError(f"label map {source} has id {item.id}; label map ids are 0 or more (the OD API refuses "
-                             "others): fix the label map")
-        if item.id == 0 and "background" not in (item.name, item.display_name):
-            raise InputError(f"label map {source} gives id 0 to {item.name or item.display_name!r}; the OD API keeps "
-                             "id 0 for the background: number classes from 1")
-        label = item.display_name or item.name
-        if item.id > 0 and label:
-            names[item.id] = label
-    return names
+    return proto
 
 
 def named_label_maps(config_path: AnyPath | None) -> list[str]:

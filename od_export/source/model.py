@@ -49,6 +49,9 @@ class CheckpointComparison:
 
 def build_model(config: Any) -> Any:
     """``model_builder.build(config.model, is_training=False)`` with build errors as ConfigError."""
+    from od_export.source.build_paths import check_build_paths
+
+    check_build_paths(config)
     od = compat.import_object_detection()
     try:
         return od.model_builder.build(config.model, is_training=False)

@@ -1,15 +1,18 @@
 """pipeline.config → TrainEvalPipelineConfig proto, with errors that point at the line."""
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from od_export import compat
 from od_export.errors import ConfigError
+from od_export.source.config_readers import drop_unknown_reader
 from od_export.storage.location import AnyPath, location
 from od_export.storage.reading import decode_text, read_bounded
 
+logger = logging.getLogger(__name__)
 _PARSE_POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
 
 
@@ -57,13 +60,7 @@ def parse_pipeline_config(text: str, source: str, overrides: tuple[str, ...] = (
     """Text → TrainEvalPipelineConfig, overrides merged in order (no TensorFlow needed)."""
     from google.protobuf import text_format
 
-    config = compat.import_pipeline_proto().TrainEvalPipelineConfig()
-    try:
-        text_format.Merge(text, config)
-    except (text_format.ParseError, ValueError, UnicodeError, RecursionError) as exc:
-        raise ConfigError(
-            f"pipeline config is malformed: {describe_parse_error(source, exc)}; fix that line"
-        ) from exc
+    config = _parse_dropping_unknown_readers(text, source)
     for index, override in enumerate(overrides, start=1):
         try:
             text_format.Merge(override, config)
@@ -77,9 +74,38 @@ def parse_pipeline_config(text: str, source: str, overrides: tuple[str, ...] = (
     return config
 
 
+def _parse_dropping_unknown_readers(text: str, source: str) -> Any:
+    """The parsed text; an input reader only Google's build can parse is dropped with a warning."""
+    from google.protobuf import text_format
+
+    for _ in _READER_LIMIT:
+        config = compat.import_pipeline_proto().TrainEvalPipelineConfig()
+        try:
+            text_format.Merge(text, config)
+            return config
+        except (text_format.ParseError, ValueError, UnicodeError, RecursionError) as exc:
+            dropped = drop_unknown_reader(text, exc, source)
+            if dropped is None:
+                raise ConfigError(
+                    f"pipeline config is malformed: {describe_parse_error(source, exc)}; fix that line"
+                ) from exc
+            text, note = dropped
+            logger.warning(note)
+    raise ConfigError(f"pipeline config {source} has too many input readers that cannot be parsed; remove them")
+
+
+#: A config has one train and a few eval readers; a bound keeps a pathological file from looping.
+_READER_LIMIT = range(16)
+
+
 def load_pipeline_config(path: str | AnyPath, overrides: tuple[str, ...] = ()) -> Any:
     """Read and parse ``path`` and merge each text-proto override in order, like exporter_main_v2."""
-    return parse_pipeline_config(read_text(path), str(path), overrides)
+    from od_export.source.build_paths import resolve_build_paths
+
+    config = parse_pipeline_config(read_text(path), str(path), overrides)
+    where = location(path)
+    resolve_build_paths(config, where if isinstance(where, Path) else None)
+    return config
 
 
 #: (field path under the architecture's message, smallest, largest, why the bound).  Values
