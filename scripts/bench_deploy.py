@@ -64,7 +64,7 @@ def make_artifacts(run: Path, architecture: str, scratch: Path) -> tuple[Path, P
 def latency(out: Path, fp16: Path, runs: int) -> dict[str, float]:
     import openvino
     from od_export import compat
-    from od_export.targets.tflite_check import TFLiteRunner
+    from od_export.targets.tflite_runner import TFLiteRunner
     from od_export.verify import samples
 
     tf = compat.import_tensorflow()
@@ -88,7 +88,7 @@ def latency(out: Path, fp16: Path, runs: int) -> dict[str, float]:
         spec = json.loads(spec_path.read_text())
         pixels = samples.resize_image(image, *spec["input_size"])
         for precision, entry in spec["files"].items():
-            runner = TFLiteRunner((out / "tflite" / entry["file"]).read_bytes(), entry, spec["normalization"])
+            runner = TFLiteRunner((out / "tflite" / entry["file"]).read_bytes(), entry, spec)
             calls[f"tflite:{precision}"] = lambda r=runner.runner, f=runner.feed(pixels): r(input_tensor=f)
     for call in calls.values():
         for _ in range(3):

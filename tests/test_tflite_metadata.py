@@ -122,7 +122,7 @@ def test_the_task_library_finds_with_the_metadata_what_litert_finds(trained_expo
     6e-4 and int8 by up to 0.19 on 20 eval images), so the fp16 and int8 files are held to finding the same
     objects: each detection it scores 0.5 or more is one of LiteRT's by name and IoU >= 0.5 (all 22 and 28
     on those images)."""
-    from od_export.targets.tflite_check import TFLiteRunner
+    from od_export.targets.tflite_runner import TFLiteRunner
 
     directory = trained_export / "tflite"
     spec = json.loads((directory / "io_spec.json").read_text())
@@ -135,7 +135,7 @@ def test_the_task_library_finds_with_the_metadata_what_litert_finds(trained_expo
         entry = spec["files"][precision]
         code, found = _task_library(directory / entry["file"], tmp_path / "image.npy")
         assert code == 0, found
-        litert = TFLiteRunner((directory / entry["file"]).read_bytes(), entry, spec["normalization"]).run(pixels)
+        litert = TFLiteRunner((directory / entry["file"]).read_bytes(), entry, spec).run(pixels)
         ymin, xmin, ymax, xmax = np.moveaxis(litert["detection_boxes"][0], -1, 0)
         expected = [{"box": [xmin[i] * width, ymin[i] * height, (xmax[i] - xmin[i]) * width, (ymax[i] - ymin[i]) * height],
                      "name": labels[int(litert["detection_classes"][0, i])], "score": float(litert["detection_scores"][0, i])}

@@ -13,7 +13,10 @@ SavedModel:
 * **CenterNet**: ``CenterNetModule`` keeps preprocessing and post-processing in the
   graph; its input is raw pixel values.
 
-Both take one image of the fixed resizer's size.  The outputs are named after the
+Both take one image of the fixed resizer's size; EfficientDet and configs with a padded
+``keep_aspect_ratio_resizer`` take the padded square, resized and padded by the client
+(:mod:`.tflite_resize`).  A CenterNet keypoint model's file also gives
+``detection_keypoints`` and ``detection_keypoint_scores``.  The outputs are named after the
 SavedModel's (``detection_boxes``, ``detection_classes``, ``detection_scores``,
 ``num_detections``) in the file's signature, and ``io_spec.json`` maps each output
 index to its meaning, so nobody has to guess the order of the op's four outputs.
@@ -47,6 +50,8 @@ from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite
 from od_export.targets.tflite_convert import carry_over_precisions, convert
 from od_export.targets.tflite_metadata import metadata_summary, with_metadata
 from od_export.targets.tflite_raw import convert_raw, verify_raw
+from od_export.targets.tflite_resize import check_tflite_request, module_config, resize_spec
+from od_export.targets.tflite_runner import KEYPOINT_KEYS
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -77,23 +82,6 @@ def tflite_file(precision: str) -> str:
     return f"model_{precision}.tflite"
 
 
-def is_efficientdet(config: Any) -> bool:
-    return config.model.WhichOneof("model") == "ssd" and "efficientnet" in config.model.ssd.feature_extractor.type
-
-
-def check_tflite_request(architecture: str, config: Any) -> None:
-    """The OD API's TFLite path: SSD (not EfficientDet) and CenterNet, with a fixed_shape_resizer."""
-    if architecture not in ("ssd", "center_net") or is_efficientdet(config):
-        kind = "EfficientDet" if is_efficientdet(config) else architecture
-        raise InputError(f"the OD API's TFLite path supports SSD and CenterNet only, not {kind}; "
-                         "this model's targets are saved_model, frozen_graph, onnx and openvino")
-    resizer = getattr(config.model, architecture).image_resizer
-    kind = resizer.WhichOneof("image_resizer_oneof")
-    if kind != "fixed_shape_resizer":
-        raise InputError(f"the OD API's TFLite path needs a fixed_shape_resizer, and this config has a {kind}; "
-                         "train (or fine-tune) with a fixed_shape_resizer to deploy to TFLite")
-
-
 def _detection_module(context: ExportContext, max_detections: int) -> Any:
     """The OD API's TFLite module for the model, holding the restored weights."""
     from object_detection import export_tflite_graph_lib_tf2 as lib
@@ -103,7 +91,7 @@ def _detection_module(context: ExportContext, max_detections: int) -> Any:
                          "SavedModel; export from the training checkpoint instead")
     if context.architecture == "ssd":
         settings = context.config.model.ssd.post_processing.batch_non_max_suppression
-        return lib.SSDModule(context.config, context.model, max_detections,
+        return lib.SSDModule(module_config(context.config), context.model, max_detections,
                              use_regular_nms=not settings.use_class_agnostic_nms)
     return _center_net_module(lib, context, max_detections)
 
@@ -116,9 +104,9 @@ def _center_net_module(lib: Any, context: ExportContext, max_detections: int) ->
     from od_export.source.model import create_variables, restore_checked
 
     tf = compat.import_tensorflow()
-    config = type(context.config)()
-    config.CopyFrom(context.config)
-    module = lib.CenterNetModule(config, max_detections, include_keypoints=False)
+    config = module_config(context.config)
+    keypoints = bool(config.model.center_net.keypoint_estimation_task)
+    module = lib.CenterNetModule(config, max_detections, include_keypoints=keypoints)
     create_variables(module.get_model(), config)
     with tempfile.TemporaryDirectory(prefix=".od-export-tflite-") as scratch:
         prefix = tf.train.Checkpoint(model=context.model).save(str(Path(scratch) / "weights"))
@@ -133,7 +121,8 @@ def named_function(module: Any) -> Any:
     tf = compat.import_tensorflow()
 
     def serve(input_tensor: Any) -> dict[str, Any]:
-        return dict(zip(OUTPUT_KEYS, module.inference_fn(input_tensor)))
+        outputs = module.inference_fn(input_tensor)
+        return dict(zip(KEYPOINT_KEYS + OUTPUT_KEYS if len(outputs) > len(OUTPUT_KEYS) else OUTPUT_KEYS, outputs))
 
     spec = tf.TensorSpec(module.input_shape(), tf.float32, name="input_tensor")
     return tf.function(serve, input_signature=[spec], autograph=False).get_concrete_function()
@@ -224,8 +213,9 @@ class TFLiteTarget(Target):
         files: dict[str, bytes] = {}
         spec: dict[str, Any] = {
             "format": "tflite", "architecture": context.architecture, "input_size": [height, width],
+            "resize": resize_spec(context.config, height, width),
             "normalization": {"mean": mean, "std": std, "formula": "x = (pixel - mean) / std, per RGB channel, "
-                              f"after resizing the image to {height}x{width} (bilinear)"},
+                              "after resizing the picture as `resize` says"},
             "max_detections": conversion.value(MAX_DETECTIONS), "files": {},
         }
         if context.architecture == "ssd":
@@ -240,7 +230,7 @@ class TFLiteTarget(Target):
             spec["metadata"] = "none: tflite-support's metadata writer is not installed"
         for precision in conversion.value(PRECISIONS):
             logger.info(f"converting to TFLite ({precision})")
-            data = convert(concrete, precision, context, (height, width), (mean, std))
+            data = convert(concrete, precision, context, spec["resize"], (mean, std))
             entry = {"file": tflite_file(precision), **describe_file(data, integer=precision.startswith("int8"))}
             if metadata:
                 data = with_metadata(data, entry, spec["normalization"], context.architecture, labels)

@@ -1,12 +1,11 @@
 """Verify each ``.tflite`` file of an export in the LiteRT interpreter, as its users run it.
 
-Every image is first resized to the file's fixed input size, and the SavedModel runs
-on those same pixels, so both sides see identical input.  The file is fed as
-``io_spec.json`` says (normalised, and quantised for a uint8 input) and its outputs
-are turned into the SavedModel's conventions before comparing: class indices + 1,
-and for SSD's ``TFLite_Detection_PostProcess`` (which neither clips boxes nor caps
-them per class) the clip to the image, the drop of boxes left empty, and the
-per-class cap that TensorFlow applies after NMS.  The SavedModel's list is cut to the
+For a fixed-size file every image is first resized to the file's input size, and the
+SavedModel runs on those same pixels, so both sides see identical input.  A
+padded-resizer file (:mod:`.tflite_resize`) is verified on the pictures as they are,
+landscape and portrait: the SavedModel resizes and pads them itself, the file gets
+them resized and padded as its ``io_spec.json`` tells a client to.  The file is fed
+and read as :mod:`.tflite_runner` says, and the SavedModel's list is cut to the
 file's ``max_detections``.
 
 * ``fp32`` must give the same detections (:func:`od_export.verify.compare.compare_outputs`);
@@ -25,20 +24,23 @@ from od_export.layout import IO_SPEC_NAME
 from od_export.storage.location import AnyPath
 from od_export.targets.base import ArtifactRunner
 from od_export.targets.onnx import read_bytes, run_failure
+from od_export.targets.tflite_resize import PAD_POLICY
+from od_export.targets.tflite_runner import TFLiteRunner, as_saved_model_outputs, trimmed
 from od_export.verify.agreement import detection_agreement
 from od_export.verify.compare import compare_outputs
-from od_export.verify.efficient_nms import as_tensorflow_would
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, merge
 from od_export.verify.samples import resize_image
 
-DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
 MEANINGS = {
     "detection_boxes": "float32 [1, N, 4]: [ymin, xmin, ymax, xmax] normalised to the input image",
     "detection_classes": "float32 [1, N]: 0-based class index; add 1 for the label map id (the SavedModel's "
                          "detection_classes)",
     "detection_scores": "float32 [1, N]: score of each detection, best first",
     "num_detections": "float32 [1]: how many of the N rows are detections",
+    "detection_keypoints": "float32 [1, N, K, 2]: each detection's K keypoints as (y, x), normalised to the input "
+                           "image, in the keypoint label map's order",
+    "detection_keypoint_scores": "float32 [1, N, K]: the confidence of each keypoint",
 }
 
 
@@ -102,65 +104,6 @@ def float_ops(interpreter: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def trimmed(outputs: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:
-    """The SavedModel's best ``keep`` detections (its lists are sorted by score)."""
-    result = {key: np.asarray(outputs[key])[:, :keep] for key in DETECTION_KEYS}
-    result["num_detections"] = np.minimum(np.asarray(outputs["num_detections"], np.float32), keep)
-    return result
-
-
-class TFLiteRunner:
-    """A .tflite file in LiteRT's interpreter with its default delegates, fed as its io_spec says."""
-
-    def __init__(self, model: bytes, entry: dict[str, Any], normalization: dict[str, Any]) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_content=model)
-        self.runner = self.interpreter.get_signature_runner("serving_default")
-        self.input = entry["input"]
-        self.quantization = {o["name"]: o["quantization"] for o in entry.get("outputs", []) if "quantization" in o}
-        self.mean = np.asarray(normalization["mean"], np.float32)
-        self.std = np.asarray(normalization["std"], np.float32)
-
-    def feed(self, pixels: np.ndarray) -> np.ndarray:
-        normalised = ((pixels.astype(np.float32) - self.mean) / self.std)[np.newaxis]
-        quantization = self.input.get("quantization")
-        if quantization is None:
-            return normalised.astype(np.float32)
-        dtype = np.dtype(self.input["dtype"])
-        limits = np.iinfo(dtype)
-        quantised = np.round(normalised / quantization["scale"] + quantization["zero_point"])
-        return np.clip(quantised, limits.min, limits.max).astype(dtype)
-
-    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        return self.dequantised(self.runner(input_tensor=self.feed(pixels)))
-
-    def dequantised(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Outputs as float values: an integer output is (q - zero_point) × scale, as its io_spec says."""
-        outputs = {}
-        for key, value in raw.items():
-            quantization = self.quantization.get(key)
-            value = np.asarray(value)
-            outputs[key] = value if quantization is None else (
-                (value.astype(np.float32) - quantization["zero_point"]) * quantization["scale"])
-        return outputs
-
-
-def as_saved_model_outputs(raw: dict[str, np.ndarray], spec: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
-    """TFLite outputs in the SavedModel's conventions; also how many boxes TensorFlow would have set aside."""
-    # Counts and class indices are whole numbers; a uint8 output dequantises them to 1.9999 or 2.0039: round.
-    outputs = {"detection_boxes": raw["detection_boxes"].astype(np.float32),
-               "detection_scores": raw["detection_scores"].astype(np.float32),
-               "detection_classes": np.round(raw["detection_classes"]).astype(np.float32) + 1.0,
-               "num_detections": np.round(raw["num_detections"]).astype(np.float32).reshape(-1, 1)}
-    capped = empty = 0
-    if spec.get("boxes_clipped") is False:
-        outputs["detection_boxes"] = np.clip(outputs["detection_boxes"], 0.0, 1.0)
-        outputs, capped, empty = as_tensorflow_would(outputs, int(spec["max_detections_per_class"]))
-    outputs["num_detections"] = outputs["num_detections"].reshape(-1)
-    return outputs, capped, empty
-
-
 def _check_file(check: ArtifactCheck, runner: TFLiteRunner, precision: str, spec: dict[str, Any],
                 pixels: list[np.ndarray], expected: list[dict[str, np.ndarray]], tolerance: Tolerance) -> None:
     set_aside = [0, 0]
@@ -202,12 +145,19 @@ def _check_metadata(check: ArtifactCheck, data: bytes, entry: dict[str, Any], sp
                            f"output roles{' and ' + str(len(labels)) + ' packed labels' if labels else ''} as written")
 
 
+def verification_pictures(images: list[np.ndarray], spec: dict[str, Any]) -> list[np.ndarray]:
+    """Pictures at the file's input size; for a padded file as they are, plus a portrait one (other aspect ratios)."""
+    if spec.get("resize", {}).get("policy") == PAD_POLICY:
+        return [*images, np.ascontiguousarray(images[0].transpose(1, 0, 2)[:, ::2])]
+    height, width = spec["input_size"]
+    return [resize_image(image, height, width) for image in images]
+
+
 def verify_tflite_directory(name: str, directory: AnyPath, reference: Reference, tolerance: Tolerance) -> list[ArtifactCheck]:
     """One check per precision listed in the directory's ``io_spec.json``."""
     try:
         spec = json.loads((directory / IO_SPEC_NAME).read_text(encoding="utf-8"))
-        height, width = spec["input_size"]
-        pixels = [resize_image(image, height, width) for image in reference.images]
+        pixels = verification_pictures(reference.images, spec)
         expected = [trimmed(reference.run(image), int(spec["max_detections"])) for image in pixels]
     except Exception as exc:  # an unreadable spec or a reference that rejects the pixels: one failed check
         return [run_failure(ArtifactCheck(reference.unit.name, name, reference.input_type), exc)]
@@ -216,7 +166,7 @@ def verify_tflite_directory(name: str, directory: AnyPath, reference: Reference,
         check = ArtifactCheck(reference.unit.name, f"{name}:{precision}", reference.input_type)
         try:
             data = read_bytes(directory / entry["file"])
-            _check_file(check, TFLiteRunner(data, entry, spec["normalization"]), precision, spec, pixels, expected,
+            _check_file(check, TFLiteRunner(data, entry, spec), precision, spec, pixels, expected,
                         tolerance)
             if "metadata" in entry:
                 _check_metadata(check, data, entry, spec, directory)
@@ -235,19 +185,23 @@ class TFLiteFileRunner(ArtifactRunner):
         self.entry = spec["files"][precision]
         super().__init__(name, [directory / self.entry["file"]])
         self.spec = spec
-        self.input_size = tuple(spec["input_size"])
+        if spec.get("resize", {}).get("policy") != PAD_POLICY:  # a padded file resizes each picture itself
+            self.input_size = tuple(spec["input_size"])
 
     def load(self) -> None:
-        self.runner = TFLiteRunner(read_bytes(self.files[0]), self.entry, self.spec["normalization"])
+        self.runner = TFLiteRunner(read_bytes(self.files[0]), self.entry, self.spec)
 
     def feed(self, pixels: Any, encoded: bytes) -> Any:
-        return self.runner.feed(pixels)
+        return self.runner.prepare(pixels)
 
     def infer(self, feed: Any) -> Any:
-        return self.runner.runner(input_tensor=feed)
+        tensor, frame = feed
+        return self.runner.runner(input_tensor=tensor), frame
 
     def detections(self, raw: Any) -> dict[str, Any]:
-        return as_saved_model_outputs(self.runner.dequantised(raw), self.spec)[0]
+        outputs, frame = raw
+        return as_saved_model_outputs(self.runner.in_picture_frame(self.runner.dequantised(outputs), frame),
+                                      self.spec)[0]
 
 
 def tflite_runners(name: str, directory: AnyPath) -> list[ArtifactRunner]:

@@ -26,6 +26,7 @@ import numpy as np
 from od_export.errors import ExportFailed
 
 from od_export.targets.base import ExportContext
+from od_export.targets.tflite_resize import client_input
 
 logger = logging.getLogger(__name__)
 FLOAT_OPS = ["ABS", "LESS"]
@@ -33,15 +34,11 @@ FLOAT_OPS = ["ABS", "LESS"]
 INTEGER_PRECISIONS = ("int8", "int8_full")
 
 
-def representative_dataset(images: list[np.ndarray], size: tuple[int, int],
+def representative_dataset(images: list[np.ndarray], resize: dict[str, Any],
                            mean_std: tuple[list[float], list[float]]) -> Any:
-    """The images resized as the fixed_shape_resizer does (bilinear) and normalised like the input."""
-    from od_export import compat
-
-    tf = compat.import_tensorflow()
+    """The images as the file's input: resized as ``resize`` says and normalised (see tflite_resize)."""
     mean, std = (np.asarray(v, np.float32) for v in mean_std)
-    batches = [((tf.image.resize(image.astype(np.float32), size).numpy() - mean) / std)[np.newaxis].astype(np.float32)
-               for image in images]
+    batches = [client_input(image, resize, mean, std)[0] for image in images]
 
     def generate() -> Iterator[list[np.ndarray]]:
         for batch in batches:
@@ -50,7 +47,7 @@ def representative_dataset(images: list[np.ndarray], size: tuple[int, int],
     return generate
 
 
-def convert(concrete: Any, precision: str, context: ExportContext, size: tuple[int, int],
+def convert(concrete: Any, precision: str, context: ExportContext, resize: dict[str, Any],
             mean_std: tuple[list[float], list[float]]) -> bytes:
     """The concrete function as a .tflite file in ``precision``; converter errors fail the export.
 
@@ -71,7 +68,7 @@ def convert(concrete: Any, precision: str, context: ExportContext, size: tuple[i
     if precision in INTEGER_PRECISIONS:
         from od_export.source.calibration import shared_calibration_set
 
-        converter.representative_dataset = representative_dataset(shared_calibration_set(context).images, size, mean_std)
+        converter.representative_dataset = representative_dataset(shared_calibration_set(context).images, resize, mean_std)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "int8_full":
         converter.inference_input_type = tf.uint8

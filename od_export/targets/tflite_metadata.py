@@ -23,7 +23,9 @@ from typing import Any
 
 #: The SavedModel's output name → the tensor name the ObjectDetector finds it by.
 ROLES = {"detection_boxes": "location", "detection_classes": "category", "detection_scores": "score",
-         "num_detections": "number of detections"}
+         "num_detections": "number of detections",
+         # a CenterNet keypoint model's two more outputs (the ObjectDetector reads the four above only)
+         "detection_keypoints": "keypoints", "detection_keypoint_scores": "keypoint scores"}
 GROUP_NAME = "detection_result"
 GROUP = (ROLES["detection_boxes"], ROLES["detection_classes"], ROLES["detection_scores"])
 LABELS_NAME = "labels.txt"

@@ -31,8 +31,8 @@ RAW_FILE = "model_fp32.tflite"
 def convert_raw(context: ExportContext) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The raw file and its io_spec.json entries."""
     height, width = model_input_size(context.config)
-    data = convert(_static_raw_function(context, height, width), "fp32", context, (height, width),
-                   ([0.0] * 3, [1.0] * 3))
+    data = convert(_static_raw_function(context, height, width), "fp32", context,
+                   {"policy": "stretch", "size": [height, width]}, ([0.0] * 3, [1.0] * 3))
     spec = {
         "format": "tflite", "architecture": context.architecture, "input_size": [height, width],
         "postprocessing": RAW_NOTE,
