@@ -1,7 +1,8 @@
 import pytest
 
 from od_export.errors import ConfigError
-from od_export.source.pipeline_config import describe_parse_error, load_pipeline_config, meta_architecture, num_classes
+from od_export.source.pipeline_config import load_pipeline_config, meta_architecture, num_classes
+from od_export.source.proto_text import describe_parse_error
 from tests.conftest import sample_config
 
 

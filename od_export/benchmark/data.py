@@ -22,7 +22,7 @@ import numpy as np
 
 from od_export import compat
 from od_export.errors import InputError, option
-from od_export.source.pipeline_config import find_named_path
+from od_export.source.proto_text import find_named_path
 from od_export.verify import samples
 
 #: The tf.Example keys without which a record cannot be evaluated.

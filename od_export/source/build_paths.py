@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from od_export.errors import ConfigError
+from od_export.source.proto_text import find_named_path, label_map_proto
 from od_export.storage.reading import read_bounded
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ def _keypoint_tasks(config: Any) -> list[Any]:
 
 def resolve_build_paths(config: Any, config_path: Path | None) -> None:
     """A keypoint label map named relative to the config (as training often ran beside it) is found there."""
-    from od_export.source.pipeline_config import find_named_path
-
     if not _keypoint_tasks(config) or config_path is None:
         return
     written = config.model.center_net.keypoint_label_map_path
@@ -58,8 +57,6 @@ def check_build_paths(config: Any) -> None:
 
 
 def _check_keypoint_label_map(path: str, tasks: list[Any]) -> None:
-    from od_export.source.labels import label_map_proto
-
     if not path or UNSET in path:
         raise ConfigError(f"{KEYPOINT_FIELD} is {path or 'empty'!r}, and the model build reads it for the keypoint "
                           f"tasks; {_KEYPOINT_FIX}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from od_export import compat
 from od_export.options import MAX_CALIBRATION_IMAGES, calibration_files
-from od_export.source.pipeline_config import find_named_path
+from od_export.source.proto_text import find_named_path
 from od_export.verify import samples
 
 logger = logging.getLogger(__name__)

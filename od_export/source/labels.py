@@ -21,6 +21,7 @@ from typing import Any
 
 from od_export.errors import InputError
 from od_export.storage.location import AnyPath
+from od_export.source.proto_text import label_map_proto
 from od_export.storage.reading import decode_text, read_bounded
 
 logger = logging.getLogger(__name__)
@@ -75,27 +76,6 @@ def parse_label_map(data: bytes | str, source: str = "label map") -> dict[int, s
         if item.id > 0 and label:
             names[item.id] = label
     return names
-
-
-def label_map_proto(data: bytes | str, source: str = "label map") -> Any:
-    """The OD API's ``StringIntLabelMap`` from text format, or the binary form where the text does not parse."""
-    from google.protobuf import message, text_format
-
-    from od_export import compat
-    from od_export.source.pipeline_config import describe_parse_error
-
-    proto = compat.import_od_proto("string_int_label_map_pb2").StringIntLabelMap()
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        text_format.Merge(raw.decode("utf-8"), proto)
-    except (text_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
-        proto.Clear()
-        try:
-            proto.ParseFromString(raw)
-        except (message.DecodeError, RecursionError, ValueError):
-            raise InputError(f"label map is malformed: {describe_parse_error(source, exc)}; fix that line (a label "
-                             "map is `item { id: 1 name: \"cat\" }` blocks)") from None
-    return proto
 
 
 def named_label_maps(config_path: AnyPath | None) -> list[str]:

@@ -2,29 +2,17 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from od_export import compat
 from od_export.errors import ConfigError
 from od_export.source.config_readers import drop_unknown_reader
+from od_export.source.proto_text import describe_parse_error
 from od_export.storage.location import AnyPath, location
 from od_export.storage.reading import decode_text, read_bounded
 
 logger = logging.getLogger(__name__)
-_PARSE_POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*(.*)$", re.S)
-
-
-def describe_parse_error(source: str, error: Exception) -> str:
-    """Turn protobuf's ``"12:5 : Message type ... has no field named ..."`` into prose."""
-    text = " ".join(str(error).split())
-    match = _PARSE_POSITION.match(text)
-    if not match:
-        return f"{source}: {text}"
-    line, column, detail = match.groups()
-    detail = detail.rstrip(".")
-    return f"{source} line {line} column {column}: {detail}"
 
 
 #: A pipeline.config is a few KB; anything this big is the wrong file (and would be slow to parse).
@@ -189,22 +177,3 @@ def model_input_size(config: Any) -> tuple[int, int]:
         side = resizer.keep_aspect_ratio_resizer.max_dimension
         return side, side
     return 128, 128
-
-
-def find_named_path(path: str, bases: list[Path]) -> Path:
-    """A path (or glob) a config names: as written, else relative to, or by its file name in, each base directory.
-
-    The bases are where the config is and where the run's config was: a run's config
-    often names ``data/train.record`` relative to where training ran, or a Windows path.
-    """
-    import glob
-    from pathlib import PureWindowsPath
-
-    if glob.glob(path):
-        return Path(path)
-    name = PureWindowsPath(path).name if "\\" in path else path
-    for base in bases:
-        for candidate in (base / name, base / Path(name).name):
-            if glob.glob(str(candidate)):
-                return candidate
-    return Path(path)

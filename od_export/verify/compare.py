@@ -15,7 +15,8 @@ every converter reorder float32 sums.  So the comparison has two parts:
   outputs) moves them by 0.05 or more (see ``tests/test_validate.py``).
 * **Final detections** (above ``score_threshold``) are matched by class and box overlap
   (IoU ≥ ``MATCH_IOU``, or coordinates equal within ``atol`` for boxes with no area), not by index: two detections with near-equal scores may swap
-  places in NMS without being a failure.  A matched pair must agree within ``atol``;
+  places in NMS without being a failure.  A matched pair must agree within ``atol`` in each output's own units
+  (:mod:`od_export.verify.output_units`: strided boxes, anchor indices, masks);
   a detection without a partner is a failure unless it is explained by the same
   rounding: its score lies within ``atol`` of the threshold, or the other side's list
   is full and it scores no higher than that list's last entry.
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from od_export.verify import output_units
+from od_export.verify.output_units import PairContext as _PairContext
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SCORE_THRESHOLD
 MATCH_IOU = 0.5
 EXACT_KEYS = ("num_detections",)
@@ -125,8 +128,10 @@ def match_detections(reference: dict[str, np.ndarray], candidate: dict[str, np.n
 
 def _per_detection(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], keys: list[str],
                    score_threshold: float, atol: float, floors: np.ndarray | None) -> tuple[list[OutputDifference], int]:
+    """Each per-detection output over the matched pairs, held to its own units (see ``output_units``)."""
     batch = np.asarray(reference["detection_scores"]).shape[0]
     worst = {key: 0.0 for key in keys}
+    ok = {key: True for key in keys}
     unexplained = 0
     for item in range(batch):
         floor = None if floors is None or not np.isfinite(floors[item]) else float(floors[item])
@@ -136,10 +141,12 @@ def _per_detection(reference: dict[str, np.ndarray], candidate: dict[str, np.nda
             continue
         ref_rows, cand_rows = (list(rows) for rows in zip(*matching.pairs))
         for key in keys:
-            diff = _max_diff(np.asarray(reference[key][item])[ref_rows], np.asarray(candidate[key][item])[cand_rows])
+            ref, cand = np.asarray(reference[key][item])[ref_rows], np.asarray(candidate[key][item])[cand_rows]
+            diff = _max_diff(ref, cand)
             worst[key] = max(worst[key], diff)
-    exact = ("detection_classes", "detection_anchor_indices")
-    return [OutputDifference(k, d, d == 0.0 if k in exact else d <= atol) for k, d in worst.items()], unexplained
+            ok[key] &= output_units.agrees(key, ref, cand, atol, _PairContext(reference, candidate, item,
+                                                                              ref_rows, cand_rows))
+    return [OutputDifference(k, d, ok[k]) for k, d in worst.items()], unexplained
 
 
 #: Reference rows whose distances to every candidate row are held at once: bounds the memory of a
