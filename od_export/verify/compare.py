@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from od_export.verify import output_units
+from od_export.verify import output_units, proposals
 from od_export.verify.output_units import PairContext as _PairContext
 from od_export.verify.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SCORE_THRESHOLD
 MATCH_IOU = 0.5
@@ -149,45 +149,6 @@ def _per_detection(reference: dict[str, np.ndarray], candidate: dict[str, np.nda
     return [OutputDifference(k, d, ok[k]) for k, d in worst.items()], unexplained
 
 
-#: Reference rows whose distances to every candidate row are held at once: bounds the memory of a
-#: failing check (a 320² FPN has 12,804 anchors; all pairs at once took 11.6 GB).
-_ROWS_PER_BLOCK = 32
-
-
-def _raw_row_order(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], atol: float) -> list[np.ndarray] | None:
-    """Candidate rows reordered to the reference's, for raw outputs whose rows are proposals.
-
-    A single-stage model's raw rows are its anchors, always in the same order.  A
-    two-stage model's are the proposals its first stage kept, in score order, and
-    near-tied proposals trade places under float rounding like detections do.  When
-    the rows differ by index, each row that differs takes the unused candidate row with
-    the closest box (rows that agree in place keep it); a proposal that only one side
-    kept still fails the comparison.  Memory stays at a block of rows, whatever the outcome.
-    """
-    if not set(RAW_KEYS) <= set(reference) or not set(RAW_KEYS) <= set(candidate):
-        return None
-    ref_boxes, cand_boxes = np.asarray(reference[RAW_KEYS[0]], np.float64), np.asarray(candidate[RAW_KEYS[0]], np.float64)
-    if ref_boxes.shape != cand_boxes.shape or ref_boxes.ndim != 3 or _max_diff(ref_boxes, cand_boxes) <= atol:
-        return None
-    return [_closest_rows(ref_item, cand_item, atol) for ref_item, cand_item in zip(ref_boxes, cand_boxes)]
-
-
-def _closest_rows(ref_item: np.ndarray, cand_item: np.ndarray, atol: float) -> np.ndarray:
-    """Greedy nearest-box assignment of candidate rows to the reference rows that differ in place."""
-    order = np.arange(len(ref_item))
-    moved = np.flatnonzero(np.abs(ref_item - cand_item).max(axis=-1) > atol)
-    candidates = cand_item[moved]
-    taken = np.zeros(len(moved))  # +inf once a candidate row is paired
-    for start in range(0, len(moved), _ROWS_PER_BLOCK):
-        rows = moved[start:start + _ROWS_PER_BLOCK]
-        distance = np.abs(ref_item[rows, None] - candidates[None]).max(axis=-1)
-        for row, distances in zip(rows, distance):
-            best = int(np.argmin(distances + taken))
-            taken[best] = np.inf
-            order[row] = moved[best]
-    return order
-
-
 def compare_outputs(
     reference: dict[str, np.ndarray],
     candidate: dict[str, np.ndarray],
@@ -206,13 +167,11 @@ def compare_outputs(
     differences = [OutputDifference(k, float("inf"), False) for k in shared if k not in shaped]
     detections = {"detection_boxes", "detection_scores", "detection_classes"} <= set(shaped)
     per_detection = [k for k in shaped if k.startswith(PER_DETECTION_PREFIX)] if detections else []
-    rows = _raw_row_order(reference, candidate, atol)
+    rows = proposals.proposal_order(reference, candidate, atol)
     for key in shaped:
         if key in per_detection:
             continue
-        ref, cand = np.asarray(reference[key]), np.asarray(candidate[key])
-        if key in RAW_KEYS and rows is not None:
-            cand = np.stack([cand[item][order] for item, order in enumerate(rows)])
+        ref, cand = np.asarray(reference[key]), proposals.in_reference_order(key, np.asarray(candidate[key]), rows)
         diff = _max_diff(ref, cand)
         if key in RAW_KEYS:
             ok = _within(ref, cand, atol, rtol if key == RAW_KEYS[0] else 0.0)
