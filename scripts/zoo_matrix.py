@@ -197,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         entry = run_config(name, args.size, args.timeout)
         results["configs"][name] = entry
         save_results(results)
+        write_table(results)
         print(name, json.dumps({t: c["verdict"] for t, c in entry.get("cells", {}).items()}),
               entry.get("error", ""), f"{entry.get('seconds', '?')} s", flush=True)
-    README.write_text(replace_table(README.read_text(encoding="utf-8"), render_table(results)), encoding="utf-8")
+    write_table(results)
     return 0
+
+
+def write_table(results: dict) -> None:
+    README.write_text(replace_table(README.read_text(encoding="utf-8"), render_table(results)), encoding="utf-8")
 
 
 if __name__ == "__main__":
