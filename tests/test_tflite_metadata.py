@@ -40,6 +40,8 @@ def test_each_file_carries_metadata_that_reads_back_as_written(name, deploy_expo
         assert read["input"]["std"] == pytest.approx(spec["normalization"]["std"], rel=1e-6)
         assert read["labels"] == labels and read["associated_files"] == ["labels.txt"]
         assert read["groups"] == {"detection_result": ["location", "category", "score"]}
+        assert read["input"]["description"] == entry["metadata"]["input"]["description"]
+        assert read["input"]["description"].startswith("RGB image: resize the picture to")
         assert read["min_parser_version"] and entry["metadata"]["task_library"] == "ObjectDetector loads it"
     notes = [n for c in result.validation["checks"] for n in c.get("notes", []) if "TFLite metadata" in n]
     assert len(notes) == len(spec["files"]) and all(f"{len(labels)} packed labels" in n for n in notes)
@@ -87,6 +89,9 @@ def test_tampered_metadata_fails_validation(deploy_export, tmp_path, capsys):
     damaged = data[:data.rindex(name)] + name.upper() + data[data.rindex(name) + len(name):]  # packed bytes, stale CRC
     problem = metadata_problem(damaged, spec["files"]["fp16"], spec["normalization"], None)
     assert problem.startswith("its TFLite metadata cannot be read as an object detector's (BadZipFile")
+    fed_otherwise = data.replace(b"ignoring its aspect ratio", b"IGNORING its aspect ratio", 1)
+    problem = metadata_problem(fed_otherwise, spec["files"]["fp16"], spec["normalization"], None)
+    assert problem.startswith("its input description ('RGB image: resize the picture to"), problem
 
 
 def _task_library(model: Path, image: Path) -> tuple[int, dict]:

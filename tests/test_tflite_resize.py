@@ -59,6 +59,8 @@ def test_efficientdet_reaches_tflite_and_is_verified_on_other_aspect_ratios(padd
     assert spec["input_size"] == [256, 256] and spec["files"]["fp32"]["input"]["shape"] == [1, 256, 256, 3]
     assert spec["resize"]["policy"] == "keep_aspect_ratio_pad" and spec["resize"]["max_dimension"] == 256
     assert "padded square" in spec["resize"]["outputs_frame"]
+    described = spec["files"]["fp32"]["metadata"]["input"]["description"]
+    assert "aspect ratio kept" in described and "padded square" in described
 
 
 def test_a_client_that_resizes_otherwise_than_the_model_is_caught(padded_and_keypoint_exports, tmp_path, capsys):

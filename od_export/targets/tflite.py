@@ -233,8 +233,8 @@ class TFLiteTarget(Target):
             data = convert(concrete, precision, context, spec["resize"], (mean, std))
             entry = {"file": tflite_file(precision), **describe_file(data, integer=precision.startswith("int8"))}
             if metadata:
-                data = with_metadata(data, entry, spec["normalization"], context.architecture, labels)
-                entry["metadata"] = metadata_summary(entry, spec["normalization"], labels is not None)
+                data = with_metadata(data, entry, spec["normalization"], context.architecture, labels, spec["resize"])
+                entry["metadata"] = metadata_summary(entry, spec["normalization"], labels is not None, spec["resize"])
             files[tflite_file(precision)] = data
             spec["files"][precision] = entry
             if precision in ("int8", "int8_full"):

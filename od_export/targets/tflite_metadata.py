@@ -73,9 +73,17 @@ def _output_metadata(schema: Any, output_name: str, labelled: bool) -> Any:
     return tensor
 
 
-def _input_metadata(schema: Any, mean: list[float], std: list[float], quantised: bool) -> Any:
+def input_description(resize: dict[str, Any] | None) -> str:
+    """The image input's description: how a client turns a picture into it (io_spec's ``resize``)."""
+    if not resize:
+        return "RGB image resized to the input size."
+    frame = f" Outputs: {resize['outputs_frame']}." if resize.get("outputs_frame") else ""
+    return f"RGB image: {resize['how']}.{frame}"
+
+
+def _input_metadata(schema: Any, mean: list[float], std: list[float], quantised: bool, description: str) -> Any:
     tensor = schema.TensorMetadataT()
-    tensor.name, tensor.description = "image", "RGB image resized to the input size."
+    tensor.name, tensor.description = "image", description
     tensor.content = schema.ContentT()
     tensor.content.contentPropertiesType = schema.ContentProperties.ImageProperties
     tensor.content.contentProperties = schema.ImagePropertiesT()
@@ -92,7 +100,8 @@ def _input_metadata(schema: Any, mean: list[float], std: list[float], quantised:
     return tensor
 
 
-def metadata_buffer(entry: dict[str, Any], normalization: dict[str, Any], architecture: str, labelled: bool) -> bytes:
+def metadata_buffer(entry: dict[str, Any], normalization: dict[str, Any], architecture: str, labelled: bool,
+                    resize: dict[str, Any] | None = None) -> bytes:
     """The packed ModelMetadata for one file, as ``describe_file`` described it."""
     import flatbuffers
 
@@ -101,7 +110,8 @@ def metadata_buffer(entry: dict[str, Any], normalization: dict[str, Any], archit
     schema = compat_extras.import_tflite_metadata_schema()
     mean, std = input_normalization(entry, normalization)
     subgraph = schema.SubGraphMetadataT()
-    subgraph.inputTensorMetadata = [_input_metadata(schema, mean, std, "quantization" in entry["input"])]
+    subgraph.inputTensorMetadata = [_input_metadata(schema, mean, std, "quantization" in entry["input"],
+                                                    input_description(resize))]
     subgraph.outputTensorMetadata = [_output_metadata(schema, o["name"], labelled) for o in entry["outputs"]]
     group = schema.TensorGroupT()
     group.name, group.tensorNames = GROUP_NAME, list(GROUP)
@@ -116,25 +126,26 @@ def metadata_buffer(entry: dict[str, Any], normalization: dict[str, Any], archit
 
 
 def with_metadata(model: bytes, entry: dict[str, Any], normalization: dict[str, Any], architecture: str,
-                  labels: list[str] | None) -> bytes:
+                  labels: list[str] | None, resize: dict[str, Any] | None = None) -> bytes:
     """``model`` with its metadata and, given class names, ``labels.txt`` packed in."""
     from od_export import compat_extras
 
     writer = compat_extras.import_tflite_metadata_writer()
     populator = writer.MetadataPopulator.with_model_buffer(model)
-    populator.load_metadata_buffer(metadata_buffer(entry, normalization, architecture, labels is not None))
+    populator.load_metadata_buffer(metadata_buffer(entry, normalization, architecture, labels is not None, resize))
     if labels is not None:
         populator.load_associated_file_buffers({LABELS_NAME: ("\n".join(labels) + "\n").encode("utf-8")})
     populator.populate()
     return bytes(populator.get_model_buffer())
 
 
-def metadata_summary(entry: dict[str, Any], normalization: dict[str, Any], labelled: bool) -> dict[str, Any]:
+def metadata_summary(entry: dict[str, Any], normalization: dict[str, Any], labelled: bool,
+                     resize: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``io_spec.json`` records of a file's metadata (and what its check expects to read back)."""
     mean, std = input_normalization(entry, normalization)
     integer = sorted({o["dtype"] for o in entry["outputs"] if o["dtype"] != "float32"})
     return {"schema": "TFLite Support metadata",
-            "input": {"mean": mean, "std": std, "color_space": "RGB"},
+            "input": {"mean": mean, "std": std, "color_space": "RGB", "description": input_description(resize)},
             "outputs": [ROLES[o["name"]] for o in entry["outputs"]],
             "labels": LABELS_NAME if labelled else None,
             "task_library": (f"refused: its ObjectDetector takes float32 outputs, this file's are {', '.join(integer)} "
@@ -202,7 +213,7 @@ def _parsed(schema: Any, meta: Any, model: bytes) -> dict[str, Any]:
         labels = _packed_labels(packed)
     return {
         "name": meta.name.decode(), "min_parser_version": (meta.minParserVersion or b"").decode(),
-        "input": {"name": image.name.decode(), "mean": [float(v) for v in norm.mean], "std": [float(v) for v in norm.std],
+        "input": {"name": image.name.decode(), "description": (image.description or b"").decode(), "mean": [float(v) for v in norm.mean], "std": [float(v) for v in norm.std],
                   "color_space": "RGB" if image.content.contentProperties.colorSpace == schema.ColorSpaceType.RGB
                   else str(image.content.contentProperties.colorSpace)},
         "outputs": [o.name.decode() for o in subgraph.outputTensorMetadata],
@@ -225,6 +236,9 @@ def metadata_problem(model: bytes, entry: dict[str, Any], normalization: dict[st
     mean, std = input_normalization(entry, normalization)
     if not (np.allclose(read["input"]["mean"], mean, rtol=1e-6) and np.allclose(read["input"]["std"], std, rtol=1e-6)):
         return f"its input normalisation (mean {read['input']['mean']}, std {read['input']['std']}) is not the model's ({mean}, {std})"
+    described = entry.get("metadata", {}).get("input", {}).get("description")  # older io_specs do not record it
+    if described is not None and read["input"]["description"] != described:
+        return f"its input description ({read['input']['description']!r}) is not how io_spec.json says to feed it"
     roles = [ROLES[o["name"]] for o in entry["outputs"]]
     if read["outputs"] != roles:
         return f"its outputs are named {read['outputs']}, the file's outputs are {roles}"
