@@ -130,7 +130,7 @@ CONVERTER_TARGETS = {
     "ssd_mobilenet_v2_fpnlite": ("onnx", "tensorrt"),
     "efficientdet_d0": ("onnx", "tensorrt"),
     "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt"),
-    "faster_rcnn_resnet50": ("onnx",),
+    "faster_rcnn_resnet50": ("onnx", "tensorrt"),
 }
 #: The edge targets each sample gets in ``deploy_export`` (TFLite in every precision).  Faster
 #: R-CNN's OpenVINO IR converts but keeps other proposals than TensorFlow: the check refuses it.

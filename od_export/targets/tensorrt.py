@@ -30,7 +30,9 @@ from od_export.targets.base import ArtifactRunner, ExportContext, Target
 from od_export.targets.onnx import (ONNX_FILE, ONNX_MODULES, OPSET, STRING_INPUT_TYPES, convert_function, inspect_onnx,
                                     write_onnx)
 from od_export.targets.settings import Setting
-from od_export.targets.tensorrt_check import NMS_OP, RAW_OUTPUTS, TensorRTOnnxRunner, verify_tensorrt_onnx
+from od_export.targets.tensorrt_graph import finish_detections
+from od_export.targets.tensorrt_two_stage import check_two_stage, stage_functions, two_stage_graph
+from od_export.targets.tensorrt_check import RAW_OUTPUTS, TensorRTOnnxRunner, verify_tensorrt_onnx
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance
 
@@ -38,10 +40,8 @@ if TYPE_CHECKING:
     from od_export.options import ExportOptions
 
 TENSORRT_DIR = "tensorrt"
-#: NVIDIA's OD API sample never lets the plugin's score threshold go below this (speed).
-PLUGIN_MIN_SCORE_THRESHOLD = 0.01
 #: Meta-architecture → how its post-processing becomes TensorRT-ready.
-SUPPORTED = {"ssd": "efficient_nms", "center_net": "in_graph"}
+SUPPORTED = {"ssd": "efficient_nms", "center_net": "in_graph", "faster_rcnn": "two_stage"}
 INPUT_FORMATS: tuple[str, ...] = ("NHWC", "NCHW")
 
 
@@ -89,7 +89,10 @@ def static_input_size(config: Any, options: ExportOptions) -> tuple[int, int]:
 
 
 def nms_settings(config: Any) -> Any:
-    return getattr(config.model, config.model.WhichOneof("model")).post_processing.batch_non_max_suppression
+    """The final NMS's settings: ``post_processing``, or a two-stage model's ``second_stage_post_processing``."""
+    model = getattr(config.model, config.model.WhichOneof("model"))
+    processing = model.second_stage_post_processing if config.model.HasField("faster_rcnn") else model.post_processing
+    return processing.batch_non_max_suppression
 
 
 def _static_function(context: ExportContext, height: int, width: int, keys: tuple[str, ...] | None) -> Any:
@@ -132,42 +135,11 @@ def append_nms(model_proto: Any, config: Any, window: np.ndarray) -> Any:
     """Raw boxes/scores → ``EfficientNMS_TRT`` → window clip (+ coordinate change) → the four outputs."""
     import onnx_graphsurgeon as gs
 
-    settings = nms_settings(config)
     graph = gs.import_onnx(model_proto)
     tensors = graph.tensors()
-    boxes, scores = tensors["raw_detection_boxes"], tensors["raw_detection_scores"]
-    batch, anchors, columns = scores.shape
-    if columns == num_classes(config):  # no background column: add an empty one so classes count from 1
-        padded = gs.Variable("scores_with_background", np.float32, (batch, anchors, columns + 1))
-        zero = gs.Constant("background_scores", np.zeros((batch, anchors, 1), np.float32))
-        graph.layer(op="Concat", inputs=[zero, scores], outputs=[padded], attrs={"axis": 2})
-        scores = padded
-    k = int(settings.max_total_detections)
-    outputs = [gs.Variable("num_detections", np.int32, (batch, 1)), gs.Variable("nms_boxes", np.float32, (batch, k, 4)),
-               gs.Variable("detection_scores", np.float32, (batch, k)), gs.Variable("detection_classes", np.int32, (batch, k))]
-    attrs = {"plugin_version": "1", "background_class": 0, "max_output_boxes": k,
-             "score_threshold": max(float(settings.score_threshold), PLUGIN_MIN_SCORE_THRESHOLD),
-             "iou_threshold": float(settings.iou_threshold), "score_activation": 0, "box_coding": 0}
-    if settings.use_class_agnostic_nms:
-        attrs["class_agnostic"] = 1
-    graph.layer(op=NMS_OP, name="nms", inputs=[boxes, scores], outputs=outputs, attrs=attrs)
-    low, high = np.tile(window[:2], 2).astype(np.float32), np.tile(window[2:], 2).astype(np.float32)
-    clipped = gs.Variable("clipped_boxes", np.float32, (batch, k, 4))
-    lifted = gs.Variable("boxes_above_window_start", np.float32, (batch, k, 4))
-    graph.layer(op="Max", inputs=[outputs[1], gs.Constant("window_start", low)], outputs=[lifted])
-    final = gs.Variable("detection_boxes", np.float32, (batch, k, 4))
-    if settings.change_coordinate_frame:  # boxes relative to the real image, as TensorFlow gives them
-        graph.layer(op="Min", inputs=[lifted, gs.Constant("window_end", high)], outputs=[clipped])
-        shifted = gs.Variable("boxes_from_window_start", np.float32, (batch, k, 4))
-        graph.layer(op="Sub", inputs=[clipped, gs.Constant("window_offset", low)], outputs=[shifted])
-        graph.layer(op="Div", inputs=[shifted, gs.Constant("window_size", high - low)], outputs=[final])
-    else:
-        graph.layer(op="Min", inputs=[lifted, gs.Constant("window_end", high)], outputs=[final])
-    graph.outputs = [outputs[0], final, outputs[2], outputs[3]]
-    graph.cleanup().toposort()
-    exported = gs.export_onnx(graph)
-    exported.producer_name, exported.producer_version = model_proto.producer_name, model_proto.producer_version
-    return exported
+    return finish_detections(graph, tensors["raw_detection_boxes"], tensors["raw_detection_scores"],
+                             nms_settings(config), window, model_proto.producer_name, model_proto.producer_version,
+                             classes=num_classes(config))
 
 
 class TensorRTTarget(Target):
@@ -184,10 +156,10 @@ class TensorRTTarget(Target):
 
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         if architecture not in SUPPORTED:
-            raise InputError(
-                f"the tensorrt target supports single-stage models (SSD, SSD FPN-lite, EfficientDet, CenterNet), not "
-                f"{architecture} (two NMS stages); this model's targets are saved_model, frozen_graph, onnx and openvino"
-            )
+            raise InputError(f"the tensorrt target supports SSD, EfficientDet, CenterNet and Faster R-CNN, not "
+                             f"{architecture}; this model's targets are saved_model, frozen_graph, onnx and openvino")
+        if architecture == "faster_rcnn":
+            check_two_stage(config)
         static_input_size(config, options)
 
     def unsupported_reason(self, input_type: str) -> str:
@@ -208,19 +180,34 @@ class TensorRTTarget(Target):
         kind = SUPPORTED[context.architecture]
         keys = RAW_OUTPUTS if kind == "efficient_nms" else None
         conversion = context.options.conversion
-        model_proto = convert_function(_static_function(context, height, width, keys), conversion.value(OPSET))
+        if kind == "two_stage":
+            model_proto = self._two_stage(context, height, width)
+        else:
+            model_proto = convert_function(_static_function(context, height, width, keys), conversion.value(OPSET))
         spec: dict[str, Any] = {"input_type": "float_image_tensor", "input_format": conversion.value(INPUT_FORMAT),
                                 "input_size": [height, width], "batch_size": conversion.value(BATCH_SIZE),
                                 "postprocessing": kind}
         if kind == "efficient_nms":
-            window = clip_window(context, height, width)
-            model_proto = append_nms(model_proto, context.config, window)
-            spec["clip_window"] = [float(v) for v in window]
+            model_proto = append_nms(model_proto, context.config, clip_window(context, height, width))
+        if kind in ("efficient_nms", "two_stage"):
+            spec["clip_window"] = [float(v) for v in clip_window(context, height, width)]
             spec["max_detections_per_class"] = int(nms_settings(context.config).max_detections_per_class)
             spec["classes"] = ("int32; numbered as the SavedModel's detection_classes (1 = the first class of the "
                                "label map); the plugin's padding rows have class 0 and score 0")
             spec["boxes"] = "[ymin, xmin, ymax, xmax], normalised to the image, as the SavedModel's"
         return model_proto, spec
+
+    @staticmethod
+    def _two_stage(context: ExportContext, height: int, width: int) -> Any:
+        if context.model is None:
+            raise InputError("the two-stage TensorRT file is traced from the model itself; export it from the "
+                             "checkpoint with the tensorrt target instead of converting an export")
+        conversion = context.options.conversion
+        first, second = stage_functions(context.model, context.config, conversion.value(BATCH_SIZE), height, width,
+                                        conversion.value(INPUT_FORMAT))
+        opset = conversion.value(OPSET)
+        return two_stage_graph(context, convert_function(first, opset), convert_function(second, opset),
+                               clip_window(context, height, width))
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / TENSORRT_DIR / ONNX_FILE

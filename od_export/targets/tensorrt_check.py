@@ -29,6 +29,7 @@ from od_export.targets.base import ArtifactRunner
 from od_export.targets.onnx import OnnxRunner, read_bytes, run_failure
 from od_export.verify.compare import compare_outputs
 from od_export.verify.efficient_nms import EfficientNmsAttributes, as_tensorflow_would, efficient_nms
+from od_export.verify.plugin_graph import CROP_OP, PluginGraph
 from od_export.verify.reference import Reference
 from od_export.verify.report import ArtifactCheck, Tolerance, merge
 from od_export.verify.samples import resize_image
@@ -129,6 +130,56 @@ def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: 
     return check
 
 
+def _two_stage(model: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict,
+               images: int) -> ArtifactCheck:
+    """Both stages through the plugin references: the second stage's raw outputs and the final detections."""
+    graph = PluginGraph(model)
+    threshold = max(tolerance.score_threshold, _final_nms(graph).attrs["score_threshold"])
+    parts, capped, empty = [], 0, 0
+    for feed, reference in groups:
+        values = graph.run({"input_tensor": feed}, extra=SECOND_STAGE)
+        foreground = {"raw_detection_boxes": reference["raw_detection_boxes"],
+                      "raw_detection_scores": reference["raw_detection_scores"][..., 1:]}
+        parts.append(compare_outputs(foreground, second_stage_raw(values), tolerance.atol, threshold,
+                                     rtol=tolerance.rtol))
+        final = {name: values[name] for name in graph.outputs}
+        full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
+        floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
+        final, c, e = as_tensorflow_would(final, int(spec["max_detections_per_class"]))
+        capped, empty = capped + c, empty + e
+        candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
+        remaining = images - len(check.outputs)
+        check.expected += _per_image({k: reference[k] for k in DETECTION_KEYS}, remaining)
+        check.outputs += _per_image(candidate, remaining)
+        parts.append(compare_outputs({k: reference[k] for k in DETECTION_KEYS}, candidate, tolerance.atol, threshold,
+                                     floors))
+    check.differences = merge(parts)
+    check.notes.append(f"both NMS stages and the crop by od-export's reference plugins (no GPU here); compared above "
+                       f"score {threshold:g}; set aside as TensorFlow would: {capped} over the per-class cap, {empty} "
+                       "empty after clipping")
+    return check
+
+
+#: The second stage's outputs inside the two-stage file, read by its check.
+SECOND_STAGE = ("second_stage/second_stage_boxes", "second_stage/second_stage_scores", "proposals")
+
+
+def second_stage_raw(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The SavedModel's ``raw_detection_boxes`` and foreground ``raw_detection_scores`` from the file's second stage.
+
+    As ``_postprocess_box_classifier`` gives them: the best class's box, clipped to the image.
+    """
+    boxes, scores = values[SECOND_STAGE[0]], values[SECOND_STAGE[1]]
+    if boxes.shape[2] > 1:
+        best = np.argmax(scores, axis=2)
+        boxes = np.take_along_axis(boxes, best[:, :, None, None], axis=2)
+    return {"raw_detection_boxes": np.clip(boxes[:, :, 0], 0.0, 1.0), "raw_detection_scores": scores}
+
+
+def _final_nms(graph: PluginGraph) -> Any:
+    return [node for node in graph.plugins if node.op == NMS_OP][-1]
+
+
 def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tolerance: Tolerance) -> ArtifactCheck:
     import onnx
     import onnx_graphsurgeon as gs
@@ -138,6 +189,9 @@ def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tol
         spec = json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
         model = onnx.load_from_string(read_bytes(artifact))
         groups = _batches(reference, spec)
+        ops = [node.op for node in gs.import_onnx(model).nodes]
+        if CROP_OP in ops:
+            return _two_stage(model, groups, tolerance, check, spec, len(reference.images))
         nms = [node for node in gs.import_onnx(model).nodes if node.op == NMS_OP]
         if nms:
             return _with_nms(model, nms[0], groups, tolerance, check, spec, len(reference.images))

@@ -54,7 +54,14 @@ def _greedy_nms(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, limi
 
 
 def _one_image(boxes: np.ndarray, scores: np.ndarray, attrs: EfficientNmsAttributes) -> list[tuple[float, int, int]]:
-    """(score, class, box index) of the kept detections of one image, best first."""
+    """(score, class, box index) of the kept detections of one image, best first.
+
+    ``boxes`` [N,4] are shared by every class; [N,C,4] are one box per class (a [N,1,4] is shared).
+    """
+    if boxes.ndim == 3 and boxes.shape[1] == 1:
+        boxes = boxes[:, 0]
+    if boxes.ndim == 3 and attrs.class_agnostic:
+        raise ValueError("the reference takes per-class boxes only with class_agnostic 0")
     candidates = []
     classes = [c for c in range(scores.shape[1]) if c != attrs.background_class]
     if attrs.class_agnostic:
@@ -69,14 +76,15 @@ def _one_image(boxes: np.ndarray, scores: np.ndarray, attrs: EfficientNmsAttribu
             column = scores[:, c]
             order = np.argsort(-column, kind="stable")
             order = order[column[order] > attrs.score_threshold]
-            kept = _greedy_nms(boxes, order, attrs.iou_threshold, attrs.max_output_boxes)
+            kept = _greedy_nms(boxes[:, c] if boxes.ndim == 3 else boxes, order, attrs.iou_threshold,
+                               attrs.max_output_boxes)
             candidates += [(float(column[i]), c, i) for i in kept]
     candidates.sort(key=lambda item: -item[0])
     return candidates[: attrs.max_output_boxes]
 
 
 def efficient_nms(boxes: np.ndarray, scores: np.ndarray, attrs: EfficientNmsAttributes) -> dict[str, np.ndarray]:
-    """``boxes`` [B,N,4] and ``scores`` [B,N,C] → the plugin's four outputs."""
+    """``boxes`` [B,N,4] (or per class [B,N,C,4]) and ``scores`` [B,N,C] → the plugin's four outputs."""
     batch, k = boxes.shape[0], attrs.max_output_boxes
     result = {
         "num_detections": np.zeros((batch, 1), np.int32),
@@ -88,7 +96,8 @@ def efficient_nms(boxes: np.ndarray, scores: np.ndarray, attrs: EfficientNmsAttr
         kept = _one_image(boxes[item], scores[item], attrs)
         result["num_detections"][item, 0] = len(kept)
         for slot, (score, cls, index) in enumerate(kept):
-            result["detection_boxes"][item, slot] = boxes[item, index]
+            box = boxes[item, index]
+            result["detection_boxes"][item, slot] = box if box.ndim == 1 else box[cls if box.shape[0] > 1 else 0]
             result["detection_scores"][item, slot] = score
             result["detection_classes"][item, slot] = cls
     return result
