@@ -50,6 +50,7 @@ from od_export.targets.tflite_check import describe_file, inspect_tflite, tflite
 from od_export.targets.tflite_convert import carry_over_precisions, convert
 from od_export.targets.tflite_metadata import metadata_summary, with_metadata
 from od_export.targets.tflite_raw import convert_raw, verify_raw
+from od_export.targets.tflite_keypoints import check_keypoint_tasks, fixed_shape_keypoints
 from od_export.targets.tflite_resize import check_tflite_request, module_config, resize_spec
 from od_export.targets.tflite_runner import KEYPOINT_KEYS
 from od_export.verify.reference import Reference
@@ -107,6 +108,8 @@ def _center_net_module(lib: Any, context: ExportContext, max_detections: int) ->
     config = module_config(context.config)
     keypoints = bool(config.model.center_net.keypoint_estimation_task)
     module = lib.CenterNetModule(config, max_detections, include_keypoints=keypoints)
+    if keypoints:
+        fixed_shape_keypoints(module.get_model())
     create_variables(module.get_model(), config)
     with tempfile.TemporaryDirectory(prefix=".od-export-tflite-") as scratch:
         prefix = tf.train.Checkpoint(model=context.model).save(str(Path(scratch) / "weights"))
@@ -177,6 +180,8 @@ class TFLiteTarget(Target):
 
     def check_request(self, architecture: str, config: Any, options: ExportOptions) -> None:
         check_tflite_request(architecture, config)
+        if architecture == "center_net":
+            check_keypoint_tasks(config)
         if architecture == "center_net" and "int8_full" in options.conversion.value(PRECISIONS):
             raise InputError("CenterNet finds its peaks with float ops that int8 cannot express, so it has no "
                              "full-integer (int8_full) TFLite file; use int8, whose input and outputs stay float32")
