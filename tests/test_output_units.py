@@ -80,3 +80,21 @@ def test_a_mask_that_is_wrong_fails():
     candidate[1] = 1.0 - candidate[1]  # the second detection's mask inverted
     assert verdicts(detections(BOXES, detection_masks=reference), detections(BOXES, detection_masks=candidate))[
         "detection_masks"] is False
+
+
+def test_mask_logits_follow_their_detections_and_are_judged_as_probabilities():
+    """Mask R-CNN's mask_predictions [batch * detections, classes, h, w]: two detections that trade places carry
+    their masks with them; a logit of 12 against 9 (both certain) agrees, a mask turned inside out does not."""
+    from od_export.verify.compare import compare_outputs
+
+    boxes = np.float32([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]]])
+    logits = np.full((2, 3, 4, 4), -9.0, np.float32)
+    logits[0, :, :2] = 12.0
+    reference = {"detection_boxes": boxes, "detection_scores": np.float32([[0.9, 0.8]]),
+                 "detection_classes": np.float32([[1, 2]]), "mask_predictions": logits}
+    swapped = {"detection_boxes": boxes[:, ::-1], "detection_scores": np.float32([[0.8, 0.9]]),
+               "detection_classes": np.float32([[2, 1]]), "mask_predictions": np.where(logits > 0, 9.0, -12.0)[::-1]}
+    verdict = {d.key: d.ok for d in compare_outputs(reference, swapped)}
+    assert verdict["mask_predictions"] is True and verdict["unmatched_detections"] is True
+    swapped["mask_predictions"] = -swapped["mask_predictions"]
+    assert {d.key: d.ok for d in compare_outputs(reference, swapped)}["mask_predictions"] is False

@@ -134,8 +134,10 @@ class OpenVinoRunner:
         return openvino.Core().read_model(model=read_bytes(xml).decode("utf-8"), weights=openvino.Tensor(weights))
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output under each of its names: outputs that are one tensor (Mask R-CNN's ``final_anchors`` is its
+        ``proposal_boxes_normalized``) share a port, and a port answers to one name only when asked for any."""
         results = self.compiled(feeds)
-        return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
+        return {name: np.asarray(value) for port, value in results.items() for name in port.get_names()}
 
 
 class OpenVinoIrRunner(ArtifactRunner):

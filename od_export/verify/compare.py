@@ -38,6 +38,23 @@ RAW_KEYS = ("raw_detection_boxes", "raw_detection_scores")
 #: Per-detection outputs compared between matched pairs; every ``detection_*`` key is one.
 PER_DETECTION_PREFIX = "detection_"
 UNMATCHED_KEY = "unmatched_detections"
+#: Per-detection outputs the OD API flattens over the batch ([batch * detections, ...], in detection order):
+#: Mask R-CNN's mask logits for every class.
+FLAT_PER_DETECTION = ("mask_predictions",)
+
+
+def _per_detection_rows(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``outputs`` with each flattened per-detection output shaped [batch, detections, ...] like the others."""
+    scores = outputs.get("detection_scores")
+    if scores is None or np.ndim(scores) != 2 or not any(k in outputs for k in FLAT_PER_DETECTION):
+        return outputs
+    batch, count = np.shape(scores)
+    shaped = dict(outputs)
+    for key in FLAT_PER_DETECTION:
+        value = np.asarray(outputs.get(key, ()))
+        if key in outputs and value.ndim >= 1 and value.shape[0] == batch * count:
+            shaped[key] = value.reshape((batch, count) + value.shape[1:])
+    return shaped
 
 
 @dataclass(frozen=True)
@@ -162,11 +179,13 @@ def compare_outputs(
     ``candidate_floors`` (per batch item, -inf where the list was not full) gives the
     last score of candidate lists that were cut and then thinned out.
     """
+    reference, candidate = _per_detection_rows(reference), _per_detection_rows(candidate)
     shared = sorted(set(reference) & set(candidate))
     shaped = [k for k in shared if np.asarray(reference[k]).shape == np.asarray(candidate[k]).shape]
     differences = [OutputDifference(k, float("inf"), False) for k in shared if k not in shaped]
     detections = {"detection_boxes", "detection_scores", "detection_classes"} <= set(shaped)
-    per_detection = [k for k in shaped if k.startswith(PER_DETECTION_PREFIX)] if detections else []
+    per_detection = [k for k in shaped if k.startswith(PER_DETECTION_PREFIX) or k in FLAT_PER_DETECTION] \
+        if detections else []
     rows = proposals.proposal_order(reference, candidate, atol)
     for key in shaped:
         if key in per_detection:

@@ -17,6 +17,9 @@ outputs are not in those units:
   mask.  Values within ``atol`` agree; otherwise each pair's masks, cut at 0.5, must
   overlap with an IoU of at least ``MASK_IOU``, since a pixel whose probability sits
   near 0.5 flips with any rounding.
+* ``mask_predictions`` (Mask R-CNN's export: every class's mask logits per detection,
+  flattened over the batch) is paired through the detections like the outputs above
+  and judged as the probabilities it gives, by the ``detection_masks`` rule per class.
 * ``detection_classes`` must be equal (the matching pairs same-class detections only).
 """
 from __future__ import annotations
@@ -90,6 +93,9 @@ def agrees(key: str, ref: np.ndarray, cand: np.ndarray, atol: float, context: Pa
         return _anchor_indices_agree(ref, cand, atol, context)
     if key == "detection_boxes_strided":
         return bool(np.all(_diff(ref, cand) <= atol * stride_factor(context)))
+    if key == "mask_predictions":  # logits [N, classes, h, w]: judged as the probabilities they give, per class
+        ref, cand = (1.0 / (1.0 + np.exp(-np.asarray(v, np.float64).reshape((-1,) + v.shape[2:]))) for v in (ref, cand))
+        key = "detection_masks"
     if key == "detection_masks":
         close = _diff(ref, cand).reshape(len(ref), -1).max(axis=1) <= atol
         return bool(np.all(close | (mask_iou(ref, cand) >= MASK_IOU)))
