@@ -113,7 +113,7 @@ def od_export(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 def cells_from(result: dict, targets: list[str]) -> dict[str, dict]:
-    """Each target's verdict from an export's ``--json`` document: its checks' largest difference, agreement, failures."""
+    """Each target's verdict from an export's ``--json`` document: largest check difference, agreement, failures."""
     cells: dict[str, dict] = {}
     unit = result["input_types"][0] if result.get("input_types") else {"checks": {}, "agreement": {}, "artifacts": {}}
     for target in targets:
@@ -157,6 +157,9 @@ def run_config(name: str, size: int | None, timeout: float) -> dict:
         except json.JSONDecodeError:
             return {**entry, "cells": cells, "error": f"export exit {exported.returncode}: "
                                                       f"{_last_line(exported.stderr)}"}
+        if "error" in result:  # the export refused or failed as a whole: its one line, not a verdict per target
+            message = result["error"]["message"]
+            return {**entry, "cells": cells, "error": f"export exit {exported.returncode}: {message}"}
         cells.update(cells_from(result, targets))
         entry.update(cells=cells, seconds=round(time.perf_counter() - started, 1),
                      timings_s=result.get("timings_s", {}))

@@ -140,6 +140,10 @@ def build_trained_like_model(config: Any, seed: int) -> Any:
     model = od.model_builder.build(config.model, is_training=True)
     height, width = model_input_size(config)
     training_forward(model, config, tf.zeros([1, height, width, 3], tf.float32))
+    if hasattr(model, "_mask_net"):  # DeepMAC first calls its mask network in post-processing
+        from od_export.source.model import create_variables
+
+        create_variables(model, config)
     reinitialize_weights(model.variables, seed)
     recalibrate_batch_norm(model, config, seed)
     images = calibration_images(config, seed)

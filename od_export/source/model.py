@@ -60,13 +60,17 @@ def build_model(config: Any) -> Any:
 
 
 def create_variables(model: Any, config: Any) -> None:
-    """Run the model once on zeros so that every variable exists (cheaper than a trace)."""
+    """Run the model once on zeros so that every variable exists (cheaper than a trace).
+
+    Post-processing too: DeepMAC's mask network is first called there, and a checkpoint
+    written without its variables does not restore into the exported model.
+    """
     from od_export.source.pipeline_config import model_input_size
 
     tf = compat.import_tensorflow()
     height, width = model_input_size(config)
     images, true_shapes = model.preprocess(tf.zeros([1, height, width, 3], tf.float32))
-    model.predict(images, true_shapes)
+    model.postprocess(model.predict(images, true_shapes), true_shapes)
 
 
 def open_checkpoint(prefix: AnyPath) -> Any:
