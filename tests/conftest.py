@@ -132,8 +132,8 @@ CONVERTER_TARGETS = {
     "centernet_mobilenet_v2_fpn": ("onnx", "tensorrt"),
     "faster_rcnn_resnet50": ("onnx", "tensorrt"),
 }
-#: The edge targets each sample gets in ``deploy_export`` (TFLite in every precision).  Faster
-#: R-CNN's OpenVINO IR converts but keeps other proposals than TensorFlow: the check refuses it.
+#: The edge targets each sample gets in ``deploy_export`` (TFLite in every precision).  Faster R-CNN has no
+#: TFLite path; its OpenVINO IR verifies since per-proposal outputs are paired (the zoo matrix checks it).
 DEPLOY_TARGETS = {
     "ssd_mobilenet_v2": ("tflite", "openvino"),
     "ssd_mobilenet_v2_fpnlite": ("openvino",),  # its TFLite file takes the same SSD path as ssd_mobilenet_v2

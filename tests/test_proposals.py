@@ -55,3 +55,14 @@ def test_a_second_stage_that_computes_otherwise_still_fails_after_pairing():
 def test_rows_in_place_need_no_pairing():
     reference = _two_stage(np.random.default_rng(2))
     assert proposal_order(reference, dict(reference), 1e-2) is None
+
+
+def test_the_first_stage_s_boxes_pair_proposals_where_the_export_has_them():
+    """Mask R-CNN exports its proposals: a second stage that differs must not unpair them."""
+    reference = _two_stage(np.random.default_rng(3))
+    reference["proposal_boxes_normalized"] = reference["proposal_boxes"] / 640
+    candidate = _permuted(reference, np.array([1, 0, 2, 3, 4, 5]))
+    candidate["proposal_boxes_normalized"] = candidate["proposal_boxes"] / 640
+    candidate["raw_detection_boxes"] = candidate["raw_detection_boxes"] + 0.2  # the second stage moved every box
+    verdict = {d.key: d.ok for d in compare_outputs(reference, candidate)}
+    assert verdict["proposal_boxes"] and verdict["box_classifier_features"] and not verdict["raw_detection_boxes"]

@@ -9,7 +9,8 @@ boxes, the second stage's class predictions, refined box encodings and box class
 features.  So the candidate's proposals are paired with the reference's by their raw
 box (rows that agree in place keep it; each row that differs takes the unused candidate
 row with the closest box), and every per-proposal output is compared in that order.
-A proposal only one side kept still fails the comparison.
+A proposal only one side kept still fails the comparison.  Where the export carries the
+first stage's normalised proposal boxes, those are the pairing key.
 """
 from __future__ import annotations
 
@@ -26,10 +27,16 @@ _ROWS_PER_BLOCK = 32
 
 def proposal_order(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
                    atol: float) -> list[np.ndarray] | None:
-    """Per batch item, the candidate's rows in the reference's order; None where the rows agree in place."""
-    key = "raw_detection_boxes"
-    if key not in reference or key not in candidate:
+    """Per batch item, the candidate's rows in the reference's order; None where the rows agree in place.
+
+    Rows are paired by the first stage's own boxes where the export has them (Mask R-CNN's
+    ``proposal_boxes_normalized``), so a second stage that differs shows as its own outputs
+    differing, not as proposals that lost their partners; else by the raw boxes.
+    """
+    both = [k for k in ("proposal_boxes_normalized", "raw_detection_boxes") if k in reference and k in candidate]
+    if not both:
         return None
+    key = both[0]
     ref_boxes, cand_boxes = np.asarray(reference[key], np.float64), np.asarray(candidate[key], np.float64)
     if ref_boxes.shape != cand_boxes.shape or ref_boxes.ndim != 3 or ref_boxes.size == 0:
         return None
