@@ -145,7 +145,7 @@ def run_config(name: str, size: int | None, timeout: float) -> dict:
         entry = {"published_size": published, "measured_size": measured, "machine": _machine(),
                  "date": time.strftime("%Y-%m-%d")}
         if demo.returncode != 0:
-            return {**entry, "error": f"demo-checkpoint exit {demo.returncode}: {_last_line(demo.stderr)}"}
+            return {**entry, "error": f"demo-checkpoint {_exit(demo)}"}
         cells = refusals(work / "run" / "pipeline.config", work / "run", work / "export")
         targets = [t for t in TARGETS if t not in cells]
         args = [a for t in targets[2:] for a in ("--target", t)]
@@ -155,8 +155,7 @@ def run_config(name: str, size: int | None, timeout: float) -> dict:
         try:
             result = json.loads(exported.stdout)
         except json.JSONDecodeError:
-            return {**entry, "cells": cells, "error": f"export exit {exported.returncode}: "
-                                                      f"{_last_line(exported.stderr)}"}
+            return {**entry, "cells": cells, "error": f"export {_exit(exported)}"}
         if "error" in result:  # the export refused or failed as a whole: its one line, not a verdict per target
             message = result["error"]["message"]
             return {**entry, "cells": cells, "error": f"export exit {exported.returncode}: {message}"}
@@ -164,6 +163,12 @@ def run_config(name: str, size: int | None, timeout: float) -> dict:
         entry.update(cells=cells, seconds=round(time.perf_counter() - started, 1),
                      timings_s=result.get("timings_s", {}))
         return json.loads(json.dumps(entry).replace(str(work), "RUN"))
+
+
+def _exit(process: subprocess.CompletedProcess) -> str:
+    if process.returncode == -9:
+        return "killed by the kernel (SIGKILL: out of memory on this machine)"
+    return f"exit {process.returncode}: {_last_line(process.stderr)}"
 
 
 def _last_line(text: str) -> str:

@@ -40,14 +40,14 @@ def render_table(results: dict) -> str:
         lines.append(f"| `{name}` | {where} | " + " | ".join(cells) + " |")
     notes = [f"{index}. {reason}" for index, reason in enumerate(reasons, start=1)]
     legend = ("✓: written and verified against the SavedModel; *refused*: a one-line refusal before any work; "
-              "✗: written but failed its check; numbers point to the reasons below.")
+              "✗: written but failed its check, or the whole export failed; numbers point to the reasons below.")
     return "\n".join([*lines, "", legend, "", *notes]).strip("\n")
 
 
 def _cell(entry: dict, key: str, reasons: list[str]) -> str:
     if "cells" not in entry or key not in entry["cells"]:
         error = entry.get("error")
-        return f"✗ {_note(error, reasons)}" if error else "not run"
+        return f"✗ {_note(error, reasons)}" if error else "not run"  # the whole export failed: every cell
     cell = entry["cells"][key]
     if cell["verdict"] == "verified":
         return "✓"
