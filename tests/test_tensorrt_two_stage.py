@@ -79,3 +79,13 @@ def test_a_tampered_second_stage_or_nms_fails_its_check(target_export, tmp_path,
         assert main(["validate", str(copy), "--json"]) == 1, case
         check = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["artifact"] == "tensorrt")
         assert check["ok"] is False, (case, check)
+
+
+def test_benchmark_runs_the_two_stage_file_as_its_check_does(target_export):
+    from od_export.targets.tensorrt_check import TensorRTOnnxRunner
+    from od_export.verify.samples import resize_image, sample_image
+
+    runner = TensorRTOnnxRunner("tensorrt", [target_export("faster_rcnn_resnet50").output_dir / "tensorrt" / "model.onnx"])
+    runner.load()
+    found = runner.detections(runner.infer(runner.feed(resize_image(sample_image(), 128, 128), b"")))
+    assert found["detection_boxes"].shape == (1, 20, 4) and 0 < found["num_detections"][0] <= 20

@@ -102,6 +102,21 @@ class SplitAtNms:
         return final
 
 
+def _final_detections(final: dict[str, np.ndarray], reference: dict[str, np.ndarray], cap: int, threshold: float,
+                      tolerance: Tolerance, check: ArtifactCheck, images: int) -> tuple[Any, tuple[int, int]]:
+    """The plugin's final detections against the SavedModel's, after what TensorFlow's NMS does and the plugin does
+    not (the per-class cap, empty boxes); their differences and how many boxes each rule set aside."""
+    full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
+    floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
+    final, capped, empty = as_tensorflow_would(final, cap)
+    candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
+    remaining = images - len(check.outputs)  # drawn by validate --save-images, beside what they were compared with
+    check.expected += _per_image({k: reference[k] for k in DETECTION_KEYS}, remaining)
+    check.outputs += _per_image(candidate, remaining)
+    expected = {k: reference[k] for k in DETECTION_KEYS}
+    return compare_outputs(expected, candidate, tolerance.atol, threshold, floors), (capped, empty)
+
+
 def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict,
               images: int) -> ArtifactCheck:
     split = SplitAtNms(model, node)
@@ -114,16 +129,11 @@ def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: 
         parts.append(compare_outputs({k: reference[k] for k in RAW_OUTPUTS},
                                      {"raw_detection_boxes": boxes, "raw_detection_scores": trimmed},
                                      tolerance.atol, threshold, rtol=tolerance.rtol))
-        final = split.final(boxes, scores)
-        full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
-        floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
-        final, c, e = as_tensorflow_would(final, int(spec.get("max_detections_per_class", attrs.max_output_boxes)))
-        capped, empty = capped + c, empty + e
-        candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
-        remaining = images - len(check.outputs)  # drawn by validate --save-images, beside what they were compared with
-        check.expected += _per_image({k: reference[k] for k in DETECTION_KEYS}, remaining)
-        check.outputs += _per_image(candidate, remaining)
-        parts.append(compare_outputs({k: reference[k] for k in DETECTION_KEYS}, candidate, tolerance.atol, threshold, floors))
+        cap = int(spec.get("max_detections_per_class", attrs.max_output_boxes))
+        difference, set_aside = _final_detections(split.final(boxes, scores), reference, cap, threshold, tolerance,
+                                                  check, images)
+        parts.append(difference)
+        capped, empty = capped + set_aside[0], empty + set_aside[1]
     check.differences = merge(parts)
     check.notes.append(f"NMS by od-export's reference EfficientNMS (no GPU here); compared above score {threshold:g}; "
                        f"set aside as TensorFlow would: {capped} over the per-class cap, {empty} empty after clipping")
@@ -142,17 +152,11 @@ def _two_stage(model: Any, groups: list, tolerance: Tolerance, check: ArtifactCh
                       "raw_detection_scores": reference["raw_detection_scores"][..., 1:]}
         parts.append(compare_outputs(foreground, second_stage_raw(values), tolerance.atol, threshold,
                                      rtol=tolerance.rtol))
-        final = {name: values[name] for name in graph.outputs}
-        full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
-        floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
-        final, c, e = as_tensorflow_would(final, int(spec["max_detections_per_class"]))
-        capped, empty = capped + c, empty + e
-        candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
-        remaining = images - len(check.outputs)
-        check.expected += _per_image({k: reference[k] for k in DETECTION_KEYS}, remaining)
-        check.outputs += _per_image(candidate, remaining)
-        parts.append(compare_outputs({k: reference[k] for k in DETECTION_KEYS}, candidate, tolerance.atol, threshold,
-                                     floors))
+        difference, set_aside = _final_detections({name: values[name] for name in graph.outputs}, reference,
+                                                  int(spec["max_detections_per_class"]), threshold, tolerance, check,
+                                                  images)
+        parts.append(difference)
+        capped, empty = capped + set_aside[0], empty + set_aside[1]
     check.differences = merge(parts)
     check.notes.append(f"both NMS stages and the crop by od-export's reference plugins (no GPU here); compared above "
                        f"score {threshold:g}; set aside as TensorFlow would: {capped} over the per-class cap, {empty} "
@@ -161,7 +165,7 @@ def _two_stage(model: Any, groups: list, tolerance: Tolerance, check: ArtifactCh
 
 
 #: The second stage's outputs inside the two-stage file, read by its check.
-SECOND_STAGE = ("second_stage/second_stage_boxes", "second_stage/second_stage_scores", "proposals")
+SECOND_STAGE = ("second_stage/second_stage_boxes", "second_stage/second_stage_scores")
 
 
 def second_stage_raw(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,10 +193,10 @@ def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tol
         spec = json.loads((artifact.parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
         model = onnx.load_from_string(read_bytes(artifact))
         groups = _batches(reference, spec)
-        ops = [node.op for node in gs.import_onnx(model).nodes]
-        if CROP_OP in ops:
+        nodes = gs.import_onnx(model).nodes
+        if any(node.op == CROP_OP for node in nodes):
             return _two_stage(model, groups, tolerance, check, spec, len(reference.images))
-        nms = [node for node in gs.import_onnx(model).nodes if node.op == NMS_OP]
+        nms = [node for node in nodes if node.op == NMS_OP]
         if nms:
             return _with_nms(model, nms[0], groups, tolerance, check, spec, len(reference.images))
         runner = OnnxRunner(model.SerializeToString())
@@ -220,8 +224,10 @@ class TensorRTOnnxRunner(ArtifactRunner):
         self.spec = json.loads((self.files[0].parent / IO_SPEC_NAME).read_text(encoding="utf-8"))
         self.input_size = tuple(self.spec["input_size"])
         model = onnx.load_from_string(read_bytes(self.files[0]))
-        nms = [node for node in gs.import_onnx(model).nodes if node.op == NMS_OP]
-        self.split = SplitAtNms(model, nms[0]) if nms else None
+        nodes = gs.import_onnx(model).nodes
+        nms = [node for node in nodes if node.op == NMS_OP]
+        self.plugins = PluginGraph(model) if any(node.op == CROP_OP for node in nodes) else None
+        self.split = SplitAtNms(model, nms[0]) if nms and self.plugins is None else None
         self.whole = None if nms else OnnxRunner(model.SerializeToString())
 
     def feed(self, pixels: Any, encoded: bytes) -> Any:
@@ -229,13 +235,16 @@ class TensorRTOnnxRunner(ArtifactRunner):
         return batch.transpose(0, 3, 1, 2) if self.spec.get("input_format") == "NCHW" else batch
 
     def infer(self, feed: Any) -> Any:
+        if self.plugins is not None:
+            values = self.plugins.run({"input_tensor": feed})
+            return {name: values[name] for name in self.plugins.outputs}
         if self.split is None:
             return self.whole.run({"input_tensor": feed})
         return self.split.final(*self.split.raw(feed))
 
     def detections(self, raw: Any) -> dict[str, Any]:
-        if self.split is not None:
-            cap = int(self.spec.get("max_detections_per_class", self.split.attrs.max_output_boxes))
+        if self.split is not None or self.plugins is not None:
+            cap = int(self.spec.get("max_detections_per_class", raw["detection_scores"].shape[1]))
             raw = as_tensorflow_would(raw, cap)[0]
         first = {k: np.asarray(raw[k][:1], np.float32) for k in DETECTION_KEYS}
         first["num_detections"] = np.asarray(raw["num_detections"], np.float32).reshape(-1)[:1]
