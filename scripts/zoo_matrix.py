@@ -48,8 +48,7 @@ def zoo_names() -> list[str]:
     return sorted(p.stem for p in ZOO.glob("*.config"))
 
 
-def write_config(name: str, size: int | None, directory: Path) -> tuple[Path, list[int], list[int]]:
-    """The model block as a pipeline config (shrunk to ``size`` if given): its path, published and measured size."""
+def _load(name: str):
     from google.protobuf import text_format
 
     from od_export import compat
@@ -57,6 +56,50 @@ def write_config(name: str, size: int | None, directory: Path) -> tuple[Path, li
     compat.import_object_detection()
     config = compat.import_pipeline_proto().TrainEvalPipelineConfig()
     text_format.Merge((ZOO / f"{name}.config").read_text(encoding="utf-8"), config)
+    return config
+
+
+def measured_model(name: str, size: int | None) -> str:
+    """The model block as it is measured at ``size``: two configs that give the same text build the same model."""
+    from google.protobuf import text_format
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = _load(name)
+        _shrink(config, size, Path(tmp))
+        model = getattr(config.model, config.model.WhichOneof("model"))
+        if config.model.WhichOneof("model") == "center_net":
+            model.ClearField("keypoint_label_map_path")
+        return text_format.MessageToString(config.model)
+
+
+def same_as(name: str, size: int | None, results: dict) -> str | None:
+    """A config already measured at this size whose model block, so measured, is this one's."""
+    mine = measured_model(name, size)
+    for other, entry in sorted(results["configs"].items()):
+        if other == name or "same_as" in entry:
+            continue
+        if size is not None and entry.get("measured_size") != [size, size]:
+            continue
+        if size is None and entry.get("measured_size") != entry.get("published_size"):
+            continue
+        if measured_model(other, size) == mine:
+            return other
+    return None
+
+
+def write_config(name: str, size: int | None, directory: Path) -> tuple[Path, list[int], list[int]]:
+    """The model block as a pipeline config (shrunk to ``size`` if given): its path, published and measured size."""
+    from google.protobuf import text_format
+
+    config = _load(name)
+    published, measured = _shrink(config, size, directory)
+    path = directory / "pipeline.config"
+    path.write_text(text_format.MessageToString(config), encoding="utf-8")
+    return path, published, measured
+
+
+def _shrink(config, size: int | None, directory: Path) -> tuple[list[int], list[int]]:
+    """Set the resizer to ``size`` (where given) and write a keypoint model's label map: published, measured size."""
     model = getattr(config.model, config.model.WhichOneof("model"))
     resizer = model.image_resizer
     kind = resizer.WhichOneof("image_resizer_oneof")
@@ -72,9 +115,7 @@ def write_config(name: str, size: int | None, directory: Path) -> tuple[Path, li
         labels = directory / "keypoint_label_map.pbtxt"
         labels.write_text(_keypoint_label_map(model), encoding="utf-8")
         model.keypoint_label_map_path = str(labels)
-    path = directory / "pipeline.config"
-    path.write_text(text_format.MessageToString(config), encoding="utf-8")
-    return path, published, [size, size] if size is not None else published
+    return published, [size, size] if size is not None else published
 
 
 def _keypoint_label_map(model) -> str:
@@ -165,6 +206,11 @@ def run_config(name: str, size: int | None, timeout: float) -> dict:
         return json.loads(json.dumps(entry).replace(str(work), "RUN"))
 
 
+def _published(name: str) -> list[int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return _shrink(_load(name), None, Path(tmp))[0]
+
+
 def _exit(process: subprocess.CompletedProcess) -> str:
     if process.returncode == -9:
         return "killed by the kernel (SIGKILL: out of memory on this machine)"
@@ -202,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ([] if args.table_only else args.configs or zoo_names()):
         if args.skip_measured and name in results["configs"]:
             continue
-        entry = run_config(name, args.size, args.timeout)
+        twin = same_as(name, args.size, results)
+        if twin:  # the same model at this size: its measurement, said to be that config's
+            entry = {**results["configs"][twin], "same_as": twin, "published_size": _published(name)}
+        else:
+            entry = run_config(name, args.size, args.timeout)
         results["configs"][name] = entry
         save_results(results)
         write_table(results)

@@ -36,6 +36,8 @@ def render_table(results: dict) -> str:
         size = "×".join(str(v) for v in entry.get("measured_size", []))
         published = "×".join(str(v) for v in entry.get("published_size", []))
         where = size if size == published else f"{size} (published {published})"
+        if entry.get("same_as"):  # the same model block at the measured size: measured once
+            where += f", as `{entry['same_as']}`"
         cells = [_cell(entry, key, reasons) for key, _ in COLUMNS]
         lines.append(f"| `{name}` | {where} | " + " | ".join(cells) + " |")
     notes = [f"{index}. {reason}" for index, reason in enumerate(reasons, start=1)]

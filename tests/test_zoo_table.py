@@ -41,6 +41,16 @@ def test_a_refused_or_failed_cell_carries_its_reason():
     assert "1. onnx disagrees" in table and "2. tflite cannot take X" in table
 
 
+def test_a_config_measured_as_its_twin_says_so():
+    cells = {"saved_model": {"verdict": "verified"}}
+    results = {"configs": {
+        "ssd_a_640": {"measured_size": [256, 256], "published_size": [640, 640], "cells": cells},
+        "ssd_a_1024": {"measured_size": [256, 256], "published_size": [1024, 1024], "cells": cells,
+                       "same_as": "ssd_a_640"}}}
+    row = next(line for line in zoo_table.render_table(results).splitlines() if "ssd_a_1024" in line)
+    assert "256×256 (published 1024×1024), as `ssd_a_640`" in row
+
+
 def test_the_table_is_replaced_between_its_markers_only():
     readme = f"before\n{zoo_table.START}\nold\n{zoo_table.END}\nafter\n"
     assert zoo_table.replace_table(readme, "new") == f"before\n{zoo_table.START}\nnew\n{zoo_table.END}\nafter\n"
