@@ -92,3 +92,18 @@ def portable_crop_and_resize(model: Any) -> Iterator[None]:
         yield
     finally:
         model._crop_and_resize_fn = original
+
+
+def portable_serving_function(context: Any) -> Any:
+    """The export's serving function, retraced with the portable crop where the model crops natively.
+
+    ``context`` is the target's :class:`~od_export.targets.base.ExportContext`; without a
+    model in memory (converting an existing export) its traced function is returned.
+    """
+    from od_export.source.tracing import detection_module, trace
+
+    if context.model is None or not uses_native_crop_and_resize(context.model):
+        return context.traced.concrete
+    with portable_crop_and_resize(context.model):
+        module = detection_module(context.model, context.input_type, context.options.side_inputs)
+        return trace(module, context.input_type, context.architecture, context.options.dynamic_batch).concrete

@@ -164,6 +164,7 @@ def _compare_in_session(check: ArtifactCheck, graph_def: Any, input_name: str, f
         return check
     try:
         return compare_runs(check, reference.outputs,
-                            lambda i: runner.run({input_name: reference.feed(reference.images[i])}, fetches), tolerance)
+                            lambda i: runner.run({input_name: reference.feed(reference.images[i])}, fetches), tolerance,
+                            reference)
     finally:
         runner.close()

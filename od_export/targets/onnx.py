@@ -185,14 +185,9 @@ def input_spec(concrete: Any) -> Any:
 def onnx_ready_function(context: ExportContext) -> Any:
     """The serving function, retraced where an op does not convert faithfully (see portable_crop), and
     ending at the raw outputs when written without post-processing (freezing then prunes the NMS away)."""
-    from od_export.source.portable_crop import portable_crop_and_resize, uses_native_crop_and_resize
-    from od_export.source.tracing import detection_module, trace
+    from od_export.source.portable_crop import portable_serving_function
 
-    concrete = context.traced.concrete
-    if context.model is not None and uses_native_crop_and_resize(context.model):
-        with portable_crop_and_resize(context.model):
-            module = detection_module(context.model, context.input_type, context.options.side_inputs)
-            concrete = trace(module, context.input_type, context.architecture, context.options.dynamic_batch).concrete
+    concrete = portable_serving_function(context)
     if context.options.postprocessing:
         return concrete
     return raw_function(concrete)
@@ -262,8 +257,9 @@ class OnnxTarget(Target):
             runner = OnnxRunner(read_bytes(artifact))
         except Exception as exc:  # onnxruntime's load errors have no common base class
             return run_failure(check, exc)
-        expected = reference.outputs
+        expected, judge = reference.outputs, reference
         if sorted(runner.output_names) == sorted(RAW_OUTPUTS):  # written without post-processing: what it keeps
-            expected = [{key: outputs[key] for key in RAW_OUTPUTS} for outputs in expected]
+            expected, judge = [{key: outputs[key] for key in RAW_OUTPUTS} for outputs in expected], None
         return compare_runs(check, expected,
-                            lambda i: runner.run({"input_tensor": reference.feed(reference.images[i])}), tolerance)
+                            lambda i: runner.run({"input_tensor": reference.feed(reference.images[i])}), tolerance,
+                            judge)

@@ -260,7 +260,7 @@ class OpenVinoTarget(Target):
             return run_failure(check, exc)
         precision = spec.get("precision", "fp32")
         if precision == "fp32":
-            return compare_runs(check, reference.outputs, _runs(runner, reference), tolerance)
+            return compare_runs(check, reference.outputs, _runs(runner, reference), tolerance, reference)
         return _agreement_check(check, runner, reference, tolerance, precision)
 
     def _verify_default(self, artifact: AnyPath, reference: Reference, tolerance: Tolerance,

@@ -1,7 +1,7 @@
 """The SavedModel as the reference every other artifact is judged against."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from od_export import compat
 from od_export.errors import InputError
 from od_export.layout import Unit
 from od_export.options import INPUT_TYPES
-from od_export.verify import samples
+from od_export.verify import crop_feed, samples
 from od_export.storage.reading import check_protobuf_file
 
 
@@ -24,6 +24,22 @@ class Reference:
     function: Any
     images: list[np.ndarray]
     outputs: list[dict[str, np.ndarray]]
+    #: The signature as a function of its crops' boxes (:mod:`od_export.verify.crop_feed`); False: it has none.
+    crops: Any = field(default=None, repr=False)
+
+    def judged_on(self, index: int, candidate: dict[str, np.ndarray], atol: float,
+                  score_threshold: float) -> dict[str, np.ndarray]:
+        """What ``candidate`` (an artifact's outputs on image ``index``) is held to.
+
+        The SavedModel's outputs on that image; for a model that crops with
+        ``CropAndResize``, those after the crop computed on the candidate's own boxes.
+        """
+        if self.crops is None:
+            self.crops = crop_feed.has_native_crop(self.function) and crop_feed.build(self.function) or False
+        if not self.crops:
+            return self.outputs[index]
+        return crop_feed.judged_on(self.crops, self.feed(self.images[index]), self.outputs[index], candidate,
+                                   atol, score_threshold)
 
     def feed(self, image: np.ndarray) -> np.ndarray:
         """The ``input_tensor`` value holding ``image`` for this unit's input type."""

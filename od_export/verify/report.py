@@ -59,17 +59,24 @@ def merge(per_image: Sequence[tuple[OutputDifference, ...]]) -> tuple[OutputDiff
 
 
 def compare_runs(check: ArtifactCheck, references: Sequence[dict[str, np.ndarray]],
-                 run: Callable[[int], dict[str, np.ndarray]], tolerance: Tolerance) -> ArtifactCheck:
+                 run: Callable[[int], dict[str, np.ndarray]], tolerance: Tolerance,
+                 reference: Any = None) -> ArtifactCheck:
     """Fill ``check`` by running the artifact on each image (``run(i)``) against ``references[i]``.
 
-    Any exception from the artifact's runtime means the artifact does not run; it is
+    With the :class:`~od_export.verify.reference.Reference` whose outputs these are,
+    each run is held to what it says for that run (a two-stage model's second stage on
+    the artifact's own proposals, where it crops with ``CropAndResize``).  Any exception
+    from the artifact's runtime means the artifact does not run; it is
     recorded on one line rather than raised, so the report still shows every artifact.
     """
     try:
         check.outputs = [run(index) for index in range(len(references))]
+        if reference is not None:
+            references = [reference.judged_on(index, outputs, tolerance.atol, tolerance.score_threshold)
+                          for index, outputs in enumerate(check.outputs)]
         check.differences = merge([
-            compare_outputs(reference, outputs, tolerance.atol, tolerance.score_threshold, rtol=tolerance.rtol)
-            for reference, outputs in zip(references, check.outputs)
+            compare_outputs(expected, outputs, tolerance.atol, tolerance.score_threshold, rtol=tolerance.rtol)
+            for expected, outputs in zip(references, check.outputs)
         ])
     except Exception as exc:  # the runtime's own error types vary (TF, onnxruntime, …)
         check.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

@@ -1,0 +1,111 @@
+"""A two-stage model that crops with CropAndResize: its later stages judged on the candidate's own boxes.
+
+The model is a 128² Mask R-CNN ResNet50 without ``use_matmul_crop_and_resize`` (as the
+zoo's Mask R-CNN and 800×1333 Faster R-CNN configs crop).  A candidate here is the
+SavedModel's own graph run on proposals moved by ~1e-5 (as any converted backbone
+moves them): held to the SavedModel's own run it differs by whole border rows, held to
+the run on its own proposals it agrees; a second stage that crops other boxes than it
+reports still fails.  The ONNX file of the same model verifies (with --exhaustive: its conversion).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from od_export.verify import compare, crop_feed, samples
+
+pytestmark = pytest.mark.integration
+CONFIG = Path(__file__).parent / "fixtures" / "two_stage" / "mask_rcnn_native_crop.config"
+LABELS = Path(__file__).resolve().parent.parent / "pipeline_samples" / "label_map.pbtxt"
+SECOND_STAGE = ("box_classifier_features", "class_predictions_with_background", "refined_box_encodings")
+
+
+def _run(workspace: Path) -> Path:
+    from od_export import DemoCheckpointOptions, create_demo_checkpoint
+
+    source = workspace / "mask_rcnn_native_crop" / "config"
+    source.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONFIG, source / "pipeline.config")
+    shutil.copy(LABELS, source / "label_map.pbtxt")
+    return create_demo_checkpoint(DemoCheckpointOptions(source / "pipeline.config",
+                                                        workspace / "mask_rcnn_native_crop" / "run")).output_dir
+
+
+@pytest.fixture(scope="module")
+def mask_rcnn_run(workspace):
+    from tests.conftest import built_once
+
+    return built_once(workspace, "mask_rcnn_native_crop/run", lambda: _run(workspace))
+
+
+@pytest.fixture(scope="module")
+def reference(workspace, mask_rcnn_run):
+    from od_export import ExportOptions, export
+    from od_export.layout import Unit
+    from od_export.verify.reference import run_reference
+    from tests.conftest import built_once
+
+    out = workspace / "mask_rcnn_native_crop" / "saved_model_only"
+    built_once(workspace, "mask_rcnn_native_crop/saved_model_only", lambda: export(
+        ExportOptions(mask_rcnn_run / "pipeline.config", mask_rcnn_run, out, freeze=False)).output_dir)
+    return run_reference(Unit("image_tensor", out, out / "saved_model"), "serving_default",
+                         [samples.sample_image(), samples.sample_image(170, 75, seed=1)])
+
+
+def _moved(feed, reference, index: int, shift: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The SavedModel's graph on its proposals moved by ~1e-5: what a faithful conversion gives."""
+    image = reference.feed(reference.images[index])
+    proposals = np.asarray(reference.outputs[index]["proposal_boxes_normalized"], np.float32)
+    rng = np.random.default_rng(index)
+    moved = np.clip(proposals + rng.uniform(-2e-5, 2e-5, proposals.shape).astype(np.float32), 0.0, 1.0)
+    outputs = feed.outputs(image, {0: moved if shift is None else moved + shift})
+    return {**outputs, "proposal_boxes_normalized": moved}
+
+
+def _failing(reference_outputs, candidate) -> set[str]:
+    return {d.key for d in compare.compare_outputs(reference_outputs, candidate) if not d.ok}
+
+
+def test_the_crops_are_found_and_fed_from_the_outputs_they_take(reference):
+    assert crop_feed.has_native_crop(reference.function)
+    reference.judged_on(0, reference.outputs[0], 1e-2, 0.0)
+    assert reference.crops.sources == ["proposal_boxes_normalized", "detection_boxes"]
+    fed = reference.crops.outputs(reference.feed(reference.images[0]),
+                                  {0: reference.outputs[0]["proposal_boxes_normalized"]})
+    assert not _failing(reference.outputs[0], fed)  # its own proposals give its own outputs
+
+
+def test_a_second_stage_on_moved_proposals_agrees_when_judged_on_them(reference):
+    reference.judged_on(0, reference.outputs[0], 1e-2, 0.0)
+    feed = reference.crops
+    plain, judged = set(), set()
+    for index in range(len(reference.images)):
+        candidate = _moved(feed, reference, index)
+        plain |= _failing(reference.outputs[index], candidate)
+        judged |= _failing(reference.judged_on(index, candidate, 1e-2, 0.0), candidate)
+    assert plain & set(SECOND_STAGE), "the moved proposals should flip a border row of the native crop"
+    assert not judged
+
+
+def test_a_second_stage_that_crops_other_boxes_fails(reference):
+    reference.judged_on(0, reference.outputs[0], 1e-2, 0.0)
+    shift = np.float32([0.05, 0.05, 0.05, 0.05])
+    candidate = _moved(reference.crops, reference, 0, shift)  # reports its proposals, crops them moved
+    failing = _failing(reference.judged_on(0, candidate, 1e-2, 0.0), candidate)
+    assert failing & set(SECOND_STAGE)
+
+
+@pytest.mark.exhaustive
+def test_the_onnx_file_of_a_native_crop_mask_rcnn_verifies(workspace, mask_rcnn_run):
+    from od_export import ExportOptions, export
+
+    result = export(ExportOptions(mask_rcnn_run / "pipeline.config", mask_rcnn_run,
+                                  workspace / "mask_rcnn_native_crop" / "onnx", targets=("onnx",), freeze=False,
+                                  validate=True))
+    onnx = next(c for c in result.validation["checks"] if c["artifact"] == "onnx")
+    assert onnx["ok"], onnx
+    assert onnx["outputs"]["box_classifier_features"]["max_abs_diff"] < 1e-2
+    assert onnx["outputs"]["mask_predictions"]["max_abs_diff"] < 1e-2
