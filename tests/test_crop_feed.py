@@ -109,3 +109,56 @@ def test_the_onnx_file_of_a_native_crop_mask_rcnn_verifies(workspace, mask_rcnn_
     assert onnx["ok"], onnx
     assert onnx["outputs"]["box_classifier_features"]["max_abs_diff"] < 1e-2
     assert onnx["outputs"]["mask_predictions"]["max_abs_diff"] < 1e-2
+
+
+@pytest.fixture(scope="module")
+def mask_rcnn_tensorrt(workspace, mask_rcnn_run):
+    from od_export import ExportOptions, export
+    from tests.conftest import built_once
+
+    out = workspace / "mask_rcnn_native_crop" / "tensorrt"
+    return built_once(workspace, "mask_rcnn_native_crop/tensorrt", lambda: export(
+        ExportOptions(mask_rcnn_run / "pipeline.config", mask_rcnn_run, out, targets=("tensorrt",), freeze=False,
+                      validate=True)))
+
+
+@pytest.mark.exhaustive
+def test_mask_rcnn_gets_the_mask_head_after_the_final_nms_and_verifies(mask_rcnn_tensorrt):
+    import json
+
+    import onnx
+
+    check = next(c for c in mask_rcnn_tensorrt.validation["checks"] if c["artifact"] == "tensorrt")
+    assert check["ok"], check
+    assert check["outputs"]["detection_masks"]["max_abs_diff"] < 1e-3
+    assert check["outputs"]["unmatched_detections"]["max_abs_diff"] == 0
+    model = onnx.load(str(mask_rcnn_tensorrt.output_dir / "tensorrt" / "model.onnx"))
+    plugins = [n.op_type for n in model.graph.node if n.op_type in ("EfficientNMS_TRT", "CropAndResize")]
+    assert plugins == ["EfficientNMS_TRT", "CropAndResize", "EfficientNMS_TRT", "CropAndResize"]
+    masks = next(o for o in model.graph.output if o.name == "detection_masks")
+    assert [d.dim_value for d in masks.type.tensor_type.shape.dim] == [1, 20, 15, 15]
+    spec = json.loads((mask_rcnn_tensorrt.output_dir / "tensorrt" / "io_spec.json").read_text())
+    assert "detection_masks" in spec["outputs"] and "probabilities" in spec["masks"]
+
+
+@pytest.mark.exhaustive
+def test_a_tampered_mask_head_fails_its_check(mask_rcnn_tensorrt, tmp_path, capsys):
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    from od_export.cli import main
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(mask_rcnn_tensorrt.output_dir, copy, ignore=shutil.ignore_patterns("manifest.json"))
+    path = copy / "tensorrt" / "model.onnx"
+    model = onnx.load(str(path))
+    weights = [t for t in model.graph.initializer if t.name.startswith("mask_stage/") and len(t.dims) == 4]
+    last = weights[-1]  # a convolution of the third stage: it computes the masks only
+    last.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(last) * 1.5, last.name))
+    onnx.save(model, str(path))
+    assert main(["validate", str(copy), "--json"]) == 1
+    check = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["artifact"] == "tensorrt")
+    assert not check["outputs"]["detection_masks"]["ok"], check
+    assert check["outputs"]["detection_boxes"]["ok"]  # the boxes do not pass through the mask head

@@ -60,8 +60,6 @@ def test_a_missing_extra_names_what_to_install(monkeypatch):
         ("two_stage_fpn_tensorrt", ["--target", "tensorrt", "--config-override",
                                     'model { faster_rcnn { feature_extractor { type: "faster_rcnn_resnet50_fpn_keras" } } }'],
          "crops several FPN levels (a multi-level crop)"),
-        ("two_stage_mask_tensorrt", ["--target", "tensorrt", "--config-override", "model { faster_rcnn { number_of_stages: 3 } }"],
-         "Mask R-CNN's mask head is not written yet"),
         ("dynamic_resizer", ["--target", "tensorrt"], "gives no fixed input size, and TensorRT needs one; give the input "
                                                       "height and width (--input-shape)"),
         ("batch_size", ["--target", "tensorrt", "--batch-size", "0"], "batch size 0 is below 1"),

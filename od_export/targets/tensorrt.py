@@ -195,6 +195,9 @@ class TensorRTTarget(Target):
             spec["classes"] = ("int32; numbered as the SavedModel's detection_classes (1 = the first class of the "
                                "label map); the plugin's padding rows have class 0 and score 0")
             spec["boxes"] = "[ymin, xmin, ymax, xmax], normalised to the image, as the SavedModel's"
+        if kind == "two_stage" and any(o.name == "detection_masks" for o in model_proto.graph.output):
+            spec["masks"] = ("float32 [batch, detections, height, width]: each detection's mask of its class, as "
+                             "probabilities over its box (the SavedModel's detection_masks; cut at 0.5)")
         return model_proto, spec
 
     @staticmethod
@@ -203,11 +206,12 @@ class TensorRTTarget(Target):
             raise InputError("the two-stage TensorRT file is traced from the model itself; export it from the "
                              "checkpoint with the tensorrt target instead of converting an export")
         conversion = context.options.conversion
-        first, second = stage_functions(context.model, context.config, conversion.value(BATCH_SIZE), height, width,
-                                        conversion.value(INPUT_FORMAT))
+        first, second, third = stage_functions(context.model, context.config, conversion.value(BATCH_SIZE), height,
+                                               width, conversion.value(INPUT_FORMAT))
         opset = conversion.value(OPSET)
         return two_stage_graph(context, convert_function(first, opset), convert_function(second, opset),
-                               clip_window(context, height, width))
+                               clip_window(context, height, width),
+                               convert_function(third, opset) if third is not None else None)
 
     def find(self, unit_dir: AnyPath) -> AnyPath | None:
         path = unit_dir / TENSORRT_DIR / ONNX_FILE

@@ -39,6 +39,8 @@ NMS_OP = "EfficientNMS_TRT"
 RAW_OUTPUTS = ("raw_detection_boxes", "raw_detection_scores")
 
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes")
+#: Per-detection outputs beyond the boxes that a two-stage file may carry (Mask R-CNN's third stage).
+MASK_KEYS = ("detection_masks",)
 
 
 def _batches(reference: Reference, spec: dict[str, Any]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
@@ -109,11 +111,12 @@ def _final_detections(final: dict[str, np.ndarray], reference: dict[str, np.ndar
     full = final["num_detections"][:, 0] == final["detection_scores"].shape[1]
     floors = np.where(full, final["detection_scores"][:, -1], -np.inf)
     final, capped, empty = as_tensorflow_would(final, cap)
-    candidate = {k: final[k].astype(np.float32) for k in DETECTION_KEYS}
+    keys = DETECTION_KEYS + tuple(k for k in MASK_KEYS if k in final and k in reference)
+    candidate = {k: final[k].astype(np.float32) for k in keys}
     remaining = images - len(check.outputs)  # drawn by validate --save-images, beside what they were compared with
     check.expected += _per_image({k: reference[k] for k in DETECTION_KEYS}, remaining)
     check.outputs += _per_image(candidate, remaining)
-    expected = {k: reference[k] for k in DETECTION_KEYS}
+    expected = {k: reference[k] for k in keys}
     return compare_outputs(expected, candidate, tolerance.atol, threshold, floors), (capped, empty)
 
 
@@ -141,13 +144,17 @@ def _with_nms(model: Any, node: Any, groups: list, tolerance: Tolerance, check: 
 
 
 def _two_stage(model: Any, groups: list, tolerance: Tolerance, check: ArtifactCheck, spec: dict,
-               images: int) -> ArtifactCheck:
+               source: Reference) -> ArtifactCheck:
     """Both stages through the plugin references: the second stage's raw outputs and the final detections."""
+    images = len(source.images)
     graph = PluginGraph(model)
     threshold = max(tolerance.score_threshold, _final_nms(graph).attrs["score_threshold"])
     parts, capped, empty = [], 0, 0
-    for feed, reference in groups:
-        values = graph.run({"input_tensor": feed}, extra=SECOND_STAGE)
+    crops = source.crop_feed() if int(spec["batch_size"]) == 1 else None
+    for index, (feed, reference) in enumerate(groups):
+        values = graph.run({"input_tensor": feed}, extra=SECOND_STAGE + (PROPOSALS,))
+        if crops is not None:  # the SavedModel crops natively: its later stages on the file's own boxes
+            reference = _judged_on_file(crops, source, spec, index, reference, values, graph, tolerance, threshold)
         foreground = {"raw_detection_boxes": reference["raw_detection_boxes"],
                       "raw_detection_scores": reference["raw_detection_scores"][..., 1:]}
         parts.append(compare_outputs(foreground, second_stage_raw(values), tolerance.atol, threshold,
@@ -166,6 +173,22 @@ def _two_stage(model: Any, groups: list, tolerance: Tolerance, check: ArtifactCh
 
 #: The second stage's outputs inside the two-stage file, read by its check.
 SECOND_STAGE = ("second_stage/second_stage_boxes", "second_stage/second_stage_scores")
+#: The first stage's proposals (after its NMS, clipped to the window) inside the two-stage file.
+PROPOSALS = "proposals"
+
+
+def _judged_on_file(crops: Any, source: Reference, spec: dict, index: int, reference: dict[str, np.ndarray],
+                    values: dict[str, np.ndarray], graph: PluginGraph, tolerance: Tolerance,
+                    threshold: float) -> dict[str, np.ndarray]:
+    """The SavedModel's outputs with its crops fed from the file's proposals and detections
+    (:mod:`od_export.verify.crop_feed`)."""
+    from od_export.verify import crop_feed
+
+    height, width = spec["input_size"]
+    image = source.feed(resize_image(source.images[index], height, width))
+    candidate = {**second_stage_raw(values), **{name: values[name] for name in graph.outputs},
+                 "proposal_boxes_normalized": values[PROPOSALS]}
+    return crop_feed.judged_on(crops, image, reference, candidate, tolerance.atol, threshold)
 
 
 def second_stage_raw(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -195,7 +218,7 @@ def verify_tensorrt_onnx(name: str, artifact: AnyPath, reference: Reference, tol
         groups = _batches(reference, spec)
         nodes = gs.import_onnx(model).nodes
         if any(node.op == CROP_OP for node in nodes):
-            return _two_stage(model, groups, tolerance, check, spec, len(reference.images))
+            return _two_stage(model, groups, tolerance, check, spec, reference)
         nms = [node for node in nodes if node.op == NMS_OP]
         if nms:
             return _with_nms(model, nms[0], groups, tolerance, check, spec, len(reference.images))

@@ -1,6 +1,7 @@
 """Building blocks of the TensorRT file's graph: the ``EfficientNMS_TRT`` node and what follows it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,11 +51,13 @@ def _with_background(graph: Any, boxes: Any, scores: Any) -> tuple[Any, Any]:
 
 
 def finish_detections(graph: Any, boxes: Any, scores: Any, settings: Any, window: np.ndarray, producer: str,
-                      version: str, classes: int | None = None, change_frame: bool | None = None) -> Any:
+                      version: str, classes: int | None = None, change_frame: bool | None = None,
+                      extend: Callable[[Any, list[Any]], list[Any]] | None = None) -> Any:
     """NMS as the config's ``batch_non_max_suppression`` says, the window clip and frame change: the four outputs.
 
     ``scores`` without a background column (``classes`` columns, all of them when None) get an empty one first.
     ``change_frame``: boxes relative to the window (default: the settings' ``change_coordinate_frame``).
+    ``extend(graph, outputs)``: more layers after the four outputs; the tensors it returns are outputs too.
     """
     import onnx_graphsurgeon as gs
 
@@ -77,6 +80,8 @@ def finish_detections(graph: Any, boxes: Any, scores: Any, settings: Any, window
     else:
         graph.layer(op="Min", inputs=[lifted, gs.Constant("window_end", high)], outputs=[final])
     graph.outputs = [outputs[0], final, outputs[2], outputs[3]]
+    if extend is not None:
+        graph.outputs += extend(graph, graph.outputs)
     graph.cleanup().toposort()
     exported = gs.export_onnx(graph)
     exported.producer_name, exported.producer_version = producer, version

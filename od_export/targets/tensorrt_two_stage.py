@@ -1,4 +1,4 @@
-"""The TensorRT file of a two-stage model (Faster R-CNN), in the form NVIDIA's ``create_onnx.py`` gives it.
+"""The TensorRT file of a two-stage model (Faster R-CNN, Mask R-CNN) in the form NVIDIA's ``create_onnx.py`` gives.
 
 The graph is the model cut at its two non-maximum suppressions and its crop, each
 replaced by the TensorRT plugin NVIDIA's OD API sample uses:
@@ -15,6 +15,9 @@ replaced by the TensorRT plugin NVIDIA's OD API sample uses:
    decoding against the proposals, score conversion;
 5. ``EfficientNMS_TRT`` with the config's second-stage post-processing, then the clip
    to the image window and the change to its frame, as for single-stage models.
+6. Mask R-CNN only: ``CropAndResize`` again on the final boxes, then the **mask stage**
+   (traced: the box classifier, the mask head, each detection's class mask, sigmoid),
+   the ``detection_masks`` output.
 
 Where the config crops with ``use_matmul_crop_and_resize``, the model's crop samples a
 box that ends at the image edge at the last feature row and column, while
@@ -47,19 +50,18 @@ def check_two_stage(config: Any) -> None:
                          f"sample does; {faster_rcnn.feature_extractor.type} crops several FPN levels (a multi-level "
                          "crop), so it is not written; this model's targets are saved_model, frozen_graph, onnx and "
                          "openvino")
-    if faster_rcnn.number_of_stages == 3 or _predicts_masks(faster_rcnn):
-        raise InputError("the tensorrt target writes Faster R-CNN's two stages; Mask R-CNN's mask head is not written "
-                         "yet; this model's targets are saved_model, frozen_graph, onnx and openvino")
 
 
-def _predicts_masks(faster_rcnn: Any) -> bool:
+def predicts_masks(faster_rcnn: Any) -> bool:
+    """True for a Mask R-CNN: its box predictor predicts instance masks (the third stage)."""
     predictor = faster_rcnn.second_stage_box_predictor
     return predictor.WhichOneof("box_predictor_oneof") == "mask_rcnn_box_predictor" and \
         predictor.mask_rcnn_box_predictor.predict_instance_masks
 
 
-def stage_functions(model: Any, config: Any, batch: int, height: int, width: int, layout: str) -> tuple[Any, Any]:
-    """The first and second stage as concrete functions at static shapes."""
+def stage_functions(model: Any, config: Any, batch: int, height: int, width: int,
+                    layout: str) -> tuple[Any, Any, Any]:
+    """The first, second and (for Mask R-CNN, else None) mask stage as concrete functions at static shapes."""
     from od_export import compat
     from object_detection.core import box_predictor
 
@@ -79,9 +81,13 @@ def stage_functions(model: Any, config: Any, batch: int, height: int, width: int
         features = features[0] if isinstance(features, (list, tuple)) else features
         return dict(zip(FIRST_OUTPUTS, (boxes / scale, objectness, tf.transpose(features, [0, 3, 1, 2]))))
 
+    def classifier_features(crops: Any) -> Any:
+        count = crops.shape[0] * crops.shape[1]
+        regions = tf.reshape(tf.transpose(crops, [0, 1, 3, 4, 2]), [count, crop, crop, crops.shape[2]])
+        return model._extract_box_classifier_features(model._maxpool_layer(regions))
+
     def second(crops: Any, proposal_boxes: Any) -> dict[str, Any]:
-        regions = tf.reshape(tf.transpose(crops, [0, 1, 3, 4, 2]), [batch * proposals, crop, crop, crops.shape[2]])
-        features = model._extract_box_classifier_features(model._maxpool_layer(regions))
+        features = classifier_features(crops)
         predicted = model._mask_rcnn_box_predictor([features], prediction_stage=2)
         encodings = tf.squeeze(predicted[box_predictor.BOX_ENCODINGS], 1)
         logits = tf.squeeze(predicted[box_predictor.CLASS_PREDICTIONS_WITH_BACKGROUND], 1)
@@ -97,11 +103,27 @@ def stage_functions(model: Any, config: Any, batch: int, height: int, width: int
     second_fn = tf.function(second, input_signature=[
         tf.TensorSpec([batch, proposals, depth, crop, crop], tf.float32, name="crops"),
         tf.TensorSpec([batch, proposals, 4], tf.float32, name="proposal_boxes")], autograph=False).get_concrete_function()
-    return first_fn, second_fn
+    if not predicts_masks(faster_rcnn):
+        return first_fn, second_fn, None
+    detections = int(faster_rcnn.second_stage_post_processing.batch_non_max_suppression.max_total_detections)
+
+    def third(crops: Any, classes: Any) -> dict[str, Any]:
+        """As ``_predict_third_stage``: the box classifier on the detections' crops, the mask head, the mask of
+        each detection's class (the plugin's classes count from 1), as probabilities."""
+        predicted = model._mask_rcnn_box_predictor([classifier_features(crops)], prediction_stage=3)
+        masks = tf.squeeze(predicted[box_predictor.MASK_PREDICTIONS], 1)  # [batch * detections, classes, h, w]
+        index = tf.reshape(tf.maximum(classes - 1, 0), [-1])
+        picked = tf.gather(masks, index, axis=1, batch_dims=1) if masks.shape[1] > 1 else masks[:, 0]
+        return {"detection_masks": tf.reshape(tf.sigmoid(picked), [batch, detections, *masks.shape[2:]])}
+
+    third_fn = tf.function(third, input_signature=[
+        tf.TensorSpec([batch, detections, depth, crop, crop], tf.float32, name="crops"),
+        tf.TensorSpec([batch, detections], tf.int32, name="classes")], autograph=False).get_concrete_function()
+    return first_fn, second_fn, third_fn
 
 
-def two_stage_graph(context: ExportContext, first: Any, second: Any, window: np.ndarray) -> Any:
-    """The two converted stages joined by the plugins (see the module docstring)."""
+def two_stage_graph(context: ExportContext, first: Any, second: Any, window: np.ndarray, third: Any = None) -> Any:
+    """The converted stages joined by the plugins (see the module docstring)."""
     import onnx_graphsurgeon as gs
 
     config = context.config.model.faster_rcnn
@@ -116,19 +138,43 @@ def two_stage_graph(context: ExportContext, first: Any, second: Any, window: np.
     if config.use_matmul_crop_and_resize:
         rois = gs.Variable("crop_boxes", np.float32, (batch, proposals, 4))
         graph.layer(op="Min", inputs=[kept, gs.Constant("crop_edge", np.full(4, CROP_EDGE, np.float32))], outputs=[rois])
-    rois4 = gs.Variable("crop_boxes_4d", np.float32, (batch, proposals, 4, 1))
-    graph.layer(op="Unsqueeze", inputs=[rois, gs.Constant("crop_axes", np.array([3], np.int64))], outputs=[rois4])
-    crop = int(config.initial_crop_size)
-    crops = gs.Variable("crops", np.float32, (batch, proposals, features.shape[1], crop, crop))
-    graph.layer(op=CROP_OP, name="crop_and_resize", inputs=[features, rois4], outputs=[crops],
-                attrs={"crop_width": crop, "crop_height": crop})
-    _attach(graph, later, {"crops": crops, "proposal_boxes": kept})
+    crops = _crop(graph, "", features, rois, int(config.initial_crop_size))
+    _attach(graph, later, {"crops": crops, "proposal_boxes": kept}, "second_stage/")
     later_tensors = graph.tensors()
     boxes2, scores2 = (later_tensors[f"second_stage/{name}"] for name in SECOND_OUTPUTS)
     settings = config.second_stage_post_processing.batch_non_max_suppression
+
+    def mask_stage(graph: Any, outputs: list[Any]) -> list[Any]:
+        """Mask R-CNN's third stage: the final boxes cropped by the plugin again, then the mask head."""
+        boxes = outputs[1]
+        if config.use_matmul_crop_and_resize:
+            edge = gs.Variable("mask_crop_boxes", np.float32, boxes.shape)
+            graph.layer(op="Min", inputs=[boxes, gs.Constant("mask_crop_edge", np.full(4, CROP_EDGE, np.float32))],
+                        outputs=[edge])
+            boxes = edge
+        mask_crops = _crop(graph, "mask_", features, boxes, int(config.initial_crop_size))
+        _attach(graph, gs.import_onnx(third), {"crops": mask_crops, "classes": outputs[3]}, "mask_stage/")
+        masks = graph.tensors()["mask_stage/detection_masks"]
+        masks.name = "detection_masks"
+        return [masks]
+
     # Faster R-CNN's second-stage NMS always gives boxes in the window's frame (change_coordinate_frame=True)
     return finish_detections(graph, boxes2, scores2, settings, window, first.producer_name, first.producer_version,
-                             change_frame=True)
+                             change_frame=True, extend=mask_stage if third is not None else None)
+
+
+def _crop(graph: Any, prefix: str, features: Any, boxes: Any, size: int) -> Any:
+    """TensorRT's ``CropAndResize`` plugin: ``size``² crops [batch, boxes, channels, size, size] of the features."""
+    import onnx_graphsurgeon as gs
+
+    batch, count = boxes.shape[:2]
+    boxes4 = gs.Variable(f"{prefix}crop_boxes_4d", np.float32, (batch, count, 4, 1))
+    graph.layer(op="Unsqueeze", inputs=[boxes, gs.Constant(f"{prefix}crop_axes", np.array([3], np.int64))],
+                outputs=[boxes4])
+    crops = gs.Variable(f"{prefix}crops", np.float32, (batch, count, features.shape[1], size, size))
+    graph.layer(op=CROP_OP, name=f"{prefix}crop_and_resize", inputs=[features, boxes4], outputs=[crops],
+                attrs={"crop_width": size, "crop_height": size})
+    return crops
 
 
 def _clip(graph: Any, name: str, boxes: Any, window: np.ndarray, shape: tuple) -> Any:
@@ -142,13 +188,13 @@ def _clip(graph: Any, name: str, boxes: Any, window: np.ndarray, shape: tuple) -
     return clipped
 
 
-def _attach(graph: Any, later: Any, feeds: dict[str, Any]) -> None:
-    """``later``'s nodes into ``graph`` under ``second_stage/``, its inputs replaced by ``feeds``' tensors."""
+def _attach(graph: Any, later: Any, feeds: dict[str, Any], prefix: str) -> None:
+    """``later``'s nodes into ``graph`` under ``prefix``, its inputs replaced by ``feeds``' tensors."""
     inputs = {tensor.name: feeds[tensor.name] for tensor in later.inputs}
     for tensor in later.tensors().values():
         if tensor.name not in inputs:
-            tensor.name = f"second_stage/{tensor.name}"
+            tensor.name = f"{prefix}{tensor.name}"
     for node in later.nodes:
-        node.name = f"second_stage/{node.name}"
+        node.name = f"{prefix}{node.name}"
         node.inputs = [inputs.get(t.name, t) for t in node.inputs]
         graph.nodes.append(node)

@@ -34,12 +34,17 @@ class Reference:
         The SavedModel's outputs on that image; for a model that crops with
         ``CropAndResize``, those after the crop computed on the candidate's own boxes.
         """
+        feed = self.crop_feed()
+        if feed is None:
+            return self.outputs[index]
+        return crop_feed.judged_on(feed, self.feed(self.images[index]), self.outputs[index], candidate,
+                                   atol, score_threshold)
+
+    def crop_feed(self) -> crop_feed.CropFeed | None:
+        """The signature as a function of its crops' boxes; None for a model without ``CropAndResize``."""
         if self.crops is None:
             self.crops = crop_feed.has_native_crop(self.function) and crop_feed.build(self.function) or False
-        if not self.crops:
-            return self.outputs[index]
-        return crop_feed.judged_on(self.crops, self.feed(self.images[index]), self.outputs[index], candidate,
-                                   atol, score_threshold)
+        return self.crops or None
 
     def feed(self, image: np.ndarray) -> np.ndarray:
         """The ``input_tensor`` value holding ``image`` for this unit's input type."""
