@@ -105,21 +105,30 @@ def stage_functions(model: Any, config: Any, batch: int, height: int, width: int
         tf.TensorSpec([batch, proposals, 4], tf.float32, name="proposal_boxes")], autograph=False).get_concrete_function()
     if not predicts_masks(faster_rcnn):
         return first_fn, second_fn, None
+    return first_fn, second_fn, _mask_function(model, faster_rcnn, classifier_features, batch, depth, crop)
+
+
+def _mask_function(model: Any, faster_rcnn: Any, classifier_features: Any, batch: int, depth: int, crop: int) -> Any:
+    """Mask R-CNN's third stage as a concrete function: crops [batch, detections, depth, crop, crop] and the
+    plugin's classes (counting from 1) → ``detection_masks``."""
+    from od_export import compat
+    from object_detection.core import box_predictor
+
+    tf = compat.import_tensorflow()
     detections = int(faster_rcnn.second_stage_post_processing.batch_non_max_suppression.max_total_detections)
 
     def third(crops: Any, classes: Any) -> dict[str, Any]:
         """As ``_predict_third_stage``: the box classifier on the detections' crops, the mask head, the mask of
-        each detection's class (the plugin's classes count from 1), as probabilities."""
+        each detection's class, as probabilities."""
         predicted = model._mask_rcnn_box_predictor([classifier_features(crops)], prediction_stage=3)
         masks = tf.squeeze(predicted[box_predictor.MASK_PREDICTIONS], 1)  # [batch * detections, classes, h, w]
         index = tf.reshape(tf.maximum(classes - 1, 0), [-1])
         picked = tf.gather(masks, index, axis=1, batch_dims=1) if masks.shape[1] > 1 else masks[:, 0]
         return {"detection_masks": tf.reshape(tf.sigmoid(picked), [batch, detections, *masks.shape[2:]])}
 
-    third_fn = tf.function(third, input_signature=[
+    return tf.function(third, input_signature=[
         tf.TensorSpec([batch, detections, depth, crop, crop], tf.float32, name="crops"),
         tf.TensorSpec([batch, detections], tf.int32, name="classes")], autograph=False).get_concrete_function()
-    return first_fn, second_fn, third_fn
 
 
 def two_stage_graph(context: ExportContext, first: Any, second: Any, window: np.ndarray, third: Any = None) -> Any:
