@@ -33,9 +33,10 @@ PAD_POLICY = "keep_aspect_ratio_pad"
 def check_tflite_request(architecture: str, config: Any) -> None:
     """SSD (EfficientDet included) and CenterNet, with a fixed resizer or a padded keep-aspect one."""
     if architecture not in ("ssd", "center_net"):
+        fpn = architecture == "faster_rcnn" and "fpn" in config.model.faster_rcnn.feature_extractor.type
+        others = "onnx and openvino" if fpn or architecture != "faster_rcnn" else "onnx, tensorrt and openvino"
         raise InputError(f"{architecture} has no TFLite path: the OD API's TFLite modules cover single-stage models "
-                         "(SSD, EfficientDet, CenterNet); this model's targets are saved_model, frozen_graph, onnx "
-                         "and openvino")
+                         f"(SSD, EfficientDet, CenterNet); this model's targets are saved_model, frozen_graph, {others}")
     resizer = getattr(config.model, architecture).image_resizer
     kind = resizer.WhichOneof("image_resizer_oneof")
     if kind == "keep_aspect_ratio_resizer" and not resizer.keep_aspect_ratio_resizer.pad_to_max_dimension:
