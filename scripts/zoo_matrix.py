@@ -214,8 +214,11 @@ def refresh_refusals(results: dict) -> None:
             continue
         size = entry["measured_size"][0] if entry["measured_size"] != entry["published_size"] else None
         with tempfile.TemporaryDirectory(prefix="zoo-") as tmp:
-            config, _, _ = write_config(name, size, Path(tmp))
-            now = refusals(config, Path(tmp), Path(tmp) / "export")
+            run = Path(tmp) / "run"
+            run.mkdir()
+            config, _, _ = write_config(name, size, run)
+            (run / "ckpt-1.index").touch()  # export's checks read the config; the run only has to name one
+            now = refusals(config, run, Path(tmp) / "export")
         for target in refused:
             if target in now:
                 entry["cells"][target] = now[target]
