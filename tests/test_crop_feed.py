@@ -162,3 +162,22 @@ def test_a_tampered_mask_head_fails_its_check(mask_rcnn_tensorrt, tmp_path, caps
     check = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["artifact"] == "tensorrt")
     assert not check["outputs"]["detection_masks"]["ok"], check
     assert check["outputs"]["detection_boxes"]["ok"]  # the boxes do not pass through the mask head
+
+
+@pytest.mark.exhaustive
+def test_a_native_crop_faster_rcnn_tensorrt_file_is_judged_on_its_own_proposals(workspace, tmp_path):
+    """Faster R-CNN's export has no proposal output: the SavedModel's are read at its crop, the file's in its graph."""
+    from od_export import DemoCheckpointOptions, ExportOptions, create_demo_checkpoint, export
+
+    source = tmp_path / "config"
+    source.mkdir()
+    text = (LABELS.parent / "faster_rcnn_resnet50.config").read_text()
+    (source / "pipeline.config").write_text(text.replace("use_matmul_crop_and_resize: true",
+                                                         "use_matmul_crop_and_resize: false"))
+    shutil.copy(LABELS, source / "label_map.pbtxt")
+    run = create_demo_checkpoint(DemoCheckpointOptions(source / "pipeline.config", tmp_path / "run")).output_dir
+    result = export(ExportOptions(run / "pipeline.config", run, tmp_path / "export", targets=("tensorrt",),
+                                  freeze=False, validate=True))
+    check = next(c for c in result.validation["checks"] if c["artifact"] == "tensorrt")
+    assert check["ok"], check
+    assert check["outputs"]["raw_detection_scores"]["max_abs_diff"] < 1e-3

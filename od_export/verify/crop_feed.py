@@ -129,13 +129,14 @@ def judged_on(feed: CropFeed, image_feed: np.ndarray, reference: dict[str, np.nd
     """
     if not feed.sources:
         find_sources(feed, image_feed, reference)
+    given, reference = reference, _with_own_proposals(feed, image_feed, reference, candidate)
     boxes: dict[int, np.ndarray] = {}
     for index, source in enumerate(feed.sources):
         wanted = np.asarray(candidate.get(source, ())) if source else None
         if source == "proposal_boxes_normalized" and wanted.shape == np.shape(reference[source]):
             boxes[index] = wanted
     if not boxes:
-        return reference
+        return given
     judged = feed.outputs(image_feed, boxes)
     mask_crops = [i for i, source in enumerate(feed.sources) if source == "detection_boxes"]
     if mask_crops and np.shape(candidate.get("detection_boxes")) == np.shape(judged["detection_boxes"]):
@@ -149,8 +150,9 @@ def judged_on(feed: CropFeed, image_feed: np.ndarray, reference: dict[str, np.nd
     if rows is not None and "detection_anchor_indices" in judged:
         result["detection_anchor_indices"] = _indices_to_reference_order(judged["detection_anchor_indices"], rows)
     for key in FIRST_STAGE_KEYS:
-        if key in reference:
-            result[key] = reference[key]
+        result.pop(key, None)
+        if key in given:
+            result[key] = given[key]
     return result
 
 
@@ -164,6 +166,26 @@ def _indices_to_reference_order(indices: np.ndarray, rows: list[np.ndarray]) -> 
         valid = (index >= 0) & (index < len(order))
         mapped[item][valid] = inverse[index[valid]]
     return mapped
+
+
+def _with_own_proposals(feed: CropFeed, image_feed: np.ndarray, reference: dict[str, np.ndarray],
+                        candidate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A Faster R-CNN export has no proposal output; its first crop's boxes are its proposals.
+
+    Where the candidate has proposals and the reference does not, the SavedModel's own are
+    read at its first crop (the second stage's; Mask R-CNN's mask crop comes after it) and
+    that crop is fed from the candidate's.  Returned for pairing only: the caller compares
+    the outputs the reference has.
+    """
+    key = "proposal_boxes_normalized"
+    if key in reference or key not in candidate or not feed.crop_boxes:
+        return reference
+    own = feed.own_boxes(image_feed)[0]
+    shape = np.shape(candidate[key])
+    if own.size != int(np.prod(shape)):
+        return reference
+    feed.sources = [key, *feed.sources[1:]]
+    return {**reference, key: own.reshape(shape)}
 
 
 def _matched_boxes(judged: dict[str, np.ndarray], candidate: dict[str, np.ndarray], atol: float,
