@@ -5,7 +5,9 @@ zoo's Mask R-CNN and 800×1333 Faster R-CNN configs crop).  A candidate here is 
 SavedModel's own graph run on proposals moved by ~1e-5 (as any converted backbone
 moves them): held to the SavedModel's own run it differs by whole border rows, held to
 the run on its own proposals it agrees; a second stage that crops other boxes than it
-reports still fails.  The ONNX file of the same model verifies (with --exhaustive: its conversion).
+reports still fails.  The ONNX file of the same model verifies.  Each test here builds or
+converts a two-stage model, so the module runs with --exhaustive; the bookkeeping (proposal
+order, index mapping) has fast tests in ``tests/test_crop_feed_order.py``.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 
 from od_export.verify import compare, crop_feed, samples
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exhaustive]
 CONFIG = Path(__file__).parent / "fixtures" / "two_stage" / "mask_rcnn_native_crop.config"
 LABELS = Path(__file__).resolve().parent.parent / "pipeline_samples" / "label_map.pbtxt"
 SECOND_STAGE = ("box_classifier_features", "class_predictions_with_background", "refined_box_encodings")
@@ -98,7 +100,6 @@ def test_a_second_stage_that_crops_other_boxes_fails(reference):
     assert failing & set(SECOND_STAGE)
 
 
-@pytest.mark.exhaustive
 def test_the_onnx_file_of_a_native_crop_mask_rcnn_verifies(workspace, mask_rcnn_run):
     from od_export import ExportOptions, export
 
@@ -122,7 +123,6 @@ def mask_rcnn_tensorrt(workspace, mask_rcnn_run):
                       validate=True)))
 
 
-@pytest.mark.exhaustive
 def test_mask_rcnn_gets_the_mask_head_after_the_final_nms_and_verifies(mask_rcnn_tensorrt):
     import json
 
@@ -141,7 +141,6 @@ def test_mask_rcnn_gets_the_mask_head_after_the_final_nms_and_verifies(mask_rcnn
     assert "detection_masks" in spec["outputs"] and "probabilities" in spec["masks"]
 
 
-@pytest.mark.exhaustive
 def test_a_tampered_mask_head_fails_its_check(mask_rcnn_tensorrt, tmp_path, capsys):
     import json
 
@@ -164,7 +163,6 @@ def test_a_tampered_mask_head_fails_its_check(mask_rcnn_tensorrt, tmp_path, caps
     assert check["outputs"]["detection_boxes"]["ok"]  # the boxes do not pass through the mask head
 
 
-@pytest.mark.exhaustive
 def test_a_native_crop_faster_rcnn_tensorrt_file_is_judged_on_its_own_proposals(workspace, tmp_path):
     """Faster R-CNN's export has no proposal output: the SavedModel's are read at its crop, the file's in its graph."""
     from od_export import DemoCheckpointOptions, ExportOptions, create_demo_checkpoint, export
